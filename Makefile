@@ -1,0 +1,40 @@
+# The two commands: `make demo` (set up, run the main job) and `make test` (set up, run every test).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed ## Create .venv and install the pinned dependencies (constraints.txt)
+
+demo: install ## Pull the data, run the experimental pipeline, print metrics and paths
+	scripts/demo.sh
+
+test: install ## Run the whole test suite
+	$(BIN)/python -m pytest
+
+lint: install ## ruff lint and format check
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: install ## Benchmarks: experimental pipeline end to end, training time vs data size
+	$(BIN)/python -m benchmarks.training
+
+lock: ## Re-resolve constraints.txt from pyproject.toml (needs uv in .venv)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o constraints.txt
+
+clean: ## Remove the virtualenv and generated outputs
+	rm -rf $(VENV) models reports .pytest_cache
+
+.PHONY: help install demo test lint bench lock clean

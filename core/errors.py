@@ -1,0 +1,21 @@
+"""Typed errors shared by every part. The CLI turns any ``MlopsError`` into a message and exit status 1."""
+
+
+class MlopsError(Exception):
+    """Base class: an error the user can act on; its message says what to do next."""
+
+
+class DataValidationError(MlopsError):
+    """Input data broke the schema; ``report`` lists every offending row and column."""
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report
+
+
+class ParamsError(MlopsError):
+    """``params.yaml`` (or an override) is missing, malformed or names an unknown key."""
+
+
+class ModelDirError(MlopsError):
+    """A model directory is missing files, or its ``model.joblib`` does not match its card."""

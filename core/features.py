@@ -1,0 +1,86 @@
+"""The feature schema every part of the project shares: names, order, units, domains.
+
+The raw Auto MPG file uses short column names (``cyl``, ``wght``, ...) and two-digit
+model years; everything downstream of loading uses the canonical names and
+four-digit years defined here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+#: mpg * l_per_100km == 235.214583 (US gallon, statute mile).
+MPG_L100KM_FACTOR = 235.214583
+TARGET = "mpg"
+MISSING_MARKER = "?"
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model input: its canonical name, raw-data column, unit and valid domain."""
+
+    name: str
+    raw_name: str
+    unit: str
+    minimum: float
+    maximum: float
+    allowed: tuple[float, ...] | None = None
+    integer: bool = False
+
+
+# Domains are physical plausibility, not the training range: a 12-cylinder car is
+# valid input (the model card's training ranges flag it as extrapolation).
+FEATURES: tuple[Feature, ...] = (
+    Feature("cylinders", "cyl", "count", 2, 16, allowed=(2, 3, 4, 5, 6, 8, 10, 12, 16), integer=True),
+    Feature("displacement", "dpl", "cubic inches", 1, 1000),
+    Feature("horsepower", "hp", "hp", 1, 2000),
+    Feature("weight", "wght", "lb", 100, 20000),
+    Feature("acceleration", "acc", "s (0-60 mph)", 1, 60),
+    Feature("model_year", "year", "year", 1900, 2100, integer=True),
+    Feature("origin", "org", "1 = USA, 2 = Europe, 3 = Japan", 1, 3, allowed=(1, 2, 3), integer=True),
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
+TARGET_DOMAIN = (1.0, 200.0)  # mpg
+RAW_TO_CANONICAL: dict[str, str] = {f.raw_name: f.name for f in FEATURES}
+ORIGIN_NAMES: dict[str, int] = {"usa": 1, "europe": 2, "japan": 3}
+
+
+def canonical_year(year: float) -> float:
+    """Return a four-digit model year; the raw data's two-digit 70 means 1970."""
+    return year + 1900 if 0 <= year < 100 else year
+
+
+def to_l_per_100km(mpg: np.ndarray | float) -> np.ndarray | float:
+    """Convert miles per US gallon to litres per 100 km."""
+    return np.divide(MPG_L100KM_FACTOR, mpg)
+
+
+class FeatureMatrix(TransformerMixin, BaseEstimator):
+    """First step of every model: the seven canonical features as a float matrix.
+
+    Accepts a DataFrame (columns picked by canonical name, in canonical order) or a
+    plain array already in canonical order, so the same ``model.joblib`` serves batch
+    prediction on DataFrames and the allocation-light serving path on arrays.
+    """
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = len(FEATURE_NAMES)
+        return self
+
+    def transform(self, X):
+        if hasattr(X, "columns"):
+            missing = [n for n in FEATURE_NAMES if n not in X.columns]
+            if missing:
+                raise ValueError(f"input lacks feature column(s): {', '.join(missing)}")
+            X = X[list(FEATURE_NAMES)].to_numpy(dtype=float)
+        matrix = np.asarray(X, dtype=float)
+        if matrix.ndim != 2 or matrix.shape[1] != len(FEATURE_NAMES):
+            raise ValueError(f"expected shape (n, {len(FEATURE_NAMES)}) in order {FEATURE_NAMES}, got {matrix.shape}")
+        return matrix
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(FEATURE_NAMES, dtype=object)

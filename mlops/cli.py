@@ -1,0 +1,33 @@
+"""``mlops``: one entry point for data, training, pipelines, serving and GitOps commands."""
+
+from __future__ import annotations
+
+import click
+
+from core.errors import MlopsError
+from training.cli import data_group, evaluate_command, predict_command, train_command
+
+
+class MlopsGroup(click.Group):
+    """Turns the project's typed errors into a one-line message and exit status 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MlopsError as e:
+            raise click.ClickException(str(e)) from e
+
+
+@click.group(cls=MlopsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mpg-mlops")
+def main():
+    """Fuel-consumption model: from experiment to a served, GitOps-managed model.
+
+    \b
+    Example:
+      mlops data pull && mlops train --out models/candidate
+    """
+
+
+for command in (data_group, train_command, evaluate_command, predict_command):
+    main.add_command(command)

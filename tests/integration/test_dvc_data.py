@@ -1,0 +1,55 @@
+"""DVC round trips against real remotes: a local folder and S3 (moto server on loopback)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core.model_card import md5_file
+from tests.conftest import SEED_DATA
+from tests.integration.conftest import sh
+from training.versioning import DataVersionError, pull, push
+
+
+@pytest.fixture
+def data_repo(tmp_path) -> Path:
+    """A git + DVC repo tracking the starting data."""
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    shutil.copy(SEED_DATA, repo / "data" / "auto-mpg.csv")
+    sh("git", "init", "-q", cwd=repo)
+    sh("dvc", "init", "-q", cwd=repo)
+    sh("dvc", "add", "-q", "data/auto-mpg.csv", cwd=repo)
+    return repo
+
+
+def drop_cache_and_data(repo: Path) -> None:
+    shutil.rmtree(repo / ".dvc" / "cache")
+    (repo / "data" / "auto-mpg.csv").unlink()
+
+
+def test_local_remote_round_trip(data_repo, tmp_path):
+    sh("dvc", "remote", "add", "-d", "tmp", tmp_path / "remote", cwd=data_repo)
+    assert push(data_repo) == 1
+    drop_cache_and_data(data_repo)
+    assert pull(data_repo) == 1
+    assert md5_file(data_repo / "data" / "auto-mpg.csv") == md5_file(SEED_DATA)
+
+
+def test_s3_remote_round_trip_with_credentials_from_the_environment(data_repo, bucket, s3_env):
+    sh("dvc", "remote", "add", "s3", f"s3://{bucket}/dvc", cwd=data_repo)
+    sh("dvc", "remote", "modify", "s3", "endpointurl", s3_env["endpoint"], cwd=data_repo)
+    assert "testing" not in (data_repo / ".dvc" / "config").read_text()
+    assert push(data_repo, remote="s3") == 1
+    drop_cache_and_data(data_repo)
+    assert pull(data_repo, remote="s3") == 1
+    assert md5_file(data_repo / "data" / "auto-mpg.csv") == md5_file(SEED_DATA)
+
+
+def test_pull_from_an_empty_remote_names_the_remote(data_repo, tmp_path):
+    sh("dvc", "remote", "add", "-d", "empty", tmp_path / "empty", cwd=data_repo)
+    drop_cache_and_data(data_repo)
+    with pytest.raises(DataVersionError, match="default remote"):
+        pull(data_repo)

@@ -1,0 +1,31 @@
+"""The project's seeded evaluation targets and reproducibility."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.model_card import load_model, read_card
+from training.train import train
+
+
+def test_selected_model_meets_the_quality_targets(trained_dir):
+    metrics = read_card(trained_dir).metrics
+    assert metrics["cv_rmse_mean"] <= 2.7
+    assert metrics["holdout"]["rmse"] <= 2.8
+    assert metrics["holdout"]["r2"] >= 0.87
+
+
+def test_selected_model_beats_the_original_baseline_and_the_linear_model(trained_dir):
+    card = read_card(trained_dir)
+    scores = {name: s["cv_rmse_mean"] for name, s in card.metrics["candidates"].items()}
+    assert scores[card.algorithm] == min(scores.values())
+    assert scores[card.algorithm] < scores["poly_weight_year"] < scores["linear"]
+
+
+def test_training_twice_gives_identical_metrics_predictions_and_model_id(trained_dir, dataset, params, tmp_path):
+    again = train(dataset, params, tmp_path / "again")
+    first = read_card(trained_dir)
+    assert again.metrics == first.metrics
+    assert again.id == first.id
+    X = dataset.X.to_numpy()
+    assert np.array_equal(load_model(trained_dir)[0].predict(X), load_model(tmp_path / "again")[0].predict(X))

@@ -1,0 +1,154 @@
+"""Commands for data, training, evaluation and batch prediction (wired into ``mlops`` by ``mlops.cli``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from core.atomic import atomic_write
+from core.settings import project_root
+
+EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+OUT_PATH = click.Path(path_type=Path)
+
+params_option = click.option(
+    "--params",
+    "params_path",
+    type=EXISTING_FILE,
+    default=None,
+    help="Parameters file [default: params.yaml at the project root].",
+)
+set_option = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a parameter, e.g. train.cv_folds=3."
+)
+data_option = click.option(
+    "--data", "data_path", type=EXISTING_FILE, default=None, help="Training CSV [default: data.path in params]."
+)
+
+
+def _params(params_path: Path | None, overrides=()):
+    from training.params import load_params
+
+    return load_params(params_path or project_root() / "params.yaml", overrides)
+
+
+def _dataset(params, data_path: Path | None):
+    from training.data import load_dataset
+
+    return load_dataset(data_path or project_root() / params.data.path)
+
+
+@click.group("data")
+def data_group():
+    """Fetch and check the versioned data.
+
+    \b
+    Example:
+      mlops data pull && mlops data validate
+    """
+
+
+@data_group.command("pull")
+@click.option("--remote", default=None, help="DVC remote name [default: the repo's default, a local folder].")
+def data_pull(remote):
+    """Fetch the DVC-tracked data into the workspace.
+
+    \b
+    Example:
+      mlops data pull                # from the committed local remote
+      mlops data pull --remote s3    # from S3 (credentials from the environment)
+    """
+    from training.versioning import pull
+
+    fetched = pull(project_root(), remote)
+    click.echo(f"data up to date ({fetched} file(s) fetched)")
+
+
+@data_group.command("validate")
+@click.argument("path", type=EXISTING_FILE, required=False)
+@click.option("--report", "report_path", type=OUT_PATH, help="Also write the findings as JSON.")
+@click.option("--features-only", is_flag=True, help="Input for prediction: no mpg column, ? is an error.")
+def data_validate(path, report_path, features_only):
+    """Check a car table: types, ranges, allowed values, ? markers, duplicates.
+
+    Prints one line per finding (file line and column) and exits 1 when the data is
+    invalid. The file is never modified.
+
+    \b
+    Example:
+      mlops data validate data/auto-mpg.csv --report reports/validation.json
+    """
+    from training.data import validate_file
+
+    path = path or project_root() / _params(None).data.path
+    _, report = validate_file(path, require_target=not features_only)
+    if report_path:
+        atomic_write(report_path, lambda tmp: tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n"))
+    click.echo(report.summary())
+    if not report.valid:
+        raise SystemExit(1)
+
+
+@click.command("train")
+@click.option("--out", "out_dir", type=OUT_PATH, required=True, help="Model directory to write.")
+@data_option
+@params_option
+@set_option
+def train_command(out_dir, data_path, params_path, overrides):
+    """Select the best candidate by cross-validation and save it as a model directory.
+
+    \b
+    Example:
+      mlops train --out models/candidate --set train.cv_folds=3
+    """
+    from training.train import train
+
+    params = _params(params_path, overrides)
+    card = train(_dataset(params, data_path), params, out_dir)
+    click.echo(f"selected {card.algorithm}: CV RMSE {card.metrics['cv_rmse_mean']:.3f} mpg")
+    for name, score in card.metrics["candidates"].items():
+        click.echo(f"  {name:<18} CV RMSE {score['cv_rmse_mean']:.3f} ± {score['cv_rmse_std']:.3f}")
+    click.echo(f"model {card.id[:12]} written to {out_dir}")
+
+
+@click.command("evaluate")
+@click.option("--model", "model_dir", type=EXISTING_DIR, required=True, help="Model directory.")
+@click.option("--out", "out_dir", type=OUT_PATH, required=True, help="Folder for metrics.json, plots.")
+@data_option
+@params_option
+def evaluate_command(model_dir, out_dir, data_path, params_path):
+    """Score a model on the seeded holdout rows; write metrics.json, predictions.csv and plots.
+
+    \b
+    Example:
+      mlops evaluate --model models/candidate --out reports
+    """
+    from training.evaluate import evaluate
+
+    params = _params(params_path)
+    metrics = evaluate(model_dir, _dataset(params, data_path), params, out_dir)
+    h = metrics["holdout"]
+    click.echo(f"holdout RMSE {h['rmse']:.3f}  MAE {h['mae']:.3f}  R² {h['r2']:.3f}  -> {out_dir}")
+
+
+@click.command("predict")
+@click.option("--model", "model_dir", type=EXISTING_DIR, required=True, help="Model directory.")
+@click.option("--input", "input_path", type=EXISTING_FILE, required=True, help="CSV of cars (raw or canonical names).")
+@click.option("--output", "output_path", type=OUT_PATH, required=True, help="CSV to write (input + predictions).")
+def predict_command(model_dir, input_path, output_path):
+    """Predict fuel consumption for every row of a CSV.
+
+    The output repeats the input and adds mpg and l_per_100km. A bad input cell stops
+    the command with its line and column, and no output file is written.
+
+    \b
+    Example:
+      mlops predict --model models/candidate --input data/auto-mpg.csv --output predictions.csv
+    """
+    from training.predict import predict_file
+
+    rows = predict_file(model_dir, input_path, output_path)
+    click.echo(f"{rows} predictions written to {output_path}")

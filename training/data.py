@@ -1,0 +1,71 @@
+"""Load the car table, validate it, apply the cleaning policy, split it.
+
+Cleaning policy (also in the README): rows with a missing value (``?``) and exact
+duplicate rows are dropped and reported as warnings; nothing is imputed. Any
+error (wrong type, outside the domain, disallowed value, missing column) makes the
+whole file invalid: nothing is trained on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from core.errors import DataValidationError
+from core.features import FEATURE_NAMES, TARGET
+from core.model_card import md5_file
+from training.validation import FIRST_DATA_LINE, ValidationReport, validate_table
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Clean training rows (canonical feature columns + ``mpg``) and where they came from."""
+
+    frame: pd.DataFrame
+    path: Path
+    md5: str
+    report: ValidationReport
+
+    @property
+    def X(self) -> pd.DataFrame:
+        return self.frame[list(FEATURE_NAMES)]
+
+    @property
+    def y(self) -> pd.Series:
+        return self.frame[TARGET]
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV with every cell as a string, so validation sees exactly what the file holds."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except FileNotFoundError as e:
+        raise DataValidationError(f"{path} not found; run `mlops data pull` to fetch the tracked data") from e
+    except pd.errors.EmptyDataError as e:
+        raise DataValidationError(f"{path} is empty: expected a header line and data rows") from e
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataValidationError(f"{path} is not a readable CSV: {e}") from e
+
+
+def validate_file(path: Path, require_target: bool = True) -> tuple[pd.DataFrame, ValidationReport]:
+    """Read and validate a CSV; returns parsed canonical columns and the report (never raises on bad rows)."""
+    return validate_table(read_table(path), require_target=require_target, missing_is_error=not require_target)
+
+
+def load_dataset(path: Path) -> Dataset:
+    """Validated, cleaned training data; raises ``DataValidationError`` with the report when invalid."""
+    parsed, report = validate_file(path)
+    if not report.valid:
+        raise DataValidationError(f"{path} is invalid:\n{report.summary()}", report)
+    dropped = [line - FIRST_DATA_LINE for line in report.dropped_lines]
+    frame = parsed.drop(index=dropped).reset_index(drop=True)
+    return Dataset(frame=frame[[*FEATURE_NAMES, TARGET]], path=Path(path), md5=md5_file(path), report=report)
+
+
+def holdout_split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded train/holdout split; the same params always give the same rows."""
+    train, test = train_test_split(frame, test_size=test_size, random_state=seed)
+    return train, test

@@ -1,0 +1,93 @@
+"""Cross-validated candidate selection and the final fit.
+
+The three steps are separate functions so the Kubeflow pipeline can run
+``score_candidate`` for each candidate in parallel and ``fit_selected`` once, while
+``train`` runs them in sequence for the experimental pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, KFold
+
+from core.features import FEATURE_NAMES, TARGET
+from core.model_card import DataRef, ModelCard, feature_ranges, git_commit, save_model_dir
+from training.candidates import BUILDERS
+from training.data import Dataset, holdout_split
+from training.evaluate import regression_metrics
+from training.params import Params, TrainParams
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    """Cross-validated RMSE of one candidate at its best grid point."""
+
+    name: str
+    cv_rmse_mean: float
+    cv_rmse_std: float
+    best_params: dict[str, Any]
+
+
+def score_candidate(name: str, train: pd.DataFrame, params: TrainParams) -> CandidateScore:
+    """K-fold CV RMSE of a candidate on the training rows (grid-searched when it has a grid)."""
+    estimator, grid = BUILDERS[name](params)
+    folds = KFold(n_splits=params.cv_folds, shuffle=True, random_state=params.seed)
+    search = GridSearchCV(estimator, grid or {}, cv=folds, scoring="neg_root_mean_squared_error", refit=False)
+    search.fit(train[list(FEATURE_NAMES)], train[TARGET])
+    best = search.best_index_
+    return CandidateScore(
+        name=name,
+        cv_rmse_mean=round(float(-search.cv_results_["mean_test_score"][best]), 6),
+        cv_rmse_std=round(float(search.cv_results_["std_test_score"][best]), 6),
+        best_params=dict(search.best_params_),
+    )
+
+
+def select(scores: list[CandidateScore]) -> CandidateScore:
+    """The candidate with the lowest mean CV RMSE (ties: the first listed, i.e. the simpler)."""
+    return min(scores, key=lambda s: s.cv_rmse_mean)
+
+
+def fit_selected(score: CandidateScore, train: pd.DataFrame, params: TrainParams):
+    """Fit the selected candidate, at its best grid point, on all training rows."""
+    estimator, _ = BUILDERS[score.name](params)
+    model = clone(estimator).set_params(**score.best_params)
+    return model.fit(train[list(FEATURE_NAMES)], train[TARGET])
+
+
+def card_fields(
+    dataset: Dataset, params: Params, scores: list[CandidateScore], winner: CandidateScore, model, test, train
+) -> dict[str, Any]:
+    """Model card content (all but id, creation time and library versions)."""
+    holdout = regression_metrics(test[TARGET], model.predict(test[list(FEATURE_NAMES)]))
+    features = train[list(FEATURE_NAMES)]
+    return {
+        "algorithm": winner.name,
+        "git_commit": git_commit(dataset.path.resolve().parent),
+        "data": DataRef(path=str(params.data.path), md5=dataset.md5, rows=len(dataset.frame)),
+        "params": {**params.model_dump(mode="json"), "selected": {winner.name: winner.best_params}},
+        "metrics": {
+            "cv_rmse_mean": winner.cv_rmse_mean,
+            "cv_rmse_std": winner.cv_rmse_std,
+            "holdout": holdout,
+            "train_rows": len(train),
+            "holdout_rows": len(test),
+            "candidates": {s.name: asdict(s) for s in scores},
+        },
+        "features": feature_ranges(features.min().to_dict(), features.max().to_dict()),
+    }
+
+
+def train(dataset: Dataset, params: Params, out_dir: Path) -> ModelCard:
+    """Score every candidate, fit the best on the training rows, save the model directory."""
+    train_rows, test_rows = holdout_split(dataset.frame, params.split.test_size, params.split.seed)
+    scores = [score_candidate(name, train_rows, params.train) for name in params.train.candidates]
+    winner = select(scores)
+    model = fit_selected(winner, train_rows, params.train)
+    fields = card_fields(dataset, params, scores, winner, model, test_rows, train_rows)
+    return save_model_dir(model, out_dir, **fields)

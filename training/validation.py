@@ -1,0 +1,155 @@
+"""Schema checks on a table of cars: types, domains, allowed values, the ``?`` marker, duplicates.
+
+Checks are vectorised per column, so a 100x data set validates as fast as it reads.
+Errors make the table invalid; warnings mark rows the cleaning policy drops
+(missing values, exact duplicates). Nothing here modifies the input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from core.features import (
+    FEATURES,
+    MISSING_MARKER,
+    ORIGIN_NAMES,
+    RAW_TO_CANONICAL,
+    TARGET,
+    TARGET_DOMAIN,
+    Feature,
+    canonical_year,
+)
+
+#: A data row's line in the CSV file: the header is line 1.
+FIRST_DATA_LINE = 2
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One finding: the file line (None for a whole column), the column, the value and what is wrong."""
+
+    line: int | None
+    column: str
+    value: str
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line is not None else "header"
+        shown = f" {self.value!r}" if self.value else ""
+        return f"{self.severity}: {where}, column {self.column}:{shown} {self.message}"
+
+
+@dataclass
+class ValidationReport:
+    """All findings for one table plus the line numbers the cleaning policy drops."""
+
+    rows: int
+    issues: list[Issue] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+    @property
+    def dropped_lines(self) -> list[int]:
+        return sorted({i.line for i in self.issues if i.severity == "warning" and i.line is not None})
+
+    def to_dict(self) -> dict:
+        return {
+            "valid": self.valid,
+            "rows": self.rows,
+            "errors": len(self.errors),
+            "warnings": len(self.issues) - len(self.errors),
+            "dropped_lines": self.dropped_lines,
+            "issues": [asdict(i) for i in self.issues],
+        }
+
+    def summary(self, limit: int = 50) -> str:
+        lines = [str(i) for i in self.issues[:limit]]
+        if len(self.issues) > limit:
+            lines.append(f"... and {len(self.issues) - limit} more (see the JSON report)")
+        verdict = "valid" if self.valid else "INVALID"
+        lines.append(
+            f"{verdict}: {self.rows} rows, {len(self.errors)} errors, "
+            f"{len(self.issues) - len(self.errors)} warnings, {len(self.dropped_lines)} rows dropped by cleaning"
+        )
+        return "\n".join(lines)
+
+
+def canonical_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Rename raw column names (``cyl``, ``wght``, ...) to canonical ones; other names are kept."""
+    return table.rename(columns={c: RAW_TO_CANONICAL.get(c.strip(), c.strip()) for c in table.columns})
+
+
+def _numbers(text: pd.Series, feature_name: str) -> pd.Series:
+    if feature_name == "origin":
+        text = text.str.lower().map(lambda v: str(ORIGIN_NAMES.get(v, v)))
+    values = pd.to_numeric(text, errors="coerce").astype(float)
+    return values.map(canonical_year) if feature_name == "model_year" else values
+
+
+def _check_numeric(
+    text: pd.Series, name: str, feature: Feature | None, missing_is_error: bool, issues: list[Issue]
+) -> pd.Series:
+    """Parse one column to float, appending an issue per bad cell; bad cells become NaN."""
+    text = text.astype(str).str.strip()
+    values = _numbers(text, name)
+    lo, hi = (feature.minimum, feature.maximum) if feature else TARGET_DOMAIN
+    missing = text == MISSING_MARKER
+    problems = {
+        "missing value; the row is dropped by cleaning": missing,
+        "is empty; write ? for a missing value": text == "",
+        "is not a number": values.isna() & ~missing & (text != ""),
+        "is not finite": ~np.isfinite(values.fillna(0)),
+    }
+    if feature is not None and feature.allowed:
+        allowed = ", ".join(f"{a:g}" for a in feature.allowed)
+        problems[f"is not one of {allowed}"] = np.isfinite(values) & ~values.isin(feature.allowed)
+    else:
+        problems[f"is outside [{lo:g}, {hi:g}]"] = np.isfinite(values) & ((values < lo) | (values > hi))
+    if feature is not None and feature.integer:
+        problems["is not a whole number"] = values.notna() & np.isfinite(values) & (values % 1 != 0)
+    for message, mask in problems.items():
+        severity = "warning" if message.startswith("missing value") and not missing_is_error else "error"
+        for index in np.flatnonzero(mask.to_numpy()):
+            issues.append(Issue(int(index) + FIRST_DATA_LINE, name, text.iat[index], message, severity))
+    return values.where(~np.asarray(list(problems.values())).any(axis=0))
+
+
+def validate_table(
+    table: pd.DataFrame, require_target: bool, missing_is_error: bool = False
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """Check a table read as strings; return the parsed canonical columns and the report.
+
+    Args:
+        table: the CSV read with every cell as a string (raw or canonical column names).
+        require_target: training data must carry ``mpg``; prediction input need not.
+        missing_is_error: prediction input cannot skip a row, so ``?`` is an error there.
+    """
+    table = canonical_columns(table)
+    report = ValidationReport(rows=len(table))
+    issues = report.issues
+    if table.empty:
+        issues.append(Issue(None, "*", "", "the table has no data rows"))
+        return pd.DataFrame(), report
+    parsed = {}
+    wanted = [(f.name, f) for f in FEATURES] + ([(TARGET, None)] if require_target else [])
+    for name, feature in wanted:
+        if name not in table.columns:
+            raw = f" (raw name {feature.raw_name})" if feature else ""
+            issues.append(Issue(None, name, "", f"column is missing{raw}"))
+            continue
+        parsed[name] = _check_numeric(table[name], name, feature, missing_is_error, issues)
+    duplicated = table.duplicated(keep="first").to_numpy()
+    for index in np.flatnonzero(duplicated):
+        issues.append(Issue(int(index) + FIRST_DATA_LINE, "*", "", "exact duplicate of an earlier row", "warning"))
+    issues.sort(key=lambda i: (i.line or 0, i.column))
+    return pd.DataFrame(parsed, index=table.index), report
