@@ -28,8 +28,8 @@ test: install ## Run the whole test suite
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-bench: install ## Benchmarks: experimental pipeline end to end, training time vs data size
-	$(BIN)/python -m benchmarks.training
+bench: install ## Benchmarks (training; pipeline and serving once they exist)
+	$(BIN)/mlops bench training
 
 lock: ## Re-resolve constraints.txt from pyproject.toml (needs uv in .venv)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o constraints.txt

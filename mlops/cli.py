@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from core.errors import MlopsError
-from training.cli import data_group, evaluate_command, predict_command, train_command
+from training.cli import bench_training, data_group, evaluate_command, predict_command, train_command
 
 
 class MlopsGroup(click.Group):
@@ -29,5 +29,16 @@ def main():
     """
 
 
+@main.group("bench")
+def bench_group():
+    """Benchmarks: each compares against a baseline measured in the same run.
+
+    \b
+    Example:
+      mlops bench training
+    """
+
+
 for command in (data_group, train_command, evaluate_command, predict_command):
     main.add_command(command)
+bench_group.add_command(bench_training)

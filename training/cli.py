@@ -152,3 +152,33 @@ def predict_command(model_dir, input_path, output_path):
 
     rows = predict_file(model_dir, input_path, output_path)
     click.echo(f"{rows} predictions written to {output_path}")
+
+
+@click.command("training")
+@click.option("--factors", default="1,10,100", show_default=True, help="Data sizes, as multiples of the data.")
+@click.option("--skip-pipeline", is_flag=True, help="Only the fit-time table.")
+def bench_training(factors, skip_pipeline):
+    """Benchmark: experimental pipeline end to end, and fit time per candidate as the data grows.
+
+    \b
+    Example:
+      mlops bench training --factors 1,10
+    """
+    from training.bench import fit_times, pipeline_time, selection_times
+
+    params = _params(None)
+    dataset = _dataset(params, None)
+    sizes = tuple(int(f) for f in factors.split(","))
+    if not skip_pipeline:
+        click.echo("experimental pipeline, fresh copy of the repo (seconds):")
+        for label, value in pipeline_time(project_root()).items():
+            click.echo(f"  {label:<36} {value:8.2f}")
+    click.echo("\nseconds per fit (first grid point), data resampled with 2 % noise:")
+    table = fit_times(dataset, params, sizes)
+    click.echo(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    click.echo("\nseconds for the whole CV selection (all candidates and grid points, 5 folds, final fit):")
+    times = selection_times(dataset, params, tuple(f for f in sizes if f <= 10))
+    for label, seconds in times.items():
+        ratio = seconds / next(iter(times.values()))
+        click.echo(f"  {label:<20} {seconds:8.2f}   {ratio:6.1f}x the first")
+    click.echo("  (100x is not run: the SVR grid alone would take ~40 fits of the 100x time above)")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from training.bench import copy_worktree
 
 BIN = Path(sys.executable).parent
 GIT_IDENTITY = {
@@ -39,17 +40,7 @@ def sh(*args, cwd: Path, check: bool = True, **env: str) -> subprocess.Completed
 @pytest.fixture(scope="session")
 def repo_copy(tmp_path_factory, root) -> Path:
     """A fresh git repository holding what a clone of this project holds (tracked + unignored files)."""
-    dest = tmp_path_factory.mktemp("clone") / "repo"
-    listed = sh("git", "ls-files", "-co", "--exclude-standard", "-z", cwd=root).stdout.split("\0")
-    for name in filter(None, listed):
-        src = root / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    sh("git", "init", "-q", "-b", "main", cwd=dest)
-    sh("git", "add", "-A", cwd=dest)
-    sh("git", "commit", "-q", "-m", "copy of the project", cwd=dest)
-    return dest
+    return copy_worktree(root, tmp_path_factory.mktemp("clone") / "repo")
 
 
 @pytest.fixture(scope="session")

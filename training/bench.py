@@ -1,0 +1,98 @@
+"""Training benchmarks: the experimental pipeline end to end, and fit time as the data grows.
+
+Run with ``mlops bench training`` (or ``make bench``). Each table compares against a
+baseline measured in the same run and prints the ratios.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from training.candidates import BUILDERS
+from training.data import Dataset
+from training.params import Params
+
+NOISY_COLUMNS = ("displacement", "horsepower", "weight", "acceleration", "mpg")
+
+
+def copy_worktree(root: Path, dest: Path) -> Path:
+    """Copy what a clone of ``root`` holds (tracked and unignored files) into a new git repo at ``dest``."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        if (root / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, dest / name)
+    identity = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], [*identity, "commit", "-q", "-m", "copy"]):
+        subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def resample(frame: pd.DataFrame, factor: int, seed: int = 0) -> pd.DataFrame:
+    """``factor`` times the rows, drawn with replacement, continuous columns jittered by 2 %."""
+    rng = np.random.default_rng(seed)
+    rows = frame.sample(len(frame) * factor, replace=True, random_state=seed).reset_index(drop=True)
+    for column in NOISY_COLUMNS:
+        rows[column] = rows[column] * (1 + rng.normal(0, 0.02, len(rows)))
+    return rows
+
+
+def fit_times(dataset: Dataset, params: Params, factors=(1, 10, 100)) -> pd.DataFrame:
+    """Seconds for one fit of each candidate (first grid point) at each data size."""
+    table = pd.DataFrame(index=list(params.train.candidates))
+    for factor in (0, *factors):  # pass 0 warms up imports and caches and is discarded
+        frame = resample(dataset.frame, factor) if factor > 1 else dataset.frame
+        column = f"{factor}x ({len(frame)} rows)" if factor else "warm-up"
+        for name in params.train.candidates:
+            estimator, grid = BUILDERS[name](params.train)
+            estimator.set_params(**{key: values[0] for key, values in grid.items()})
+            started = time.perf_counter()
+            estimator.fit(frame.drop(columns="mpg"), frame["mpg"])
+            table.loc[name, column] = time.perf_counter() - started
+    table = table.drop(columns="warm-up")
+    for (low, low_col), (high, high_col) in itertools.pairwise(zip(factors, list(table.columns), strict=True)):
+        table[f"{high}x/{low}x"] = table[high_col] / table[low_col]
+    return table
+
+
+def selection_times(dataset: Dataset, params: Params, factors=(1, 10)) -> dict[str, float]:
+    """Seconds for the whole selection (CV of every candidate over its grid, then the final fit)."""
+    from training.train import fit_selected, score_candidate, select
+
+    times = {}
+    for factor in factors:
+        frame = resample(dataset.frame, factor) if factor > 1 else dataset.frame
+        started = time.perf_counter()
+        scores = [score_candidate(name, frame, params.train) for name in params.train.candidates]
+        fit_selected(select(scores), frame, params.train)
+        times[f"{factor}x ({len(frame)} rows)"] = time.perf_counter() - started
+    return times
+
+
+def pipeline_time(root: Path) -> dict[str, float]:
+    """Wall time of ``dvc repro -f`` in a fresh copy, against the floor of starting its three processes."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = copy_worktree(root, Path(tmp) / "repo")
+        subprocess.run(["mlops", "data", "pull"], cwd=repo, env=env, check=True, capture_output=True)
+        started = time.perf_counter()
+        subprocess.run(["dvc", "repro", "-f"], cwd=repo, env=env, check=True, capture_output=True)
+        repro = time.perf_counter() - started
+    started = time.perf_counter()
+    imports = "import training.train, training.evaluate, training.validation"
+    for _ in range(3):
+        subprocess.run([sys.executable, "-c", imports], check=True)
+    floor = time.perf_counter() - started
+    return {"dvc repro -f (3 stages)": repro, "floor: 3 x start python + import": floor, "ratio": repro / floor}
