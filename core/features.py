@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
 #: mpg * l_per_100km == 235.214583 (US gallon, statute mile).
 MPG_L100KM_FACTOR = 235.214583
@@ -57,30 +56,3 @@ def canonical_year(year: float) -> float:
 def to_l_per_100km(mpg: np.ndarray | float) -> np.ndarray | float:
     """Convert miles per US gallon to litres per 100 km."""
     return np.divide(MPG_L100KM_FACTOR, mpg)
-
-
-class FeatureMatrix(TransformerMixin, BaseEstimator):
-    """First step of every model: the seven canonical features as a float matrix.
-
-    Accepts a DataFrame (columns picked by canonical name, in canonical order) or a
-    plain array already in canonical order, so the same ``model.joblib`` serves batch
-    prediction on DataFrames and the allocation-light serving path on arrays.
-    """
-
-    def fit(self, X, y=None):
-        self.n_features_in_ = len(FEATURE_NAMES)
-        return self
-
-    def transform(self, X):
-        if hasattr(X, "columns"):
-            missing = [n for n in FEATURE_NAMES if n not in X.columns]
-            if missing:
-                raise ValueError(f"input lacks feature column(s): {', '.join(missing)}")
-            X = X[list(FEATURE_NAMES)].to_numpy(dtype=float)
-        matrix = np.asarray(X, dtype=float)
-        if matrix.ndim != 2 or matrix.shape[1] != len(FEATURE_NAMES):
-            raise ValueError(f"expected shape (n, {len(FEATURE_NAMES)}) in order {FEATURE_NAMES}, got {matrix.shape}")
-        return matrix
-
-    def get_feature_names_out(self, input_features=None):
-        return np.asarray(FEATURE_NAMES, dtype=object)

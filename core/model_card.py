@@ -126,13 +126,20 @@ def save_model_dir(model: Any, out_dir: Path, **card_fields: Any) -> ModelCard:
             libraries=library_versions(),
             **card_fields,
         )
-        (staging / CARD_FILE).write_text(card.model_dump_json(indent=2) + "\n")
+        write_card(staging, card)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return card
+
+
+def write_card(model_dir: Path, card: ModelCard) -> None:
+    """Replace a directory's card (e.g. to add context); the id must still match ``model.joblib``."""
+    if sha256_file(Path(model_dir) / MODEL_FILE) != card.id:
+        raise ModelDirError(f"card id {card.id[:12]}… does not match {model_dir}/{MODEL_FILE}")
+    (Path(model_dir) / CARD_FILE).write_text(card.model_dump_json(indent=2) + "\n")
 
 
 def read_card(model_dir: Path) -> ModelCard:

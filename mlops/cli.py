@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from core.cli import publish_command
 from core.errors import MlopsError
-from training.cli import bench_training, data_group, evaluate_command, predict_command, train_command
+from pipelines.cli import pipeline_group
+from training.cli import bench_training, data_group, evaluate_command, gate_command, predict_command, train_command
 
 
 class MlopsGroup(click.Group):
@@ -39,6 +41,14 @@ def bench_group():
     """
 
 
-for command in (data_group, train_command, evaluate_command, predict_command):
+for command in (
+    data_group,
+    train_command,
+    evaluate_command,
+    predict_command,
+    gate_command,
+    publish_command,
+    pipeline_group,
+):
     main.add_command(command)
 bench_group.add_command(bench_training)

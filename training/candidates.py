@@ -14,7 +14,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, PolynomialFeatures, StandardScaler
 from sklearn.svm import SVR
 
-from core.features import FEATURE_NAMES, FeatureMatrix
+from core.feature_matrix import FeatureMatrix
+from core.features import FEATURE_NAMES
 from training.params import TrainParams
 
 Grid = dict[str, list[Any]]

@@ -182,3 +182,34 @@ def bench_training(factors, skip_pipeline):
         ratio = seconds / next(iter(times.values()))
         click.echo(f"  {label:<20} {seconds:8.2f}   {ratio:6.1f}x the first")
     click.echo("  (100x is not run: the SVR grid alone would take ~40 fits of the 100x time above)")
+
+
+@click.command("gate")
+@click.option("--candidate", "candidate_dir", type=EXISTING_DIR, required=True, help="Candidate model directory.")
+@click.option("--champion", "champion_uri", default=None, help="Model URI (or directory) of the model to beat.")
+@click.option("--report", "report_path", type=OUT_PATH, default=None, help="Write the decision as JSON.")
+@data_option
+@params_option
+def gate_command(candidate_dir, champion_uri, report_path, data_path, params_path):
+    """Decide whether a candidate may replace the champion; exit 0 pass, 1 fail.
+
+    Rules live in params.yaml (gate): absolute holdout thresholds, no regression
+    against the champion on the same holdout rows, and behavioural checks. Without a
+    champion only the absolute and behavioural rules apply.
+
+    \b
+    Example:
+      mlops gate --candidate models/candidate --champion s3://mpg-mlops/models/mpg/<id>/
+    """
+    from core.settings import Settings
+    from core.store import open_store
+    from training.gate import run_gate
+
+    params = _params(params_path)
+    champion_dir = open_store(Settings.from_env()).fetch(champion_uri) if champion_uri else None
+    report = run_gate(candidate_dir, _dataset(params, data_path), params, champion_dir, champion_uri)
+    if report_path:
+        atomic_write(report_path, lambda tmp: tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n"))
+    click.echo(report.table())
+    if not report.passed:
+        raise SystemExit(1)

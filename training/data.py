@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from core.errors import DataValidationError
 from core.features import FEATURE_NAMES, TARGET
@@ -67,5 +66,7 @@ def load_dataset(path: Path) -> Dataset:
 
 def holdout_split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seeded train/holdout split; the same params always give the same rows."""
+    from sklearn.model_selection import train_test_split  # lazy: validation alone needs no scikit-learn
+
     train, test = train_test_split(frame, test_size=test_size, random_state=seed)
     return train, test

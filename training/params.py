@@ -56,10 +56,21 @@ class TrainParams(_Strict):
     svr: SvrParams = SvrParams()
 
 
+class GateParams(_Strict):
+    """Rules a candidate must pass before it is published (see training/gate.py)."""
+
+    max_holdout_rmse: float = Field(2.8, gt=0)
+    min_holdout_r2: float = Field(0.87, le=1)
+    max_rmse_increase: float = Field(0.0, ge=0)
+    min_weight_monotone_share: float = Field(0.95, ge=0, le=1)
+    prediction_range: tuple[float, float] = (5.0, 80.0)
+
+
 class Params(_Strict):
     data: DataParams = DataParams()
     split: SplitParams = SplitParams()
     train: TrainParams = TrainParams()
+    gate: GateParams = GateParams()
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -1,13 +1,14 @@
 """Cross-validated candidate selection and the final fit.
 
-The three steps are separate functions so the Kubeflow pipeline can run
-``score_candidate`` for each candidate in parallel and ``fit_selected`` once, while
-``train`` runs them in sequence for the experimental pipeline.
+``train`` (the experimental pipeline) scores every candidate, then fits the best.
+The Kubeflow pipeline runs ``train_candidate`` once per candidate in parallel and
+then picks among the saved candidates (``training.selection``), which needs no
+scikit-learn and so costs no second import of it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,7 @@ from training.candidates import BUILDERS
 from training.data import Dataset, holdout_split
 from training.evaluate import regression_metrics
 from training.params import Params, TrainParams
-
-
-@dataclass(frozen=True)
-class CandidateScore:
-    """Cross-validated RMSE of one candidate at its best grid point."""
-
-    name: str
-    cv_rmse_mean: float
-    cv_rmse_std: float
-    best_params: dict[str, Any]
+from training.selection import CandidateScore, select
 
 
 def score_candidate(name: str, train: pd.DataFrame, params: TrainParams) -> CandidateScore:
@@ -46,11 +38,6 @@ def score_candidate(name: str, train: pd.DataFrame, params: TrainParams) -> Cand
         cv_rmse_std=round(float(search.cv_results_["std_test_score"][best]), 6),
         best_params=dict(search.best_params_),
     )
-
-
-def select(scores: list[CandidateScore]) -> CandidateScore:
-    """The candidate with the lowest mean CV RMSE (ties: the first listed, i.e. the simpler)."""
-    return min(scores, key=lambda s: s.cv_rmse_mean)
 
 
 def fit_selected(score: CandidateScore, train: pd.DataFrame, params: TrainParams):
@@ -83,11 +70,19 @@ def card_fields(
     }
 
 
+def train_candidate(name: str, dataset: Dataset, params: Params, out_dir: Path) -> ModelCard:
+    """Score one candidate, fit it at its best grid point, save it (a parallel branch of the pipeline)."""
+    train_rows, test_rows = holdout_split(dataset.frame, params.split.test_size, params.split.seed)
+    score = score_candidate(name, train_rows, params.train)
+    model = fit_selected(score, train_rows, params.train)
+    return save_model_dir(model, out_dir, **card_fields(dataset, params, [score], score, model, test_rows, train_rows))
+
+
 def train(dataset: Dataset, params: Params, out_dir: Path) -> ModelCard:
     """Score every candidate, fit the best on the training rows, save the model directory."""
     train_rows, test_rows = holdout_split(dataset.frame, params.split.test_size, params.split.seed)
     scores = [score_candidate(name, train_rows, params.train) for name in params.train.candidates]
-    winner = select(scores)
+    winner = select(scores, params.train.candidates)
     model = fit_selected(winner, train_rows, params.train)
     fields = card_fields(dataset, params, scores, winner, model, test_rows, train_rows)
     return save_model_dir(model, out_dir, **fields)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from core.errors import MlopsError
@@ -35,3 +36,26 @@ def pull(root: Path, remote: str | None = None, targets: tuple[str, ...] = DATA_
 def push(root: Path, remote: str | None = None, targets: tuple[str, ...] = DATA_TARGETS) -> int:
     """Upload the workspace's tracked data to a remote; returns files uploaded."""
     return _run(root, "push", remote, targets)
+
+
+def _authenticated(repo: str) -> str:
+    """Add ``GIT_TOKEN`` (mounted from a Secret in the cluster) to an https repo URL."""
+    token = os.environ.get("GIT_TOKEN")
+    if token and repo.startswith("https://") and "@" not in repo.split("/")[2]:
+        return repo.replace("https://", f"https://oauth2:{token}@", 1)
+    return repo
+
+
+def read_versioned(path: str, repo: str, revision: str, remote: str | None = None) -> bytes:
+    """A tracked file (git or DVC) of ``repo`` at ``revision``, fetched from the DVC remote if needed."""
+    import dvc.api
+    from dvc.exceptions import DvcException
+    from dvc.scm import RevError
+
+    where = f"{repo or 'the working copy'} at revision {revision!r}"
+    try:
+        return dvc.api.read(path, repo=_authenticated(repo) if repo else None, rev=revision, remote=remote, mode="rb")
+    except RevError as e:
+        raise DataVersionError(f"revision {revision!r} not found in {repo or 'the working copy'}") from e
+    except (DvcException, OSError) as e:
+        raise DataVersionError(f"cannot read {path} from {where}: {e}") from e

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from core.atomic import atomic_write
-from core.features import FEATURE_NAMES, FeatureMatrix, canonical_year, to_l_per_100km
+from core.feature_matrix import FeatureMatrix
+from core.features import FEATURE_NAMES, canonical_year, to_l_per_100km
 
 
 def test_unit_conversion_and_year_rule():

@@ -1,0 +1,38 @@
+"""``mlops publish``: put a model directory at its immutable URI in the model store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("publish")
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--to",
+    "repository",
+    default=None,
+    metavar="s3://BUCKET/PREFIX",
+    help="Model repository [default: MLOPS_MODEL_REPOSITORY or s3://mpg-mlops/models/mpg].",
+)
+def publish_command(model_dir, repository):
+    """Publish a model directory at s3://<bucket>/<prefix>/<model id>/ and print the URI.
+
+    Content addressed and immutable: publishing the same model again is a no-op that
+    prints the same URI; different content at an existing URI is refused. Without
+    MLOPS_S3_ENDPOINT_URL the URI maps to a local folder (MLOPS_STORE_ROOT, default
+    .mlops/store).
+
+    \b
+    Example:
+      mlops publish --model models/candidate
+    """
+    from core.settings import Settings
+    from core.store import open_store
+
+    settings = Settings.from_env()
+    published = open_store(settings).publish(model_dir, repository or settings.model_repository)
+    click.echo(published.uri)
+    if not published.created:
+        click.echo("already published: nothing uploaded", err=True)

@@ -1,0 +1,132 @@
+"""``mlops pipeline``: compile, run locally, submit to Kubeflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import yaml
+
+from core.atomic import atomic_write
+from core.settings import project_root
+
+
+def parse_assignments(items: tuple[str, ...]) -> dict:
+    """``key=value`` pairs with YAML values (so ``params_overrides=[train.cv_folds=3]`` is a list)."""
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not of the form name=value", param_hint="--param")
+        result[key] = yaml.safe_load(value) if value else ""
+    return result
+
+
+param_option = click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Pipeline parameter, e.g. champion_uri=s3://... or params_overrides='[train.cv_folds=3]'.",
+)
+
+
+@click.group("pipeline")
+def pipeline_group():
+    """The production pipeline (Kubeflow Pipelines v2).
+
+    \b
+    Example:
+      mlops pipeline compile --check && mlops pipeline run
+    """
+
+
+@pipeline_group.command("compile")
+@click.option("--check", is_flag=True, help="Exit 1 if the committed compiled files are stale; write nothing.")
+def compile_command(check):
+    """Compile pipelines/production-pipeline.yaml and the KFP Pipeline/PipelineVersion manifests.
+
+    \b
+    Example:
+      mlops pipeline compile          # after changing pipelines/ or a component
+      mlops pipeline compile --check  # in CI
+    """
+    from pipelines.compile import check_compiled, write_compiled
+
+    root = project_root()
+    if check:
+        stale = check_compiled(root)
+        for path in stale:
+            click.echo(f"stale: {path} (run `mlops pipeline compile` and commit)", err=True)
+        if stale:
+            raise SystemExit(1)
+        click.echo("compiled pipeline is up to date")
+        return
+    changed = write_compiled(root)
+    click.echo("\n".join(f"wrote {p}" for p in changed) or "compiled pipeline is up to date")
+
+
+@pipeline_group.command("run")
+@param_option
+@click.option("--summary-json", type=click.Path(path_type=Path), help="Write the outcome as JSON (for CI).")
+@click.option("--pipeline-root", type=click.Path(path_type=Path), help="Where artifacts go [.mlops/pipeline-runs].")
+def run_command(params, summary_json, pipeline_root):
+    """Run the committed compiled pipeline locally with kfp.local, step by step.
+
+    Ends with the published model URI, or the gate's reasons for rejecting. Exit
+    status: 0 published, 1 failed, 2 rejected by the gate.
+
+    \b
+    Example:
+      mlops pipeline run --param champion_uri=s3://mpg-mlops/models/mpg/<id>/ --summary-json run.json
+    """
+    from pipelines.compile import IR_FILE
+    from pipelines.local import run_compiled
+
+    root = project_root()
+    runs = pipeline_root or root / ".mlops" / "pipeline-runs"
+    click.echo(f"running {IR_FILE} locally (kfp.local, SubprocessRunner)")
+    terminal = click.get_text_stream("stdout")  # kfp's own output is captured while the run lasts
+    outcome = run_compiled(
+        root / IR_FILE, parse_assignments(params), runs, runs / "last-run.log", lambda line: terminal.write(line + "\n")
+    )
+    if summary_json:
+        atomic_write(summary_json, lambda tmp: tmp.write_text(json.dumps(outcome.to_dict(), indent=2) + "\n"))
+    click.echo(f"log: {runs / 'last-run.log'}  ({outcome.wall_seconds:.1f} s)")
+    if outcome.status == "published":
+        click.echo(f"published {outcome.model_uri}")
+    elif outcome.status == "rejected":
+        reasons = (outcome.gate or {}).get("reasons", [])
+        click.echo("rejected by the gate, nothing published:\n  " + "\n  ".join(reasons))
+        raise SystemExit(2)
+    else:
+        click.echo(f"failed, nothing published: {outcome.error}", err=True)
+        raise SystemExit(1)
+
+
+@pipeline_group.command("submit")
+@click.option(
+    "--host", required=True, envvar="KFP_HOST", help="KFP API endpoint, e.g. http://ml-pipeline.kubeflow:8888."
+)
+@click.option("--token-file", type=click.Path(path_type=Path), help="Bearer token file (ServiceAccount token).")
+@click.option("--experiment", default="mpg-production", show_default=True)
+@param_option
+def submit_command(host, token_file, experiment, params):
+    """Submit the committed compiled pipeline to a Kubeflow Pipelines API server.
+
+    The token comes from --token-file, else KFP_TOKEN, else the projected
+    ServiceAccount token mount; never from a parameter.
+
+    \b
+    Example:
+      mlops pipeline submit --host https://kfp.example.com --token-file /var/run/secrets/kfp/token \\
+        --param data_revision=main --param repo=https://gitlab.example.com/ml/mpg-mlops.git
+    """
+    from pipelines.compile import IR_FILE
+    from pipelines.submit import read_token, submit
+
+    run_id, experiment_id = submit(
+        host, project_root() / IR_FILE, parse_assignments(params), experiment, read_token(token_file)
+    )
+    click.echo(f"submitted run {run_id} (experiment {experiment} {experiment_id})")

@@ -1,0 +1,126 @@
+"""What each pipeline step does, as plain functions over paths and strings.
+
+The KFP components in ``pipelines.components`` are one-line wrappers around these,
+so the steps are testable without Kubeflow and hold no training logic of their
+own: they call ``training/`` and ``core/``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+
+from core.atomic import atomic_write
+from core.errors import DataValidationError
+from core.settings import Settings, project_root
+from training.params import Params, apply_overrides, parse_params
+
+PROPOSAL_TARGET = "k8s/overlays/staging"
+
+
+def fetch_data(repo: str, revision: str, dvc_remote: str, overrides: list[str], data_path: str) -> Params:
+    """Write the training data to ``data_path``; return the validated params of that revision.
+
+    With ``repo`` and ``revision`` empty, the working copy as it is (local runs).
+    Otherwise ``repo`` (a git URL, or empty for the working copy's history) at
+    ``revision``: params.yaml from git, the data through DVC from ``dvc_remote``.
+    """
+    from training.versioning import read_versioned
+
+    if not repo and not revision:
+        root = project_root()
+        raw = yaml.safe_load((root / "params.yaml").read_text()) or {}
+        params = parse_params(apply_overrides(raw, overrides), "params.yaml with overrides")
+        content = (root / params.data.path).read_bytes()
+    else:
+        source = repo or str(project_root())
+        raw = yaml.safe_load(read_versioned("params.yaml", source, revision)) or {}
+        params = parse_params(apply_overrides(raw, overrides), f"params.yaml at {revision} with overrides")
+        content = read_versioned(params.data.path, source, revision, dvc_remote or None)
+    atomic_write(Path(data_path), lambda tmp: tmp.write_bytes(content))
+    return params
+
+
+def validate_data(data_path: str, report_path: str) -> int:
+    """Validate the fetched data and write the report; raise (failing the run) if invalid.
+
+    Returns the number of rows left after cleaning.
+    """
+    from training.data import validate_file
+
+    _, report = validate_file(Path(data_path))
+    Path(report_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    if not report.valid:
+        raise DataValidationError(f"the data is invalid:\n{report.summary()}", report)
+    return report.rows - len(report.dropped_lines)
+
+
+def train_candidate(name: str, data_path: str, params_json: str, model_dir: str) -> None:
+    """Score one candidate by CV, fit it, save it as a model directory (one ParallelFor branch)."""
+    from training.data import load_dataset
+    from training.train import train_candidate as train
+
+    train(name, load_dataset(Path(data_path)), Params.model_validate_json(params_json), Path(model_dir))
+
+
+def select_model(candidate_dirs: list[str], params_json: str, model_dir: str) -> str:
+    """Copy the best-scoring candidate to ``model_dir``; its card lists every candidate. Returns its id."""
+    from core.model_card import read_card, write_card
+    from training.selection import CandidateScore, select
+
+    params = Params.model_validate_json(params_json)
+    cards = {read_card(Path(d)).algorithm: (Path(d), read_card(Path(d))) for d in candidate_dirs}
+    scores = [CandidateScore(**card.metrics["candidates"][name]) for name, (_, card) in cards.items()]
+    winner = select(scores, params.train.candidates)
+    source, card = cards[winner.name]
+    shutil.copytree(source, model_dir)
+    metrics = {**card.metrics, "candidates": {s.name: asdict(s) for s in scores}}
+    write_card(Path(model_dir), card.model_copy(update={"metrics": metrics}))
+    return card.id
+
+
+def gate(model_dir: str, data_path: str, params_json: str, champion_uri: str, report_path: str) -> bool:
+    """Run the quality gate; write its report; return whether the candidate may be published."""
+    from core.store import open_store
+    from training.data import load_dataset
+    from training.gate import run_gate
+
+    params = Params.model_validate_json(params_json)
+    champion_dir = open_store(Settings.from_env()).fetch(champion_uri) if champion_uri else None
+    report = run_gate(Path(model_dir), load_dataset(Path(data_path)), params, champion_dir, champion_uri or None)
+    Path(report_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    print(report.table())
+    return report.passed
+
+
+def publish(model_dir: str, repository: str) -> str:
+    """Publish the gated model; returns its immutable URI."""
+    from core.store import open_store
+
+    return open_store(Settings.from_env()).publish(Path(model_dir), repository).uri
+
+
+def propose(model_uri: str, model_dir: str, proposal_path: str) -> dict:
+    """Record the staging bump to propose for ``model_uri``.
+
+    This is the seam for GitOps: the proposal names the overlay and the URI; opening
+    the merge request that edits the overlay's model file belongs to the GitOps part.
+    """
+    from core.model_card import read_card
+
+    card = read_card(Path(model_dir))
+    proposal = {
+        "action": "bump-model-uri",
+        "overlay": PROPOSAL_TARGET,
+        "model_uri": model_uri,
+        "model_id": card.id,
+        "algorithm": card.algorithm,
+        "metrics": {"cv_rmse_mean": card.metrics["cv_rmse_mean"], "holdout": card.metrics["holdout"]},
+        "merge_request": None,
+    }
+    Path(proposal_path).write_text(json.dumps(proposal, indent=2) + "\n")
+    return proposal
