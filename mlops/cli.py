@@ -52,3 +52,7 @@ for command in (
 ):
     main.add_command(command)
 bench_group.add_command(bench_training)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+# The project image: every Kubeflow step, the recurring-run CronJob and the predictor run it.
+# Same pinned packages as training (constraints.txt), so a pickle loads with the scikit-learn it was made with.
+FROM python:3.11.7-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MLOPS_PROJECT_ROOT=/app
+
+# git: `dvc` reads params.yaml and data at a git revision in the fetch step.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin app
+
+WORKDIR /app
+COPY pyproject.toml constraints.txt README.md ./
+COPY core core
+COPY training training
+COPY pipelines pipelines
+COPY serving serving
+COPY mlops mlops
+RUN pip install -c constraints.txt . && python -m compileall -q /usr/local/lib/python3.11/site-packages
+COPY params.yaml dvc.yaml ./
+
+USER 10001
+ENTRYPOINT ["mlops"]
+CMD ["--help"]

@@ -1,0 +1,1 @@
+"""KServe predictor for the project's ServingRuntime (serving issue)."""

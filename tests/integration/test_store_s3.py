@@ -1,0 +1,74 @@
+"""Model store against a real S3 API: moto's server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from core.settings import Settings
+from core.store import StoreError, open_store
+
+
+@pytest.fixture
+def s3_settings(s3_env, bucket, tmp_path) -> Settings:
+    return Settings(
+        store_root=tmp_path / "unused",
+        s3_endpoint_url=s3_env["endpoint"],
+        model_repository=f"s3://{bucket}/models/mpg",
+        cache_dir=tmp_path / "cache",
+    )
+
+
+def keys(settings: Settings, bucket: str) -> list[str]:
+    client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
+    return sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def test_publish_fetch_and_no_op_on_s3(s3_settings, bucket, trained_dir):
+    store = open_store(s3_settings)
+    published = store.publish(trained_dir, s3_settings.model_repository)
+    assert published.created
+    prefix = published.uri.removeprefix(f"s3://{bucket}/")
+    assert keys(s3_settings, bucket) == [f"{prefix}model.joblib", f"{prefix}model.json"]
+    assert not store.publish(trained_dir, s3_settings.model_repository).created
+    fetched = store.fetch(published.uri)
+    assert (fetched / "model.joblib").read_bytes() == (trained_dir / "model.joblib").read_bytes()
+    assert not (s3_settings.store_root).exists(), "the S3 backend must not touch the local store"
+
+
+def test_interrupted_upload_leaves_the_final_uri_absent_and_a_retry_succeeds(s3_settings, bucket, trained_dir):
+    store = open_store(s3_settings)
+    client = store.backend.client
+    real_put = client.put_object
+    calls = []
+
+    def interrupted_put(**kwargs):
+        calls.append(kwargs["Key"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_put(**kwargs)
+
+    client.put_object = interrupted_put
+    with pytest.raises(KeyboardInterrupt):
+        store.publish(trained_dir, s3_settings.model_repository)
+    client.put_object = real_put
+    assert [k for k in keys(s3_settings, bucket) if "/.staging/" not in k] == []
+    published = store.publish(trained_dir, s3_settings.model_repository)
+    assert published.created and store.fetch(published.uri).is_dir()
+
+
+def test_tampered_object_at_a_published_uri_is_refused(s3_settings, bucket, trained_dir):
+    store = open_store(s3_settings)
+    published = store.publish(trained_dir, s3_settings.model_repository)
+    key = published.uri.removeprefix(f"s3://{bucket}/") + "model.joblib"
+    boto3.client("s3", endpoint_url=s3_settings.s3_endpoint_url).put_object(
+        Bucket=bucket, Key=key, Body=b"other bytes", ChecksumAlgorithm="SHA256"
+    )
+    with pytest.raises(StoreError, match="immutable"):
+        store.publish(trained_dir, s3_settings.model_repository)
+
+
+def test_unreachable_endpoint_is_a_store_error_naming_it(tmp_path, trained_dir, s3_env):
+    settings = Settings(tmp_path, "http://127.0.0.1:9", "s3://nowhere/models/mpg", tmp_path / "cache")
+    with pytest.raises(StoreError, match="127.0.0.1:9"):
+        open_store(settings).publish(trained_dir, settings.model_repository)

@@ -1,0 +1,87 @@
+"""Compiled pipeline: committed, deterministic, checked; its Kubernetes objects valid."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+from core.manifests import render, validate_object, validate_tree
+from pipelines.compile import IR_FILE, MANIFEST_FILE, check_compiled, render as render_compiled
+from pipelines.image import IMAGE
+
+
+def test_committed_compiled_files_are_up_to_date(root):
+    assert check_compiled(root) == [], "run `mlops pipeline compile` and commit the result"
+
+
+def test_compiling_twice_gives_identical_bytes():
+    assert render_compiled() == render_compiled()
+
+
+def test_check_reports_a_stale_file_and_exits_1(root, tmp_path):
+    for relative in (IR_FILE, MANIFEST_FILE):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / relative, tmp_path / relative)
+    (tmp_path / "params.yaml").write_text("{}\n")
+    assert check_compiled(tmp_path) == []
+    with open(tmp_path / IR_FILE, "a") as handle:
+        handle.write("# hand edit\n")
+    assert check_compiled(tmp_path) == [IR_FILE]
+    result = subprocess.run(
+        [sys.executable, "-m", "mlops.cli", "pipeline", "compile", "--check"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "MLOPS_PROJECT_ROOT": str(tmp_path)},
+    )
+    assert result.returncode == 1 and f"stale: {IR_FILE}" in result.stderr
+
+
+def test_pipeline_version_is_named_after_the_compiled_content(root):
+    ir_text = (root / IR_FILE).read_text()
+    objects = {doc["kind"]: doc for doc in yaml.safe_load_all((root / MANIFEST_FILE).read_text())}
+    digest = hashlib.sha256(ir_text.encode()).hexdigest()[:12]
+    assert objects["PipelineVersion"]["metadata"]["name"] == f"mpg-production-{digest}"
+    assert objects["PipelineVersion"]["spec"]["pipelineName"] == objects["Pipeline"]["metadata"]["name"]
+
+
+def test_every_step_runs_the_one_project_image_without_runtime_installs(root):
+    spec = next(yaml.safe_load_all((root / IR_FILE).read_text()))
+    executors = spec["deploymentSpec"]["executors"].values()
+    assert {e["container"]["image"] for e in executors} == {IMAGE}
+    assert not any("pip install" in " ".join(e["container"]["command"]) for e in executors)
+
+
+def test_credentials_reach_steps_only_through_secret_references(root):
+    ir_text = (root / IR_FILE).read_text()
+    spec, platform = yaml.safe_load_all(ir_text)
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert not [p for p in parameters if any(w in p.lower() for w in ("token", "secret", "password", "key"))]
+    secrets = {
+        s["secretName"]
+        for executor in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()
+        for s in executor.get("secretAsEnv", [])
+    }
+    assert secrets == {"mpg-s3-credentials", "mpg-git-token"}
+
+
+def test_kfp_tree_renders_and_validates_strictly(root):
+    tree = root / "k8s" / "base" / "kfp"
+    assert validate_tree(tree, root / "k8s" / "schemas") == []
+    objects = {doc["kind"]: doc for doc in render(tree)}
+    assert set(objects) == {"Pipeline", "PipelineVersion", "CronJob", "ServiceAccount", "ConfigMap"}
+    cron = objects["CronJob"]["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    container = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == IMAGE, "k8s/base/kfp/kustomization.yaml images: must match pipelines/image.py"
+    assert container["args"][:2] == ["pipeline", "submit"]
+
+
+def test_schema_check_rejects_an_unknown_field(root):
+    pipeline = next(d for d in yaml.safe_load_all((root / MANIFEST_FILE).read_text()) if d["kind"] == "Pipeline")
+    pipeline["spec"]["colour"] = "blue"
+    assert any("colour" in problem for problem in validate_object(pipeline, root / "k8s" / "schemas"))
