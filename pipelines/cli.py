@@ -19,7 +19,11 @@ def parse_assignments(items: tuple[str, ...]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not of the form name=value", param_hint="--param")
-        result[key] = yaml.safe_load(value) if value else ""
+        try:
+            result[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError as e:
+            message = f"{item!r}: the value is not valid YAML ({e.problem})"
+            raise click.BadParameter(message, param_hint="--param") from e
     return result
 
 

@@ -10,7 +10,8 @@ import sys
 import yaml
 
 from core.manifests import render, validate_object, validate_tree
-from pipelines.compile import IR_FILE, MANIFEST_FILE, check_compiled, render as render_compiled
+from pipelines.compile import IR_FILE, MANIFEST_FILE, check_compiled
+from pipelines.compile import render as render_compiled
 from pipelines.image import IMAGE
 
 

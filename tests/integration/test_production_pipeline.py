@@ -1,0 +1,100 @@
+"""The committed compiled pipeline, run end to end with kfp.local in a fresh copy of the repo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import sh
+from training.bench import copy_worktree
+
+pytestmark = pytest.mark.slow
+STEPS = {"fetch-data", "validate-data", "train-candidate", "select-model", "gate", "publish", "propose"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, root) -> Path:
+    """A clone-like copy with its data pulled from the committed DVC remote."""
+    repo = copy_worktree(root, tmp_path_factory.mktemp("pipeline") / "repo")
+    sh("mlops", "data", "pull", cwd=repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> dict[str, str]:
+    base = tmp_path_factory.mktemp("store")
+    return {"MLOPS_STORE_ROOT": str(base / "store"), "MLOPS_CACHE_DIR": str(base / "cache")}
+
+
+def run(project: Path, store: dict, *params: str, **env: str):
+    summary = project / "summary.json"
+    summary.unlink(missing_ok=True)
+    args = [f"--param={p}" for p in params]
+    result = sh("mlops", "pipeline", "run", *args, "--summary-json", summary, cwd=project, check=False, **store, **env)
+    return result, json.loads(summary.read_text()) if summary.exists() else None
+
+
+def published_ids(store: dict) -> list[str]:
+    models = Path(store["MLOPS_STORE_ROOT"]) / "mpg-mlops" / "models" / "mpg"
+    return sorted(p.name for p in models.iterdir()) if models.is_dir() else []
+
+
+@pytest.fixture(scope="module")
+def first_run(project, store):
+    """The production path: data and params read at a git revision through DVC, as in the cluster."""
+    return run(project, store, "data_revision=HEAD")
+
+
+def test_compiled_pipeline_publishes_a_gated_model(first_run, store):
+    result, summary = first_run
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary["status"] == "published"
+    assert summary["model_uri"] == f"s3://mpg-mlops/models/mpg/{summary['model_id']}/"
+    assert published_ids(store) == [summary["model_id"]]
+    assert summary["gate"]["passed"] and summary["metrics"]["rmse"] <= 2.8
+    assert {s["name"] for s in summary["steps"]} == STEPS
+    assert all(s["status"] == "SUCCESS" for s in summary["steps"])
+    assert sum(s["name"] == "train-candidate" for s in summary["steps"]) == 4
+    assert f"published {summary['model_uri']}" in result.stdout
+    for step in STEPS:
+        assert step in result.stdout, "progress is shown per step"
+
+
+def test_degraded_candidate_is_rejected_against_the_champion_and_nothing_is_published(first_run, project, store):
+    champion = first_run[1]["model_uri"]
+    result, summary = run(project, store, f"champion_uri={champion}", 'params_overrides=["train.candidates=[linear]"]')
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert summary["status"] == "rejected" and summary["model_uri"] is None
+    assert any(r.startswith("rmse_increase_vs_champion") for r in summary["gate"]["reasons"])
+    assert "rejected by the gate" in result.stdout
+    assert published_ids(store) == [first_run[1]["model_id"]]
+    assert not {"publish", "propose"} & {s["name"] for s in summary["steps"] if s["status"] == "SUCCESS"}
+
+
+@pytest.mark.parametrize(
+    ("params", "env", "cause"),
+    [
+        (["params_overrides=[train.trees=3]"], {}, "train.trees"),
+        (["data_revision=no-such-revision"], {}, "revision 'no-such-revision' not found"),
+        ([], {"MLOPS_S3_ENDPOINT_URL": "http://127.0.0.1:9"}, "http://127.0.0.1:9"),
+    ],
+    ids=["unknown-param-key", "missing-data-revision", "unreachable-store"],
+)
+def test_bad_input_fails_the_run_naming_the_cause_and_publishes_nothing(project, tmp_path, params, env, cause):
+    fresh = {"MLOPS_STORE_ROOT": str(tmp_path / "store"), "MLOPS_CACHE_DIR": str(tmp_path / "cache")}
+    result, summary = run(project, fresh, *params, **env)
+    assert result.returncode == 1
+    assert summary["status"] == "failed" and cause in summary["error"]
+    assert cause in result.stderr
+    assert published_ids(fresh) == []
+
+
+def test_unknown_or_malformed_pipeline_parameter_is_refused_before_running(project, store):
+    result, summary = run(project, store, "colour=blue")
+    assert result.returncode == 1 and summary is None
+    assert "unknown pipeline parameter(s) colour" in result.stderr
+    result, summary = run(project, store, "params_overrides=[a=[b]]")
+    assert result.returncode == 2 and summary is None  # click usage error
+    assert "not valid YAML" in result.stderr and "Traceback" not in result.stderr

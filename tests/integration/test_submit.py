@@ -1,0 +1,64 @@
+"""`mlops pipeline submit` through kfp.Client against a KFP API STAND-IN (see kfp_standin.py)."""
+
+from __future__ import annotations
+
+import yaml
+from click.testing import CliRunner
+
+from mlops.cli import main
+from pipelines.compile import IR_FILE
+from tests.integration.kfp_standin import KfpStandIn
+
+
+def test_submit_creates_the_experiment_and_a_run_of_the_compiled_pipeline(root, tmp_path, monkeypatch):
+    monkeypatch.delenv("KFP_TOKEN", raising=False)
+    token = tmp_path / "token"
+    token.write_text("sa-token-123\n")
+    with KfpStandIn() as kfp:
+        result = CliRunner().invoke(
+            main,
+            [
+                "pipeline",
+                "submit",
+                "--host",
+                kfp.url,
+                "--token-file",
+                str(token),
+                "--experiment",
+                "nightly",
+                "--param",
+                "data_revision=main",
+                "--param",
+                "params_overrides=[train.cv_folds=3]",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert [r for r in kfp.requests if r["authorization"] != "Bearer sa-token-123"] == []
+        assert list(kfp.experiments) == ["nightly"]
+        [run] = kfp.runs
+        assert run["run_id"] in result.output
+        assert run["experiment_id"] == kfp.experiments["nightly"]["experiment_id"]
+        committed = next(yaml.safe_load_all((root / IR_FILE).read_text()))
+        assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"] == committed["pipelineInfo"]
+        assert "kubernetes" in run["pipeline_spec"]["platform_spec"]["platforms"]  # secret references travel too
+        assert run["runtime_config"]["parameters"] == {
+            "data_revision": "main",
+            "params_overrides": ["train.cv_folds=3"],
+        }
+
+        again = CliRunner().invoke(
+            main, ["pipeline", "submit", "--host", kfp.url, "--token-file", str(token), "--experiment", "nightly"]
+        )
+        assert again.exit_code == 0 and len(kfp.experiments) == 1 and len(kfp.runs) == 2
+
+
+def test_submit_rejects_unknown_parameters_before_calling_the_server(tmp_path):
+    with KfpStandIn() as kfp:
+        result = CliRunner().invoke(main, ["pipeline", "submit", "--host", kfp.url, "--param", "colour=blue"])
+        assert result.exit_code == 1 and "unknown pipeline parameter(s) colour" in result.output
+        assert kfp.requests == []
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(main, ["pipeline", "submit", "--host", "http://127.0.0.1:9"])
+    assert result.exit_code == 1 and "submitting to http://127.0.0.1:9 failed" in result.output
