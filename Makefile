@@ -11,10 +11,12 @@ export PATH := $(abspath $(BIN)):$(PATH)
 help: ## List the targets
 	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# --compile-bytecode: the pipeline starts a fresh Python per step, and where PYTHONDONTWRITEBYTECODE
+# is set nothing would ever be cached, doubling every import.
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[dev]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt -e '.[dev]'
 	touch $@
 
 install: $(BIN)/.installed ## Create .venv and install the pinned dependencies (constraints.txt)
@@ -22,19 +24,22 @@ install: $(BIN)/.installed ## Create .venv and install the pinned dependencies (
 demo: install ## Pull the data, run the experimental pipeline, print metrics and paths
 	scripts/demo.sh
 
-test: install ## Run the whole test suite
+test: install ## Lint, check the compiled pipeline is current, run the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/mlops pipeline compile --check
 	$(BIN)/python -m pytest
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-bench: install ## Benchmarks (training; pipeline and serving once they exist)
+bench: install ## Benchmarks: training, production pipeline (figures in the README)
 	$(BIN)/mlops bench training
+	$(BIN)/mlops bench pipeline
 
 lock: ## Re-resolve constraints.txt from pyproject.toml (needs uv in .venv)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o constraints.txt
 
-clean: ## Remove the virtualenv and generated outputs
-	rm -rf $(VENV) models reports .pytest_cache
+clean: ## Remove the virtualenv, local model store and untracked outputs
+	rm -rf $(VENV) models .mlops .pytest_cache
 
 .PHONY: help install demo test lint bench lock clean

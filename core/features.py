@@ -56,3 +56,27 @@ def canonical_year(year: float) -> float:
 def to_l_per_100km(mpg: np.ndarray | float) -> np.ndarray | float:
     """Convert miles per US gallon to litres per 100 km."""
     return np.divide(MPG_L100KM_FACTOR, mpg)
+
+
+def domain_problems(matrix: np.ndarray) -> list[tuple[int, str, str]]:
+    """(row, feature, message) for every cell of an (n, 7) float matrix outside its feature's domain.
+
+    Non-finite values, values outside [minimum, maximum], values not among the allowed
+    ones, fractional counts. Vectorised: cheap enough for the serving hot path.
+    """
+    problems = []
+    finite = np.isfinite(matrix)
+    for column, feature in enumerate(FEATURES):
+        values, ok = matrix[:, column], finite[:, column]
+        checks = [(~ok, "must be a finite number")]
+        if feature.allowed:
+            allowed = ", ".join(f"{a:g}" for a in feature.allowed)
+            checks.append((ok & ~np.isin(values, feature.allowed), f"must be one of {allowed}"))
+        else:
+            outside = ok & ((values < feature.minimum) | (values > feature.maximum))
+            checks.append((outside, f"must be within [{feature.minimum:g}, {feature.maximum:g}] {feature.unit}"))
+        if feature.integer and not feature.allowed:
+            checks.append((ok & (values % 1 != 0), "must be a whole number"))
+        for mask, message in checks:
+            problems.extend((int(row), feature.name, message) for row in np.flatnonzero(mask))
+    return sorted(problems)

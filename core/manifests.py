@@ -89,3 +89,16 @@ def validate_object(obj: dict[str, Any], schema_dir: Path) -> list[str]:
 def validate_tree(kustomization_dir: Path, schema_dir: Path) -> list[str]:
     """Render a Kustomize tree and validate every object in it."""
     return [problem for obj in render(kustomization_dir) for problem in validate_object(obj, schema_dir)]
+
+
+def overlay_model_uri(overlay_dir: Path, name: str = "mpg") -> str:
+    """``spec.predictor.model.storageUri`` of the InferenceService ``name`` in a rendered overlay."""
+    for obj in render(overlay_dir):
+        if obj.get("kind") == "InferenceService" and obj["metadata"]["name"] == name:
+            try:
+                return obj["spec"]["predictor"]["model"]["storageUri"]
+            except KeyError as e:
+                raise ManifestError(
+                    f"InferenceService {name} in {overlay_dir} has no predictor.model.storageUri"
+                ) from e
+    raise ManifestError(f"no InferenceService {name} in {overlay_dir}")

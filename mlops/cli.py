@@ -6,7 +6,8 @@ import click
 
 from core.cli import publish_command
 from core.errors import MlopsError
-from pipelines.cli import pipeline_group
+from pipelines.cli import bench_pipeline, pipeline_group
+from serving.cli import serve_command
 from training.cli import bench_training, data_group, evaluate_command, gate_command, predict_command, train_command
 
 
@@ -49,9 +50,11 @@ for command in (
     gate_command,
     publish_command,
     pipeline_group,
+    serve_command,
 ):
     main.add_command(command)
 bench_group.add_command(bench_training)
+bench_group.add_command(bench_pipeline)
 
 
 if __name__ == "__main__":

@@ -134,3 +134,26 @@ def submit_command(host, token_file, experiment, params):
         host, project_root() / IR_FILE, parse_assignments(params), experiment, read_token(token_file)
     )
     click.echo(f"submitted run {run_id} (experiment {experiment} {experiment_id})")
+
+
+@click.command("pipeline")
+@click.option("--runs", default=2, show_default=True, help="Runs of the whole pipeline to average.")
+def bench_pipeline(runs):
+    """Benchmark: the compiled pipeline end to end with kfp.local, per step, against its start-up floor.
+
+    \b
+    Example:
+      mlops bench pipeline --runs 3
+    """
+    from pipelines.bench import CRITICAL_PATH, floor, pipeline_runs, step_table
+
+    summaries = pipeline_runs(project_root(), runs)
+    steps = step_table(summaries)
+    floors = floor()
+    wall = sum(s["wall_seconds"] for s in summaries) / len(summaries)
+    click.echo(f"{'step':<18} {'seconds':>8} {'floor':>8} {'ratio':>6}")
+    for name, seconds in steps.items():
+        click.echo(f"{name:<18} {seconds:8.2f} {floors[name]:8.2f} {seconds / floors[name]:6.2f}")
+    critical = sum(floors[name] * times for name, times in CRITICAL_PATH.items())
+    click.echo(f"{'whole run (wall)':<18} {wall:8.2f} {critical:8.2f} {wall / critical:6.2f}")
+    click.echo("floor: start Python and import the step's modules; whole run: the floors on the critical path")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: fetch the data, run the experimental pipeline, show metrics and where the outputs are.
+# `make demo`: fetch the data, run the experimental pipeline, then the compiled production
+# pipeline (gate + publish to the local model store), and show where everything is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,3 +16,7 @@ model    models/candidate/   (model.joblib + model.json card)
 metrics  reports/metrics.json
 plots    reports/plots/predicted_vs_actual.png, reports/plots/residuals.png   (or: dvc plots show)
 MSG
+
+echo
+echo "==> mlops pipeline run (compiled production pipeline, kfp.local, local model store)"
+mlops pipeline run --summary-json .mlops/last-run.json
