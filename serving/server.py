@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -110,8 +111,18 @@ def _kserve_classes():
     return HostModelServer
 
 
+def _exit_cleanly(signum, _frame) -> None:
+    raise SystemExit(0)
+
+
 def serve(models: list, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Load ``models`` (each ``load()`` logs and stays not ready on failure) and serve them until SIGINT/SIGTERM."""
+    """Load ``models`` (each ``load()`` logs and stays not ready on failure) and serve them until SIGINT/SIGTERM.
+
+    uvicorn shuts down gracefully on either signal, then re-raises it with the handlers
+    it found at start; these handlers make that a normal exit (status 0).
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _exit_cleanly)
     server_class = _kserve_classes()
     for model in models:
         model.load()

@@ -1,0 +1,67 @@
+"""Real kserve model servers on loopback, started as `mlops serve` subprocesses."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(url: str, process: subprocess.Popen, expect=(200,), timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early with {process.returncode}: {process.stderr.read()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code in expect:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"{url} not answering {expect} after {timeout} s")
+
+
+@contextlib.contextmanager
+def running_server(model_uri: str, tmp_path: Path, ready: bool = True):
+    """`mlops serve --model-uri ...` on a free loopback port; yields (base URL, process, log path)."""
+    port = free_port()
+    log = tmp_path / f"serve-{port}.log"
+    env = {**os.environ, "MLOPS_CACHE_DIR": str(tmp_path / "cache"), "MLOPS_STORE_ROOT": str(tmp_path / "store")}
+    command = [sys.executable, "-m", "mlops.cli", "serve", "--model-uri", model_uri, "--port", str(port)]
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # the server is up once it answers; the model's own readiness is the test's business
+        wait_until(f"{base}/v2/health/live", process)
+        if ready:
+            wait_until(f"{base}/v2/models/mpg/ready", process)
+        yield base, process, log
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, trained_dir):
+    tmp = tmp_path_factory.mktemp("server")
+    with running_server(str(trained_dir), tmp) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def base_url(server) -> str:
+    return server[0]
