@@ -7,7 +7,7 @@ import click
 from core.cli import publish_command
 from core.errors import MlopsError
 from pipelines.cli import bench_pipeline, pipeline_group
-from serving.cli import serve_command
+from serving.cli import client_command, serve_command
 from training.cli import bench_training, data_group, evaluate_command, gate_command, predict_command, train_command
 
 
@@ -51,6 +51,7 @@ for command in (
     publish_command,
     pipeline_group,
     serve_command,
+    client_command,
 ):
     main.add_command(command)
 bench_group.add_command(bench_training)

@@ -38,3 +38,36 @@ def serve_command(env, model_uri, host, port, model_name):
     uri = model_uri or overlay_model_uri(project_root() / "k8s" / "overlays" / env)
     click.echo(f"serving {uri} as {model_name} on http://{host}:{port}", err=True)
     serve([MpgModel(model_name, uri, open_store(Settings.from_env()))], host=host, port=port)
+
+
+@click.command("client")
+@click.option("--predictor", default="http://127.0.0.1:8080", show_default=True, help="Predictor base URL.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--python", "use_python", is_flag=True, help="Use the Python stand-in even if nginx is installed.")
+def client_command(predictor, port, use_python):
+    """Serve the client page on 127.0.0.1, proxying /v1/ and /v2/ to the predictor.
+
+    Uses nginx with the repo's nginx.conf when nginx is installed, otherwise a Python
+    stand-in that serves the same files with the same headers.
+
+    \b
+    Example:
+      mlops serve --env staging &  mlops client --port 8000   # then open http://127.0.0.1:8000/
+    """
+    from serving.client import fallback_server, nginx_binary, prepare_site, start_nginx
+
+    client_dir = project_root() / "k8s" / "base" / "client"
+    if nginx_binary() and not use_python:
+        process = start_nginx(prepare_site(client_dir, predictor, port))
+        click.echo(f"client (nginx) on http://127.0.0.1:{port}/ -> {predictor}", err=True)
+        try:
+            process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+        raise SystemExit(0 if process.returncode in (0, None, -15) else process.returncode)
+    server = fallback_server(client_dir, predictor, port)
+    click.echo(f"client (Python stand-in for nginx) on http://127.0.0.1:{port}/ -> {predictor}", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.server_close()

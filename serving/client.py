@@ -1,0 +1,132 @@
+"""Serve the client page on this machine: NGINX with the repo's nginx.conf, or a Python stand-in.
+
+The site is laid out as in the container (``conf/nginx.conf``, ``conf/upstream.conf``,
+``html/``), with two local differences: upstream.conf points at the local predictor
+and the ``listen`` port is the one asked for. Without nginx, ``FallbackClient``
+serves the same files, proxies the same paths and sends the same security headers
+(read from nginx.conf), so the page behaves the same.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlparse
+
+CLIENT_DIR = Path("k8s/base/client")
+PROXIED = ("/v1/", "/v2/")
+HEADER = re.compile(r'^\s*add_header\s+(\S+)\s+"([^"]*)"\s+always;', re.MULTILINE)
+
+
+def prepare_site(client_dir: Path, predictor_url: str, port: int) -> Path:
+    """A world-readable prefix dir (nginx workers may run as nobody) holding conf/ and html/."""
+    prefix = Path(tempfile.mkdtemp(prefix="mpg-client-"))
+    prefix.chmod(0o755)
+    (prefix / "conf").mkdir(mode=0o755)
+    conf = (client_dir / "nginx.conf").read_text()
+    (prefix / "conf" / "nginx.conf").write_text(re.sub(r"listen 8080;", f"listen 127.0.0.1:{port};", conf))
+    target = urlparse(predictor_url)
+    (prefix / "conf" / "upstream.conf").write_text(
+        f"upstream predictor {{\n    server {target.hostname}:{target.port};\n    keepalive 16;\n}}\n"
+    )
+    shutil.copytree(client_dir / "html", prefix / "html")
+    for path in prefix.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return prefix
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
+
+
+def start_nginx(prefix: Path) -> subprocess.Popen:
+    """nginx in the foreground on the prepared site."""
+    binary = nginx_binary()
+    if binary is None:
+        raise FileNotFoundError("nginx is not installed (Debian: apt-get install nginx-light)")
+    command = [
+        binary,
+        "-e",
+        "stderr",
+        "-p",
+        f"{prefix}/",
+        "-c",
+        str(prefix / "conf" / "nginx.conf"),
+        "-g",
+        "daemon off;",
+    ]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    predictor: tuple[str, int]
+    headers_to_add: list[tuple[str, str]]
+
+    def end_headers(self):
+        for name, value in self.headers_to_add:
+            self.send_header(name, value)
+        super().end_headers()
+
+    def log_message(self, *args):
+        pass
+
+    def _proxy(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        connection = http.client.HTTPConnection(*self.predictor, timeout=30)
+        try:
+            connection.request(
+                self.command,
+                self.path,
+                body=body,
+                headers={"Content-Type": self.headers.get("Content-Type", "application/json")},
+            )
+            response = connection.getresponse()
+            payload = response.read()
+        except OSError as e:
+            self.send_error(502, f"predictor unreachable: {e}")
+            return
+        finally:
+            connection.close()
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.getheader("Content-Type", "application/json"))
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        if self.path.startswith(PROXIED):
+            return self._proxy()
+        if self.path == "/healthz":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"ok\n")
+            return
+        return super().do_GET()
+
+    def do_POST(self):  # noqa: N802
+        if self.path.startswith(PROXIED):
+            return self._proxy()
+        self.send_error(405)
+
+
+def fallback_server(client_dir: Path, predictor_url: str, port: int) -> ThreadingHTTPServer:
+    """The Python stand-in for nginx: same files, same proxied paths, same security headers."""
+    target = urlparse(predictor_url)
+    handler = type(
+        "ClientHandler",
+        (_Handler,),
+        {
+            "predictor": (target.hostname, target.port),
+            "headers_to_add": HEADER.findall((client_dir / "nginx.conf").read_text()),
+        },
+    )
+    return ThreadingHTTPServer(("127.0.0.1", port), partial(handler, directory=str(client_dir / "html")))

@@ -1,0 +1,158 @@
+"""The client page: nginx with the repo's nginx.conf in front of the predictor, driven by headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import httpx
+import pytest
+
+from serving.client import fallback_server, prepare_site, start_nginx
+from tests.serving.conftest import free_port, wait_until
+
+LITRES_TO_CUBIC_INCHES, KW_TO_HP, KG_TO_LB = 61.0237441, 1.34102209, 2.20462262
+
+
+@pytest.fixture(scope="module")
+def nginx_site(base_url, root):
+    """nginx (Debian nginx-light, installed by .ci/run) with the repo's nginx.conf; only the listen port
+    and upstream.conf's server differ from the container."""
+    port = free_port()
+    prefix = prepare_site(root / "k8s" / "base" / "client", base_url, port)
+    process = start_nginx(prefix)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(f"{url}/healthz", process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def fallback_site(base_url, root):
+    server = fallback_server(root / "k8s" / "base" / "client", base_url, free_port())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_nginx_serves_the_page_with_security_headers_and_proxies_both_protocols(nginx_site):
+    page = httpx.get(f"{nginx_site}/")
+    assert page.status_code == 200 and "<form" in page.text
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(f"{nginx_site}/app.js").headers["content-type"] == "application/javascript"
+    good = httpx.post(f"{nginx_site}/v1/models/mpg:predict", json={"instances": [[4, 140, 90, 2800, 15.5, 1976, 1]]})
+    assert good.status_code == 200 and "predictions" in good.json()
+    bad = httpx.post(f"{nginx_site}/v1/models/mpg:predict", json={"instances": [[4, 140, 90, -1, 15.5, 1976, 1]]})
+    assert bad.status_code == 400 and "instances[0].weight" in bad.json()["error"]
+    assert httpx.get(f"{nginx_site}/v2/models/mpg").json()["name"] == "mpg"
+
+
+def test_python_fallback_matches_nginx(nginx_site, fallback_site):
+    security = ("content-security-policy", "x-content-type-options", "x-frame-options", "referrer-policy")
+    nginx_page, python_page = httpx.get(f"{nginx_site}/"), httpx.get(f"{fallback_site}/")
+    assert python_page.text == nginx_page.text
+    assert {h: python_page.headers[h] for h in security} == {h: nginx_page.headers[h] for h in security}
+    body = {"instances": [[4, 140, 90, 2800, 15.5, 1976, 1]]}
+    assert (
+        httpx.post(f"{fallback_site}/v1/models/mpg:predict", json=body).json()
+        == httpx.post(f"{nginx_site}/v1/models/mpg:predict", json=body).json()
+    )
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1000,1100",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
+    yield driver
+    driver.quit()
+
+
+def fill(driver, values: dict[str, str]) -> None:
+    from selenium.webdriver.common.by import By
+
+    for name, value in values.items():
+        field = driver.find_element(By.ID, name)
+        if field.tag_name == "select":
+            field.find_element(By.CSS_SELECTOR, f"option[value='{value}']").click()
+        else:
+            field.clear()
+            field.send_keys(value)
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
+def test_browser_gets_the_same_prediction_as_the_api(browser, nginx_site, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(nginx_site + "/")
+    car = {
+        "cylinders": "4",
+        "displacement": "1.6",
+        "horsepower": "55",
+        "weight": "1000",
+        "acceleration": "16",
+        "model_year": "1980",
+        "origin": "2",
+    }
+    fill(browser, car)
+    WebDriverWait(browser, 10).until(ec.visibility_of_element_located((By.ID, "result")))
+    shown = browser.find_element(By.ID, "l100km").text
+    model_id = browser.find_element(By.ID, "model-id").text
+    api = httpx.post(
+        f"{nginx_site}/v1/models/mpg:predict",
+        json={
+            "instances": [
+                {
+                    "cylinders": 4,
+                    "displacement": 1.6 * LITRES_TO_CUBIC_INCHES,
+                    "horsepower": 55 * KW_TO_HP,
+                    "weight": 1000 * KG_TO_LB,
+                    "acceleration": 16,
+                    "model_year": 1980,
+                    "origin": 2,
+                }
+            ]
+        },
+    ).json()
+    assert shown == f"{api['predictions'][0]['l_per_100km']:.1f}"
+    assert model_id == api["model_id"]
+    browser.save_screenshot(str(tmp_path / "result.png"))
+
+
+def test_browser_shows_the_api_field_error_next_to_the_field(browser, nginx_site):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(nginx_site + "/")
+    fill(browser, {"weight": "-5"})
+    error = browser.find_element(By.ID, "weight-error")
+    WebDriverWait(browser, 10).until(lambda _: error.text)
+    assert "must be within" in error.text
+    assert browser.find_element(By.ID, "weight").get_attribute("aria-invalid") == "true"
+    assert browser.find_element(By.ID, "result").get_attribute("hidden") is not None
+    label = browser.find_element(By.CSS_SELECTOR, "label[for=weight]")
+    assert label.text == "Weight"
