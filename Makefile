@@ -21,8 +21,9 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 install: $(BIN)/.installed ## Create .venv and install the pinned dependencies (constraints.txt)
 
-demo: install ## Pull the data, run the experimental pipeline, print metrics and paths
-	scripts/demo.sh
+SERVE ?= 1
+demo: install ## Data, experimental + production pipelines, then serve the model and client page (SERVE=0: stop before)
+	SERVE=$(SERVE) scripts/demo.sh
 
 test: install ## Lint, check the compiled pipeline is current, run the whole test suite
 	$(BIN)/ruff check .

@@ -58,12 +58,30 @@ def to_l_per_100km(mpg: np.ndarray | float) -> np.ndarray | float:
     return np.divide(MPG_L100KM_FACTOR, mpg)
 
 
+_LOW = np.array([f.minimum for f in FEATURES])
+_HIGH = np.array([f.maximum for f in FEATURES])
+_WHOLE = np.array([f.integer for f in FEATURES])
+_ALLOWED = [(j, np.array(f.allowed)) for j, f in enumerate(FEATURES) if f.allowed]
+
+
+def _all_valid(matrix: np.ndarray) -> bool:
+    """One pass over the whole matrix: the common case on the serving hot path."""
+    if not (np.all(matrix >= _LOW) and np.all(matrix <= _HIGH)):  # also False for NaN
+        return False
+    if np.any(matrix[:, _WHOLE] % 1 != 0):
+        return False
+    return all(np.all((matrix[:, [j]] == allowed).any(axis=1)) for j, allowed in _ALLOWED)
+
+
 def domain_problems(matrix: np.ndarray) -> list[tuple[int, str, str]]:
     """(row, feature, message) for every cell of an (n, 7) float matrix outside its feature's domain.
 
     Non-finite values, values outside [minimum, maximum], values not among the allowed
-    ones, fractional counts. Vectorised: cheap enough for the serving hot path.
+    ones, fractional counts. A valid matrix costs one vectorised pass (serving hot path);
+    the per-feature report is built only when something is wrong.
     """
+    if _all_valid(matrix):
+        return []
     problems = []
     finite = np.isfinite(matrix)
     for column, feature in enumerate(FEATURES):

@@ -7,7 +7,7 @@ import click
 from core.cli import publish_command
 from core.errors import MlopsError
 from pipelines.cli import bench_pipeline, pipeline_group
-from serving.cli import client_command, serve_command
+from serving.cli import bench_serve, client_command, serve_command
 from training.cli import bench_training, data_group, evaluate_command, gate_command, predict_command, train_command
 
 
@@ -56,6 +56,7 @@ for command in (
     main.add_command(command)
 bench_group.add_command(bench_training)
 bench_group.add_command(bench_pipeline)
+bench_group.add_command(bench_serve)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ ENVIRONMENTS = ("staging", "production")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 in a container.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--model-name", default="mpg", show_default=True, help="Name in the URL: /v1/models/<name>:predict.")
-def serve_command(env, model_uri, host, port, model_name):
+@click.option(
+    "--access-log", is_flag=True, help="Log every request (off: per-request logging costs more than a prediction)."
+)
+def serve_command(env, model_uri, host, port, model_name, access_log):
     """Serve the model over KServe's V1 and V2 REST protocols until SIGINT/SIGTERM.
 
     With --env the URI comes from the rendered overlay (k8s/overlays/<env>), so local
@@ -37,7 +40,7 @@ def serve_command(env, model_uri, host, port, model_name):
         raise click.UsageError("give exactly one of --env or --model-uri")
     uri = model_uri or overlay_model_uri(project_root() / "k8s" / "overlays" / env)
     click.echo(f"serving {uri} as {model_name} on http://{host}:{port}", err=True)
-    serve([MpgModel(model_name, uri, open_store(Settings.from_env()))], host=host, port=port)
+    serve([MpgModel(model_name, uri, open_store(Settings.from_env()))], host=host, port=port, access_log=access_log)
 
 
 @click.command("client")
@@ -71,3 +74,27 @@ def client_command(predictor, port, use_python):
         server.serve_forever()
     except KeyboardInterrupt:
         server.server_close()
+
+
+@click.command("serve")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default="models/candidate",
+    show_default=True,
+    help="Model directory to serve in all three servers.",
+)
+@click.option("--seconds", default=10, show_default=True, help="Duration of each measured wrk run.")
+def bench_serve(model_dir, seconds):
+    """Benchmark: this predictor vs a generic scikit-learn server vs a trivial model (wrk, 16 connections).
+
+    \b
+    Example:
+      mlops bench serve --seconds 5
+    """
+    from pathlib import Path
+
+    from serving.bench import benchmark, table
+
+    click.echo(table(benchmark(Path(model_dir).resolve(), seconds)))

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core.features import FEATURE_NAMES, ORIGIN_NAMES, domain_problems
 
 MAX_INSTANCES = 1000
+_NUMBER = (int, float)  # exact types: JSON true/false arrive as bool, a subclass of int
 MAX_REPORTED = 5
 OriginName = Literal["usa", "europe", "japan", "USA", "Europe", "Japan"]
 
@@ -123,6 +124,10 @@ def parse_v1(payload: Any) -> np.ndarray:
     if not isinstance(instances, list):
         raise InvalidRequestError("instances: must be a list")
     _check_count(len(instances), "instances")
+    if all(type(i) is list and len(i) == len(FEATURE_NAMES) for i in instances) and all(
+        type(v) in _NUMBER for i in instances for v in i
+    ):
+        return _checked(np.array(instances, dtype=float), "instances")  # the common, positional case
     rows = []
     for index, instance in enumerate(instances):
         if isinstance(instance, list):

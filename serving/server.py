@@ -115,7 +115,7 @@ def _exit_cleanly(signum, _frame) -> None:
     raise SystemExit(0)
 
 
-def serve(models: list, host: str = "127.0.0.1", port: int = 8080) -> None:
+def serve(models: list, host: str = "127.0.0.1", port: int = 8080, access_log: bool = False) -> None:
     """Load ``models`` (each ``load()`` logs and stays not ready on failure) and serve them until SIGINT/SIGTERM.
 
     uvicorn shuts down gracefully on either signal, then re-raises it with the handlers
@@ -124,6 +124,11 @@ def serve(models: list, host: str = "127.0.0.1", port: int = 8080) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _exit_cleanly)
     server_class = _kserve_classes()
+    if not access_log:
+        # Three log lines per request (uvicorn access + kserve timing) cost more than the
+        # prediction; latency and counts stay available on /metrics.
+        for name in ("uvicorn.access", "kserve.trace"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     for model in models:
         model.load()
     server_class(host=host, http_port=port, enable_latency_logging=False).start(models)

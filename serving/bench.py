@@ -1,0 +1,180 @@
+"""Serving benchmark: this predictor against a generic scikit-learn server and a trivial model.
+
+All three run in the same kserve model server on loopback, one process each, and
+take the same load from ``wrk`` (16 connections): single-instance requests, then
+100-instance batches. The reference does what a generic scikit-learn server does
+(a DataFrame built from the request, ``model.predict`` on it); the trivial model
+returns constants, the framework's ceiling.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from kserve import Model
+
+from core.errors import MlopsError
+from core.features import FEATURE_NAMES
+
+ROLES = ("predictor", "reference", "trivial")
+WRK_SCRIPT = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[{body}]==]\n'
+
+
+class ReferenceModel(Model):
+    """What a generic scikit-learn server does: DataFrame from the request, then ``predict``."""
+
+    def __init__(self, name: str, model_dir: str):
+        super().__init__(name)
+        self.model_dir = model_dir
+
+    def load(self) -> bool:
+        import joblib
+
+        self._model = joblib.load(Path(self.model_dir) / "model.joblib")
+        self.ready = True
+        return True
+
+    def predict(self, payload, headers=None):
+        import pandas as pd
+
+        frame = pd.DataFrame(payload["instances"], columns=list(FEATURE_NAMES))
+        return {"predictions": self._model.predict(frame).tolist()}
+
+
+class TrivialModel(Model):
+    """Returns a constant per instance: what the framework costs with no model at all."""
+
+    def load(self) -> bool:
+        self.ready = True
+        return True
+
+    def predict(self, payload, headers=None):
+        return {"predictions": [0.0] * len(payload["instances"])}
+
+
+def _server_main(role: str, model_dir: str, port: int) -> None:
+    """Entry point of one benchmark server process."""
+    from core.settings import Settings
+    from core.store import open_store
+    from serving.predictor import MpgModel
+    from serving.server import serve
+
+    model = {
+        "predictor": lambda: MpgModel("mpg", model_dir, open_store(Settings.from_env())),
+        "reference": lambda: ReferenceModel("mpg", model_dir),
+        "trivial": lambda: TrivialModel("mpg"),
+    }[role]()
+    serve([model], host="127.0.0.1", port=port)
+
+
+def _wait_ready(url: str, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise BenchError(f"{url} not ready after {timeout} s")
+
+
+class BenchError(MlopsError):
+    """A benchmark could not run (wrk missing, a server not ready, failed requests)."""
+
+
+def _seconds(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise BenchError(f"cannot read wrk latency {text!r}")
+    return float(match[1]) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[match[2]]
+
+
+def run_wrk(url: str, body: str, seconds: int, connections: int = 16) -> dict[str, float]:
+    """Requests/s, p50 and p99 (ms) from one wrk run; non-2xx answers count as errors."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT.format(body=body))
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    Path(script.name).unlink()
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if errors:
+        raise BenchError(f"{errors.group(1)} failed requests against {url}:\n{output}")
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50_ms": _seconds(re.search(r"^\s+50%\s+(\S+)$", output, re.MULTILINE).group(1)) * 1e3,
+        "p99_ms": _seconds(re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE).group(1)) * 1e3,
+    }
+
+
+def bodies(model_dir: Path) -> dict[str, str]:
+    """The two loads: one car per request, and 100 cars per request (rows inside the training ranges)."""
+    card = json.loads((Path(model_dir) / "model.json").read_text())
+    low = np.array([f["min"] for f in card["features"]])
+    high = np.array([f["max"] for f in card["features"]])
+    rng = np.random.default_rng(0)
+    rows = np.round(low + rng.random((100, 7)) * (high - low), 1)
+    rows[:, [0, 5, 6]] = [4, 1976, 1]
+    return {
+        "1 instance": json.dumps({"instances": rows[:1].tolist()}),
+        "100 instances": json.dumps({"instances": rows.tolist()}),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def benchmark(model_dir: Path, seconds: int = 10) -> dict[tuple[str, str], dict[str, float]]:
+    """Start the three servers, load each in turn, stop them; results by (load, role)."""
+    if shutil.which("wrk") is None:
+        raise BenchError("wrk is not installed (Debian: apt-get install wrk)")
+    servers = {}
+    try:
+        for role in ROLES:
+            port = _free_port()
+            code = f"from serving.bench import _server_main; _server_main({role!r}, {str(model_dir)!r}, {port})"
+            servers[role] = (
+                port,
+                subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            )
+            _wait_ready(f"http://127.0.0.1:{port}/v2/models/mpg/ready")
+        results = {}
+        for load, body in bodies(model_dir).items():
+            for role, (port, _) in servers.items():
+                url = f"http://127.0.0.1:{port}/v1/models/mpg:predict"
+                run_wrk(url, body, 2)  # warm-up
+                results[(load, role)] = run_wrk(url, body, seconds)
+        return results
+    finally:
+        for _, process in servers.values():
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def table(results: dict[tuple[str, str], dict[str, float]]) -> str:
+    """Requests/s, p50, p99 per load and server, and this predictor's ratios to the other two."""
+    lines = [f"{'load':<14} {'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"]
+    for load in dict.fromkeys(load for load, _ in results):
+        for role in ROLES:
+            r = results[(load, role)]
+            lines.append(f"{load:<14} {role:<10} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
+        ours = results[(load, "predictor")]["rps"]
+        lines.append(
+            f"{load:<14} ratios: predictor/reference {ours / results[(load, 'reference')]['rps']:.2f}x, "
+            f"predictor/trivial {ours / results[(load, 'trivial')]['rps']:.0%}"
+        )
+    return "\n".join(lines)
