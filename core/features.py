@@ -64,8 +64,21 @@ _WHOLE = np.array([f.integer for f in FEATURES])
 _ALLOWED = [(j, np.array(f.allowed)) for j, f in enumerate(FEATURES) if f.allowed]
 
 
+_BOUNDS = [(f.minimum, f.maximum, f.integer, f.allowed) for f in FEATURES]
+
+
+def _row_valid(row) -> bool:
+    """Plain Python for a single car: cheaper than any numpy call on a 1 x 7 array."""
+    for value, (low, high, whole, allowed) in zip(row, _BOUNDS, strict=True):
+        if not low <= value <= high or (whole and value % 1) or (allowed and value not in allowed):
+            return False  # NaN fails the first comparison
+    return True
+
+
 def _all_valid(matrix: np.ndarray) -> bool:
     """One pass over the whole matrix: the common case on the serving hot path."""
+    if len(matrix) == 1:
+        return _row_valid(matrix[0].tolist())
     if not (np.all(matrix >= _LOW) and np.all(matrix <= _HIGH)):  # also False for NaN
         return False
     if np.any(matrix[:, _WHOLE] % 1 != 0):

@@ -10,9 +10,11 @@ returns constants, the framework's ceiling.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,11 +103,17 @@ def _seconds(text: str) -> float:
     return float(match[1]) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[match[2]]
 
 
+def pinned(cpu: int) -> list[str]:
+    """Pin to one CPU when there are two or more: load generator and server then do not
+    take each other's core, which otherwise makes run-to-run noise larger than the differences."""
+    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and (os.cpu_count() or 1) >= 2 else []
+
+
 def run_wrk(url: str, body: str, seconds: int, connections: int = 16) -> dict[str, float]:
     """Requests/s, p50 and p99 (ms) from one wrk run; non-2xx answers count as errors."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT.format(body=body))
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url]
+    command = [*pinned(0), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     Path(script.name).unlink()
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -138,8 +146,11 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def benchmark(model_dir: Path, seconds: int = 10) -> dict[tuple[str, str], dict[str, float]]:
-    """Start the three servers, load each in turn, stop them; results by (load, role)."""
+def benchmark(model_dir: Path, seconds: int = 10, rounds: int = 3) -> dict[tuple[str, str], dict[str, float]]:
+    """Start the three servers, load each in turn for ``rounds`` rounds, stop them.
+
+    Results by (load, role): the median over rounds of each figure (rounds interleave
+    the servers, so a slow moment of the machine does not favour one of them)."""
     if shutil.which("wrk") is None:
         raise BenchError("wrk is not installed (Debian: apt-get install wrk)")
     servers = {}
@@ -152,13 +163,14 @@ def benchmark(model_dir: Path, seconds: int = 10) -> dict[tuple[str, str], dict[
                 subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
             )
             _wait_ready(f"http://127.0.0.1:{port}/v2/models/mpg/ready")
-        results = {}
+        runs = {}
         for load, body in bodies(model_dir).items():
-            for role, (port, _) in servers.items():
-                url = f"http://127.0.0.1:{port}/v1/models/mpg:predict"
-                run_wrk(url, body, 2)  # warm-up
-                results[(load, role)] = run_wrk(url, body, seconds)
-        return results
+            for _ in range(rounds):
+                for role, (port, _) in servers.items():
+                    url = f"http://127.0.0.1:{port}/v1/models/mpg:predict"
+                    run_wrk(url, body, 1)  # warm-up
+                    runs.setdefault((load, role), []).append(run_wrk(url, body, seconds))
+        return {key: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for key, rs in runs.items()}
     finally:
         for _, process in servers.values():
             process.terminate()

@@ -85,8 +85,9 @@ def client_command(predictor, port, use_python):
     show_default=True,
     help="Model directory to serve in all three servers.",
 )
-@click.option("--seconds", default=10, show_default=True, help="Duration of each measured wrk run.")
-def bench_serve(model_dir, seconds):
+@click.option("--seconds", default=5, show_default=True, help="Duration of each measured wrk run.")
+@click.option("--rounds", default=3, show_default=True, help="Interleaved rounds; figures are medians.")
+def bench_serve(model_dir, seconds, rounds):
     """Benchmark: this predictor vs a generic scikit-learn server vs a trivial model (wrk, 16 connections).
 
     \b
@@ -97,4 +98,4 @@ def bench_serve(model_dir, seconds):
 
     from serving.bench import benchmark, table
 
-    click.echo(table(benchmark(Path(model_dir).resolve(), seconds)))
+    click.echo(table(benchmark(Path(model_dir).resolve(), seconds, rounds)))

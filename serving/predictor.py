@@ -51,6 +51,7 @@ class MpgModel(Model):
             return False
         self._low = np.array([f.min for f in card.features])
         self._high = np.array([f.max for f in card.features])
+        self._ranges = [(f.min, f.max) for f in card.features]
         self._predict, self.path = fast_predictor(model, self._low, self._high)
         self.card = card
         self.ready = True
@@ -59,6 +60,9 @@ class MpgModel(Model):
 
     def outside_training_range(self, matrix: np.ndarray) -> list[list[str]]:
         """Per row, the features outside the ranges the model was trained on."""
+        if len(matrix) == 1:  # plain Python beats numpy on one row
+            bounds = zip(FEATURE_NAMES, matrix[0].tolist(), self._ranges, strict=True)
+            return [[name for name, value, (low, high) in bounds if not low <= value <= high]]
         outside = (matrix < self._low) | (matrix > self._high)
         if not outside.any():
             return [[] for _ in range(len(matrix))]
