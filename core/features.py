@@ -7,6 +7,7 @@ four-digit years defined here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,18 +87,21 @@ def _all_valid(matrix: np.ndarray) -> bool:
     return all(np.all((matrix[:, [j]] == allowed).any(axis=1)) for j, allowed in _ALLOWED)
 
 
-def domain_problems(matrix: np.ndarray) -> list[tuple[int, str, str]]:
+def domain_problems(matrix: np.ndarray, features: Sequence[Feature] = FEATURES) -> list[tuple[int, str, str]]:
     """(row, feature, message) for every cell of an (n, 7) float matrix outside its feature's domain.
+
+    ``features`` names the matrix's columns when it holds only some of them (a table
+    with a missing column still gets its other columns checked).
 
     Non-finite values, values outside [minimum, maximum], values not among the allowed
     ones, fractional counts. A valid matrix costs one vectorised pass (serving hot path);
     the per-feature report is built only when something is wrong.
     """
-    if _all_valid(matrix):
+    if features is FEATURES and _all_valid(matrix):
         return []
     problems = []
     finite = np.isfinite(matrix)
-    for column, feature in enumerate(FEATURES):
+    for column, feature in enumerate(features):
         values, ok = matrix[:, column], finite[:, column]
         checks = [(~ok, "must be a finite number")]
         if feature.allowed:

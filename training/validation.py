@@ -19,8 +19,8 @@ from core.features import (
     RAW_TO_CANONICAL,
     TARGET,
     TARGET_DOMAIN,
-    Feature,
     canonical_year,
+    domain_problems,
 )
 
 #: A data row's line in the CSV file: the header is line 1.
@@ -96,32 +96,35 @@ def _numbers(text: pd.Series, feature_name: str) -> pd.Series:
     return values.map(canonical_year) if feature_name == "model_year" else values
 
 
-def _check_numeric(
-    text: pd.Series, name: str, feature: Feature | None, missing_is_error: bool, issues: list[Issue]
-) -> pd.Series:
-    """Parse one column to float, appending an issue per bad cell; bad cells become NaN."""
-    text = text.astype(str).str.strip()
+def _parse_column(text: pd.Series, name: str, missing_is_error: bool, issues: list[Issue]) -> pd.Series:
+    """Parse one column to float, appending an issue per cell that is not a number; those become NaN."""
     values = _numbers(text, name)
-    lo, hi = (feature.minimum, feature.maximum) if feature else TARGET_DOMAIN
     missing = text == MISSING_MARKER
     problems = {
         "missing value; the row is dropped by cleaning": missing,
         "is empty; write ? for a missing value": text == "",
         "is not a number": values.isna() & ~missing & (text != ""),
-        "is not finite": ~np.isfinite(values.fillna(0)),
     }
-    if feature is not None and feature.allowed:
-        allowed = ", ".join(f"{a:g}" for a in feature.allowed)
-        problems[f"is not one of {allowed}"] = np.isfinite(values) & ~values.isin(feature.allowed)
-    else:
-        problems[f"is outside [{lo:g}, {hi:g}]"] = np.isfinite(values) & ((values < lo) | (values > hi))
-    if feature is not None and feature.integer:
-        problems["is not a whole number"] = values.notna() & np.isfinite(values) & (values % 1 != 0)
+    if name == TARGET:
+        low, high = TARGET_DOMAIN
+        problems["must be a finite number"] = np.isinf(values)
+        problems[f"must be within [{low:g}, {high:g}] mpg"] = np.isfinite(values) & ~values.between(low, high)
     for message, mask in problems.items():
         severity = "warning" if message.startswith("missing value") and not missing_is_error else "error"
         for index in np.flatnonzero(mask.to_numpy()):
             issues.append(Issue(int(index) + FIRST_DATA_LINE, name, text.iat[index], message, severity))
     return values.where(~np.asarray(list(problems.values())).any(axis=0))
+
+
+def _check_domains(parsed: dict[str, pd.Series], text: pd.DataFrame, issues: list[Issue]) -> None:
+    """The feature domains of ``core.features`` (the same checks the predictor applies); bad cells become NaN."""
+    features = [f for f in FEATURES if f.name in parsed]
+    matrix = np.column_stack([parsed[f.name].to_numpy() for f in features])
+    for row, name, message in domain_problems(matrix, features):
+        if np.isnan(parsed[name].iat[row]):
+            continue  # already reported as missing or not a number
+        issues.append(Issue(row + FIRST_DATA_LINE, name, text[name].iat[row], message))
+        parsed[name].iat[row] = np.nan
 
 
 def validate_table(
@@ -142,12 +145,14 @@ def validate_table(
         return pd.DataFrame(), report
     parsed = {}
     wanted = [(f.name, f) for f in FEATURES] + ([(TARGET, None)] if require_target else [])
+    text = table.astype(str).apply(lambda column: column.str.strip())
     for name, feature in wanted:
         if name not in table.columns:
             raw = f" (raw name {feature.raw_name})" if feature else ""
             issues.append(Issue(None, name, "", f"column is missing{raw}"))
             continue
-        parsed[name] = _check_numeric(table[name], name, feature, missing_is_error, issues)
+        parsed[name] = _parse_column(text[name], name, missing_is_error, issues)
+    _check_domains(parsed, text, issues)
     duplicated = table.duplicated(keep="first").to_numpy()
     for index in np.flatnonzero(duplicated):
         issues.append(Issue(int(index) + FIRST_DATA_LINE, "*", "", "exact duplicate of an earlier row", "warning"))

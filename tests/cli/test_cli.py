@@ -42,7 +42,7 @@ def test_validate_rejects_bad_rows_by_line_and_column_without_touching_the_file(
     before = bad.read_bytes()
     result = run("data", "validate", bad)
     assert result.exit_code == 1
-    assert "line 5, column origin: '9' is not one of 1, 2, 3" in result.output
+    assert "line 5, column origin: '9' must be one of 1, 2, 3" in result.output
     assert bad.read_bytes() == before
 
 

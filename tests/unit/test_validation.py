@@ -36,15 +36,15 @@ def test_good_rows_are_valid_and_parsed_to_canonical_units():
 @pytest.mark.parametrize(
     ("row", "column", "message"),
     [
-        ("18,8,307,abc,3504,12,70,1,x", "horsepower", "not a number"),
-        ("18,7,307,130,3504,12,70,1,x", "cylinders", "not one of"),
-        ("18,8,307,130,3504,12,70,7,x", "origin", "not one of"),
-        ("18,8,307,130,-5,12,70,1,x", "weight", "outside"),
-        ("18,8,307,130,3504,12,1850,1,x", "model_year", "outside"),
-        ("18,8,307,130,3504,12,70.5,1,x", "model_year", "whole number"),
-        ("18,8,307,130,3504,inf,70,1,x", "acceleration", "not finite"),
+        ("18,8,307,abc,3504,12,70,1,x", "horsepower", "is not a number"),
+        ("18,7,307,130,3504,12,70,1,x", "cylinders", "must be one of 2, 3, 4"),
+        ("18,8,307,130,3504,12,70,7,x", "origin", "must be one of 1, 2, 3"),
+        ("18,8,307,130,-5,12,70,1,x", "weight", "must be within [100, 20000] lb"),
+        ("18,8,307,130,3504,12,1850,1,x", "model_year", "must be within [1900, 2100]"),
+        ("18,8,307,130,3504,12,70.5,1,x", "model_year", "must be a whole number"),
+        ("18,8,307,130,3504,inf,70,1,x", "acceleration", "must be a finite number"),
         ("18,8,,130,3504,12,70,1,x", "displacement", "empty"),
-        ("0,8,307,130,3504,12,70,1,x", "mpg", "outside"),
+        ("0,8,307,130,3504,12,70,1,x", "mpg", "must be within [1, 200] mpg"),
     ],
 )
 def test_each_bad_cell_is_an_error_naming_line_and_column(row, column, message):
