@@ -29,13 +29,16 @@ def fetch_data(repo: str, revision: str, dvc_remote: str, overrides: list[str], 
     Otherwise ``repo`` (a git URL, or empty for the working copy's history) at
     ``revision``: params.yaml from git, the data through DVC from ``dvc_remote``.
     """
-    from training.versioning import read_versioned
+    from training.versioning import DataVersionError, read_versioned
 
     if not repo and not revision:
         root = project_root()
         raw = yaml.safe_load((root / "params.yaml").read_text()) or {}
         params = parse_params(apply_overrides(raw, overrides), "params.yaml with overrides")
-        content = (root / params.data.path).read_bytes()
+        try:
+            content = (root / params.data.path).read_bytes()
+        except FileNotFoundError as e:
+            raise DataVersionError(f"{params.data.path} is not in the working copy; run `mlops data pull`") from e
     else:
         source = repo or str(project_root())
         raw = yaml.safe_load(read_versioned("params.yaml", source, revision)) or {}

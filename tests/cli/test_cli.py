@@ -101,3 +101,9 @@ def test_unknown_parameter_is_a_clear_error(run, tmp_path):
     assert result.exit_code == 1
     assert "train.trees" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("args", [[], ["--env", "staging", "--model-uri", "models/x"]], ids=["neither", "both"])
+def test_serve_needs_exactly_one_model_source(run, args):
+    result = CliRunner().invoke(main, ["serve", *args])
+    assert result.exit_code == 2 and "exactly one of --env or --model-uri" in result.output
