@@ -76,7 +76,8 @@ def select_model(candidate_dirs: list[str], params_json: str, model_dir: str) ->
     from training.selection import CandidateScore, select
 
     params = Params.model_validate_json(params_json)
-    cards = {read_card(Path(d)).algorithm: (Path(d), read_card(Path(d))) for d in candidate_dirs}
+    loaded = [(Path(d), read_card(Path(d))) for d in candidate_dirs]
+    cards = {card.algorithm: (path, card) for path, card in loaded}
     scores = [CandidateScore(**card.metrics["candidates"][name]) for name, (_, card) in cards.items()]
     winner = select(scores, params.train.candidates)
     source, card = cards[winner.name]

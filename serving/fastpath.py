@@ -143,7 +143,7 @@ def fast_predictor(model, low: np.ndarray, high: np.ndarray) -> tuple[Fn, str]:
     """The compiled function if it matches ``model.predict`` within 1e-9 on probe rows, else ``model.predict``."""
     try:
         compiled = compile_model(model)
-    except UnsupportedStepError as e:
+    except (UnsupportedStepError, AttributeError, ValueError) as e:  # a step whose fitted state differs
         logger.info("serving through model.predict: no fast path for %s", e)
         return model.predict, "model.predict"
     probes = probe_inputs(low, high)
