@@ -42,14 +42,14 @@ def _column_transformer(est) -> Fn:
         cols = np.asarray(columns)
         inner = (lambda X: X) if isinstance(transformer, str) else compile_model(transformer)
         parts.append((cols, inner))
-    return lambda X: np.hstack([inner(X[:, cols]) for cols, inner in parts])
+    return lambda X: np.concatenate([inner(X[:, cols]) for cols, inner in parts], axis=1)
 
 
 def _one_hot(est) -> Fn:
     if est.drop is not None or est.handle_unknown not in {"ignore", "error"}:
         raise UnsupportedStepError("OneHotEncoder with drop")
     categories = [np.asarray(c) for c in est.categories_]
-    return lambda X: np.hstack([(X[:, [j]] == cats).astype(float) for j, cats in enumerate(categories)])
+    return lambda X: np.concatenate([X[:, [j]] == cats for j, cats in enumerate(categories)], axis=1).astype(float)
 
 
 def _scaler(est) -> Fn:
