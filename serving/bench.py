@@ -31,6 +31,10 @@ ROLES = ("predictor", "reference", "trivial")
 WRK_SCRIPT = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[{body}]==]\n'
 
 
+class BenchError(MlopsError):
+    """A benchmark could not run (wrk missing, a server not ready, failed requests)."""
+
+
 class ReferenceModel(Model):
     """What a generic scikit-learn server does: DataFrame from the request, then ``predict``."""
 
@@ -92,10 +96,6 @@ def _wait_ready(url: str, timeout: float = 60) -> None:
     raise BenchError(f"{url} not ready after {timeout} s")
 
 
-class BenchError(MlopsError):
-    """A benchmark could not run (wrk missing, a server not ready, failed requests)."""
-
-
 def _seconds(text: str) -> float:
     match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
     if match is None:
@@ -140,7 +140,8 @@ def bodies(model_dir: Path) -> dict[str, str]:
     }
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (bound, then released for the caller)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -156,7 +157,7 @@ def benchmark(model_dir: Path, seconds: int = 10, rounds: int = 3) -> dict[tuple
     servers = {}
     try:
         for role in ROLES:
-            port = _free_port()
+            port = free_port()
             code = f"from serving.bench import _server_main; _server_main({role!r}, {str(model_dir)!r}, {port})"
             servers[role] = (
                 port,

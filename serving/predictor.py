@@ -23,7 +23,8 @@ from serving.fastpath import fast_predictor
 from serving.schema import InvalidRequestError, parse_v1, parse_v2
 
 logger = logging.getLogger(__name__)
-OUTPUTS = ("mpg", "l_per_100km", "outside_training_range")
+#: V2 outputs and their datatypes; the metadata and every response list them from here.
+OUTPUT_TYPES = {"mpg": "FP64", "l_per_100km": "FP64", "outside_training_range": "BYTES"}
 
 
 class PayloadTooLarge(InvalidInput):
@@ -92,11 +93,14 @@ class MpgModel(Model):
         }
 
     def _v2_response(self, request: InferRequest, mpg, l_per_100km, flags) -> InferResponse:
-        n = len(mpg)
+        data = {
+            "mpg": mpg.tolist(),
+            "l_per_100km": l_per_100km.tolist(),
+            "outside_training_range": [",".join(f) for f in flags],
+        }
         outputs = [
-            InferOutput(name="mpg", shape=[n], datatype="FP64", data=mpg.tolist()),
-            InferOutput(name="l_per_100km", shape=[n], datatype="FP64", data=l_per_100km.tolist()),
-            InferOutput(name="outside_training_range", shape=[n], datatype="BYTES", data=[",".join(f) for f in flags]),
+            InferOutput(name=name, shape=[len(mpg)], datatype=datatype, data=data[name])
+            for name, datatype in OUTPUT_TYPES.items()
         ]
         return InferResponse(
             response_id=request.id or "",
@@ -109,8 +113,4 @@ class MpgModel(Model):
         return [{"name": name, "datatype": "FP64", "shape": [-1]} for name in FEATURE_NAMES]
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        return [
-            {"name": "mpg", "datatype": "FP64", "shape": [-1]},
-            {"name": "l_per_100km", "datatype": "FP64", "shape": [-1]},
-            {"name": "outside_training_range", "datatype": "BYTES", "shape": [-1]},
-        ]
+        return [{"name": name, "datatype": datatype, "shape": [-1]} for name, datatype in OUTPUT_TYPES.items()]
