@@ -32,18 +32,22 @@ def fetch_data(repo: str, revision: str, dvc_remote: str, overrides: list[str], 
     from training.versioning import DataVersionError, read_versioned
 
     if not repo and not revision:
-        root = project_root()
-        raw = yaml.safe_load((root / "params.yaml").read_text()) or {}
-        params = parse_params(apply_overrides(raw, overrides), "params.yaml with overrides")
-        try:
-            content = (root / params.data.path).read_bytes()
-        except FileNotFoundError as e:
-            raise DataVersionError(f"{params.data.path} is not in the working copy; run `mlops data pull`") from e
+        root, where = project_root(), "the working copy"
+
+        def read(path: str, remote: str | None = None) -> bytes:
+            try:
+                return (root / path).read_bytes()
+            except FileNotFoundError as e:
+                raise DataVersionError(f"{path} is not in the working copy; `mlops data pull` fetches the data") from e
     else:
-        source = repo or str(project_root())
-        raw = yaml.safe_load(read_versioned("params.yaml", source, revision)) or {}
-        params = parse_params(apply_overrides(raw, overrides), f"params.yaml at {revision} with overrides")
-        content = read_versioned(params.data.path, source, revision, dvc_remote or None)
+        source, where = repo or str(project_root()), f"revision {revision}"
+
+        def read(path: str, remote: str | None = None) -> bytes:
+            return read_versioned(path, source, revision, remote)
+
+    raw = yaml.safe_load(read("params.yaml")) or {}
+    params = parse_params(apply_overrides(raw, overrides), f"params.yaml of {where} with overrides")
+    content = read(params.data.path, dvc_remote or None)
     atomic_write(Path(data_path), lambda tmp: tmp.write_bytes(content))
     return params
 
