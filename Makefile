@@ -23,9 +23,11 @@ install: $(BIN)/.installed ## Create .venv and install the pinned dependencies (
 
 SERVE ?= 1
 demo: install ## Data, experimental + production pipelines, then serve the model and client page (SERVE=0: stop before)
+	scripts/system-deps.sh demo
 	SERVE=$(SERVE) scripts/demo.sh
 
-test: install ## Lint, check the compiled pipeline is current, run the whole test suite
+test: install ## System packages the tests drive (nginx, Chromium), lint, compiled pipeline current, every test
+	scripts/system-deps.sh test
 	$(BIN)/ruff check .
 	$(BIN)/mlops pipeline compile --check
 	$(BIN)/python -m pytest

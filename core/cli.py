@@ -1,4 +1,4 @@
-"""``mlops publish``: put a model directory at its immutable URI in the model store."""
+"""``mlops publish``, and the click parameter types that parse model URIs at the command-line boundary."""
 
 from __future__ import annotations
 
@@ -6,12 +6,34 @@ from pathlib import Path
 
 import click
 
+from core.uri import ModelURIError, parse_model_uri, parse_repository
+
+
+class _Parsed(click.ParamType):
+    """A click type backed by one of ``core.uri``'s parsers: a bad value is a usage error naming the forms."""
+
+    def __init__(self, name: str, parser):
+        self.name, self.parser = name, parser
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.parser(value)
+        except ModelURIError as e:
+            self.fail(str(e), param, ctx)
+
+
+MODEL_URI = _Parsed("uri", parse_model_uri)
+REPOSITORY = _Parsed("s3://bucket/prefix", parse_repository)
+
 
 @click.command("publish")
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option(
     "--to",
     "repository",
+    type=REPOSITORY,
     default=None,
     metavar="s3://BUCKET/PREFIX",
     help="Model repository [default: MLOPS_MODEL_REPOSITORY or s3://mpg-mlops/models/mpg].",

@@ -1,4 +1,13 @@
-"""Typed errors shared by every part. The CLI turns any ``MlopsError`` into a message and exit status 1."""
+"""Typed errors and exit statuses shared by every part.
+
+The CLI turns any ``MlopsError`` into one line and exit status ``EXIT_ERROR``.
+"""
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2  # click's usage errors
+EXIT_GATE_REJECTED = 3  # the quality gate rejected the candidate (mlops gate, mlops pipeline run)
+EXIT_ALERT = 4  # a monitoring threshold was crossed (mlops monitor report)
 
 
 class MlopsError(Exception):

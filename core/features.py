@@ -39,7 +39,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("horsepower", "hp", "hp", 1, 2000),
     Feature("weight", "wght", "lb", 100, 20000),
     Feature("acceleration", "acc", "s (0-60 mph)", 1, 60),
-    Feature("model_year", "year", "year", 1900, 2100, integer=True),
+    Feature("model_year", "year", "four-digit year", 1900, 2100, integer=True),
     Feature("origin", "org", "1 = USA, 2 = Europe, 3 = Japan", 1, 3, allowed=(1, 2, 3), integer=True),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
@@ -50,7 +50,10 @@ ORIGIN_NAMES: dict[str, int] = {"usa": 1, "europe": 2, "japan": 3}
 
 
 def canonical_year(year: float) -> float:
-    """Return a four-digit model year; the raw data's two-digit 70 means 1970."""
+    """The four-digit model year of a value in the raw data's ``year`` column, where 70 means 1970.
+
+    The one place two digits are read: ``model_year`` (CSV, V1, V2) is always four digits.
+    """
     return year + 1900 if 0 <= year < 100 else year
 
 

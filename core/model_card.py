@@ -7,9 +7,11 @@ unpickling, so a model directory cannot silently change under its name.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 from datetime import UTC, datetime
@@ -19,12 +21,14 @@ from typing import Any
 import joblib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.atomic import atomic_write, replace_dir
 from core.errors import ModelDirError
 from core.features import FEATURES_BY_NAME, TARGET
 
 MODEL_FILE = "model.joblib"
 CARD_FILE = "model.json"
-_CHUNK = 1 << 20
+MODEL_FILES = (MODEL_FILE, CARD_FILE)  # the card last: on S3 it marks a model complete
+MAX_CARD_BYTES = 1 << 20
 
 
 class FeatureRange(BaseModel):
@@ -63,21 +67,15 @@ class ModelCard(BaseModel):
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+    """Hex sha256 of a file."""
     with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def md5_file(path: Path) -> str:
     """Hex md5 of a file: what DVC 3 records as the ``md5`` of a tracked file."""
-    digest = hashlib.md5()  # noqa: S324 - content id, not security
     with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def git_commit(cwd: Path) -> str | None:
@@ -113,9 +111,133 @@ def feature_ranges(minimums: dict[str, float], maximums: dict[str, float]) -> li
     ]
 
 
+def _read_regular(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of a regular file, never following a symlink and never blocking on a FIFO or device."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # ELOOP: a symlink
+        raise ModelDirError(
+            f"{path} cannot be opened as a regular file ({e.strerror}); a model directory holds only regular files"
+        ) from e
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ModelDirError(f"{path} is not a regular file; a model directory holds only regular files")
+        data = handle.read() if limit is None else handle.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise ModelDirError(f"{path} is larger than {limit} bytes: not a model card")
+    return data
+
+
+def read_card(model_dir: Path) -> ModelCard:
+    """Parse ``model.json``; a missing, unreadable or malformed card is a ``ModelDirError``."""
+    path = Path(model_dir) / CARD_FILE
+    try:
+        return ModelCard.model_validate_json(_read_regular(path, MAX_CARD_BYTES))
+    except FileNotFoundError as e:
+        raise ModelDirError(f"{model_dir} is not a model directory: {CARD_FILE} is missing") from e
+    except NotADirectoryError as e:
+        raise ModelDirError(f"{model_dir} is not a model directory: it is a file") from e
+    except ValidationError as e:
+        raise ModelDirError(f"{path} is not a valid model card: {e.errors()[0]['msg']}") from e
+
+
+def _checked_id(model_dir: Path, card: ModelCard, actual: str, expected_id: str | None) -> ModelCard:
+    path = Path(model_dir) / MODEL_FILE
+    if actual != card.id:
+        raise ModelDirError(
+            f"{path} has sha256 {actual[:12]}… but its card says {card.id[:12]}…: the file was changed "
+            "after training; refusing to unpickle it. Re-train or fetch the model again."
+        )
+    if expected_id is not None and actual != expected_id:
+        raise ModelDirError(
+            f"{model_dir} holds model {actual[:12]}… but model {expected_id[:12]}… was asked for; "
+            "refusing to unpickle it. Fetch the model again from its URI."
+        )
+    return card
+
+
+def _model_bytes(model_dir: Path) -> bytes:
+    try:
+        return _read_regular(Path(model_dir) / MODEL_FILE)
+    except FileNotFoundError as e:
+        raise ModelDirError(f"{model_dir} has a card but no {MODEL_FILE}") from e
+
+
+def verify_model_dir(model_dir: Path, expected_id: str | None = None) -> ModelCard:
+    """The card, after checking that ``model.joblib`` hashes to the card's id (and to ``expected_id``)."""
+    card = read_card(model_dir)
+    return _checked_id(model_dir, card, hashlib.sha256(_model_bytes(model_dir)).hexdigest(), expected_id)
+
+
+def check_estimator(model: Any, source: Path) -> Any:
+    """A model file must hold what training saves: a scikit-learn Pipeline starting with ``FeatureMatrix``."""
+    from sklearn.pipeline import Pipeline
+
+    from core.feature_matrix import FeatureMatrix
+
+    if not (isinstance(model, Pipeline) and model.steps and isinstance(model.steps[0][1], FeatureMatrix)):
+        raise ModelDirError(
+            f"{source} holds a {type(model).__name__}, not a model this project trained "
+            "(a scikit-learn Pipeline whose first step is FeatureMatrix)"
+        )
+    return model
+
+
+def load_model(model_dir: Path, expected_id: str | None = None) -> tuple[Any, ModelCard]:
+    """Verify then unpickle a model directory; returns the estimator and its card.
+
+    The bytes are read once, hashed and unpickled from memory, so the file cannot be
+    swapped between the check and the load.
+    """
+    card = read_card(model_dir)
+    data = _model_bytes(model_dir)
+    _checked_id(model_dir, card, hashlib.sha256(data).hexdigest(), expected_id)
+    try:
+        model = joblib.load(io.BytesIO(data))
+    except Exception as e:  # unpickling can raise almost anything
+        raise ModelDirError(f"cannot load {model_dir}/{MODEL_FILE}: {e}") from e
+    return check_estimator(model, Path(model_dir) / MODEL_FILE), card
+
+
+def write_card(model_dir: Path, card: ModelCard) -> None:
+    """Replace a directory's card (e.g. to add context); the id must still match ``model.joblib``."""
+    if sha256_file(Path(model_dir) / MODEL_FILE) != card.id:
+        raise ModelDirError(f"card id {card.id[:12]}… does not match {model_dir}/{MODEL_FILE}")
+    atomic_write(Path(model_dir) / CARD_FILE, lambda tmp: tmp.write_text(card.model_dump_json(indent=2) + "\n"))
+
+
+def is_model_dir(path: Path) -> bool:
+    """A directory holding a model card and nothing but model files: safe to replace whole."""
+    entries = {entry.name for entry in Path(path).iterdir()}
+    if not entries <= set(MODEL_FILES) or CARD_FILE not in entries:
+        return False
+    try:
+        read_card(path)
+    except ModelDirError:
+        return False
+    return True
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise ModelDirError(f"{out_dir} exists and is not a directory; choose another output folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_model_dir(out_dir):
+        raise ModelDirError(
+            f"{out_dir} is not empty and is not a model directory; refusing to replace it. "
+            "Choose a new or empty folder, or an existing model directory."
+        )
+
+
 def save_model_dir(model: Any, out_dir: Path, **card_fields: Any) -> ModelCard:
-    """Write ``model.joblib`` and its card to ``out_dir``, replacing it whole or not at all."""
+    """Write ``model.joblib`` and its card to ``out_dir``, replacing it whole or not at all.
+
+    ``out_dir`` must be absent, empty, or a model directory (nothing else is ever
+    replaced); the new directory is built beside it and swapped in with one rename.
+    """
     out_dir = Path(out_dir)
+    _check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -127,51 +249,9 @@ def save_model_dir(model: Any, out_dir: Path, **card_fields: Any) -> ModelCard:
             **card_fields,
         )
         write_card(staging, card)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
+        staging.chmod(0o755)  # mkdtemp makes it 0700; a model directory is as readable as any output
+        replace_dir(staging, out_dir)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging.is_dir():  # the old model directory after the swap, or the failed attempt
+            shutil.rmtree(staging, ignore_errors=True)
     return card
-
-
-def write_card(model_dir: Path, card: ModelCard) -> None:
-    """Replace a directory's card (e.g. to add context); the id must still match ``model.joblib``."""
-    if sha256_file(Path(model_dir) / MODEL_FILE) != card.id:
-        raise ModelDirError(f"card id {card.id[:12]}… does not match {model_dir}/{MODEL_FILE}")
-    (Path(model_dir) / CARD_FILE).write_text(card.model_dump_json(indent=2) + "\n")
-
-
-def read_card(model_dir: Path) -> ModelCard:
-    """Parse ``model.json``; a missing or malformed card is a ``ModelDirError``."""
-    path = Path(model_dir) / CARD_FILE
-    try:
-        return ModelCard.model_validate_json(path.read_text())
-    except FileNotFoundError as e:
-        raise ModelDirError(f"{model_dir} is not a model directory: {CARD_FILE} is missing") from e
-    except ValidationError as e:
-        raise ModelDirError(f"{path} is not a valid model card: {e}") from e
-
-
-def verify_model_dir(model_dir: Path) -> ModelCard:
-    """Return the card after checking ``model.joblib`` hashes to the card's id."""
-    card = read_card(model_dir)
-    path = Path(model_dir) / MODEL_FILE
-    if not path.is_file():
-        raise ModelDirError(f"{model_dir} has a card but no {MODEL_FILE}")
-    actual = sha256_file(path)
-    if actual != card.id:
-        raise ModelDirError(
-            f"{path} has sha256 {actual[:12]}… but its card says {card.id[:12]}…: the file was changed "
-            "after training; refusing to unpickle it. Re-train or fetch the model again."
-        )
-    return card
-
-
-def load_model(model_dir: Path) -> tuple[Any, ModelCard]:
-    """Verify then unpickle a model directory; returns the estimator and its card."""
-    card = verify_model_dir(model_dir)
-    try:
-        return joblib.load(Path(model_dir) / MODEL_FILE), card
-    except Exception as e:  # unpickling can raise almost anything
-        raise ModelDirError(f"cannot load {model_dir}/{MODEL_FILE}: {e}") from e

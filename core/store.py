@@ -1,4 +1,4 @@
-"""The model store: immutable, content-addressed model URIs ``s3://<bucket>/models/mpg/<id>/``.
+"""The model store: immutable, content-addressed model URIs ``s3://<bucket>/<prefix>/<id>/``.
 
 One interface, two backends. The embedded default maps ``s3://bucket/key`` to
 ``<store root>/bucket/key`` on local disk, so the same URI works on a laptop; with
@@ -8,30 +8,37 @@ standard AWS environment variables).
 Publishing uploads to a staging location, verifies checksums, then finalizes, so an
 interrupted publish leaves nothing at the final URI: locally the finalize is one
 atomic rename; on S3 the card is copied last and a model counts as published only
-when its card is there and the model file matches the card's id.
+when its card is there and the model file matches the card's id. Staging left by a
+killed publish is removed by the next one. Fetched models are cached under
+``<cache>/<model id>/`` and checked against the id in their URI before every use.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import shutil
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlparse
 
-from core.errors import MlopsError
-from core.model_card import CARD_FILE, MODEL_FILE, ModelCard, read_card, sha256_file, verify_model_dir
+from core.atomic import replace_dir
+from core.errors import MlopsError, ModelDirError
+from core.model_card import MODEL_FILE, MODEL_FILES, ModelCard, read_card, sha256_file, verify_model_dir
 from core.settings import Settings
+from core.staging import staging_dir
+from core.uri import LocalModelDir, ModelRef, Repository, StoreURI, parse_model_uri, parse_repository
 
-FILES = (MODEL_FILE, CARD_FILE)  # the card goes last: on S3 it marks the model complete
 STAGING = ".staging"
+#: S3 has no locks: staging objects older than this were left by a publish that died.
+S3_STALE_AFTER = timedelta(hours=1)
 
 
 class StoreError(MlopsError):
-    """The store is unreachable, a URI is malformed, or an immutable URI would be overwritten."""
+    """The store is unreachable, a URI names nothing, or an immutable URI would be overwritten."""
 
 
 @dataclass(frozen=True)
@@ -41,25 +48,11 @@ class Published:
     created: bool  # False: the same model was already there (no-op)
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/a/b/`` -> (``bucket``, ``a/b``)."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise StoreError(f"{uri!r} is not an s3://bucket/key URI")
-    return parsed.netloc, parsed.path.strip("/")
-
-
-def model_uri(repository: str, model_id: str) -> str:
-    """The one URI a model with this id ever has."""
-    split_s3_uri(repository)
-    return f"{repository.rstrip('/')}/{model_id}/"
-
-
 class Backend(Protocol):
-    def read_card(self, bucket: str, key: str) -> ModelCard | None: ...
-    def model_sha256(self, bucket: str, key: str) -> str: ...
-    def upload_staged(self, model_dir: Path, bucket: str, key: str) -> None: ...
-    def download(self, bucket: str, key: str, dest: Path) -> None: ...
+    def read_card(self, uri: StoreURI) -> ModelCard | None: ...
+    def model_sha256(self, uri: StoreURI) -> str: ...
+    def upload(self, model_dir: Path, uri: StoreURI) -> bool: ...
+    def download(self, uri: StoreURI, dest: Path) -> None: ...
 
 
 class ModelStore:
@@ -67,56 +60,77 @@ class ModelStore:
 
     def __init__(self, backend: Backend, cache_dir: Path):
         self.backend = backend
-        self.cache_dir = cache_dir
+        self.cache_dir = Path(cache_dir)
 
-    def publish(self, model_dir: Path, repository: str) -> Published:
-        """Publish ``model_dir`` under ``repository``; the same model twice is a no-op."""
+    def publish(self, model_dir: Path, repository: str | Repository) -> Published:
+        """Publish ``model_dir`` under ``repository``; the same model twice (or at once) is a no-op."""
+        repo = parse_repository(repository) if isinstance(repository, str) else repository
         card = verify_model_dir(model_dir)
-        uri = model_uri(repository, card.id)
-        bucket, key = split_s3_uri(uri)
-        if self._published(bucket, key, card.id):
-            return Published(uri, card.id, created=False)
-        self.backend.upload_staged(Path(model_dir), bucket, key)
-        return Published(uri, card.id, created=True)
+        uri = repo.model(card.id)
+        if self._published(uri):
+            return Published(str(uri), card.id, created=False)
+        created = self.backend.upload(Path(model_dir), uri)
+        if not created and not self._published(uri):  # lost a race to a publish that did not finish
+            raise StoreError(f"publishing to {uri} collided with another publish; retry")
+        return Published(str(uri), card.id, created=created)
 
-    def _published(self, bucket: str, key: str, model_id: str) -> bool:
-        existing = self.backend.read_card(bucket, key)
+    def _published(self, uri: StoreURI) -> bool:
+        existing = self.backend.read_card(uri)
         if existing is None:
             return False
-        actual = self.backend.model_sha256(bucket, key)
-        if existing.id != model_id or actual != model_id:
+        actual = self.backend.model_sha256(uri)
+        if existing.id != uri.model_id or actual != uri.model_id:
             raise StoreError(
-                f"s3://{bucket}/{key}/ already holds different content (card {existing.id[:12]}…, "
-                f"model file {actual[:12]}…); published URIs are immutable, refusing to overwrite"
+                f"{uri} already holds different content (card {existing.id[:12]}…, model file {actual[:12]}…); "
+                "published URIs are immutable, refusing to overwrite"
             )
         return True
 
-    def fetch(self, uri: str) -> Path:
-        """A verified local model directory for ``uri`` (s3:// through the cache, or a local path)."""
-        if not uri.startswith("s3://"):
-            path = Path(urlparse(uri).path if uri.startswith("file://") else uri)
-            verify_model_dir(path)
-            return path
-        bucket, key = split_s3_uri(uri)
-        model_id = key.rsplit("/", 1)[-1]
-        cached = self.cache_dir / model_id
-        if cached.is_dir():
+    def resolve(self, text: str | ModelRef) -> tuple[Path, str | None]:
+        """A local model directory for a model URI, and the model id the URI demands (None for a path).
+
+        The directory is verified here; ``load_model(path, expected_id)`` verifies the
+        bytes again as it unpickles them.
+        """
+        ref = parse_model_uri(text) if isinstance(text, str) else text
+        if isinstance(ref, LocalModelDir):
+            verify_model_dir(ref.path)
+            return ref.path, None
+        return self.fetch(ref), ref.model_id
+
+    def fetch(self, uri: StoreURI) -> Path:
+        """``<cache>/<model id>/``, downloaded unless a verified copy is there already."""
+        cached = self.cache_dir / uri.model_id
+        if cached.is_dir() and not cached.is_symlink():
             try:
-                verify_model_dir(cached)
+                verify_model_dir(cached, uri.model_id)
                 return cached
-            except MlopsError:
-                shutil.rmtree(cached)
-        if self.backend.read_card(bucket, key) is None:
+            except ModelDirError:
+                pass  # damaged or tampered with: replaced below by a fresh, verified copy
+        if self.backend.read_card(uri) is None:
             raise StoreError(f"no model at {uri}: nothing was published there")
-        staging = self.cache_dir / f".{model_id}.{uuid.uuid4().hex}"
-        try:
-            self.backend.download(bucket, key, staging)
-            if verify_model_dir(staging).id != model_id:
-                raise StoreError(f"{uri} holds a model whose card id does not match the URI")
-            os.replace(staging, cached)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        with staging_dir(self.cache_dir / STAGING) as staging:
+            fresh = staging / "model"
+            self.backend.download(uri, fresh)
+            try:
+                verify_model_dir(fresh, uri.model_id)
+            except ModelDirError as e:
+                raise StoreError(f"{uri} holds a model that does not match its id: {e}") from e
+            _install(fresh, cached, uri.model_id)
         return cached
+
+
+def _install(fresh: Path, cached: Path, model_id: str) -> None:
+    """Move a verified download to its cache entry; what was there (if anything) ends up in ``fresh``."""
+    try:
+        if os.path.lexists(cached):
+            replace_dir(fresh, cached)
+        else:
+            os.rename(fresh, cached)
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise StoreError(f"cannot write the model cache {cached}: {e.strerror}") from e
+        verify_model_dir(cached, model_id)  # a concurrent fetch put the same model there first
 
 
 class LocalBackend:
@@ -125,35 +139,40 @@ class LocalBackend:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def _path(self, bucket: str, key: str) -> Path:
-        return self.root / bucket / key
+    def _path(self, uri: StoreURI) -> Path:
+        return self.root / uri.bucket / uri.key
 
-    def read_card(self, bucket: str, key: str) -> ModelCard | None:
-        path = self._path(bucket, key)
-        return read_card(path) if (path / CARD_FILE).is_file() else None
+    def read_card(self, uri: StoreURI) -> ModelCard | None:
+        path = self._path(uri)
+        return read_card(path) if path.is_dir() else None
 
-    def model_sha256(self, bucket: str, key: str) -> str:
-        path = self._path(bucket, key) / MODEL_FILE
+    def model_sha256(self, uri: StoreURI) -> str:
+        path = self._path(uri) / MODEL_FILE
         return sha256_file(path) if path.is_file() else ""
 
-    def upload_staged(self, model_dir: Path, bucket: str, key: str) -> None:
-        final = self._path(bucket, key)
-        staging = self.root / bucket / STAGING / uuid.uuid4().hex
-        staging.mkdir(parents=True)
+    def upload(self, model_dir: Path, uri: StoreURI) -> bool:
+        final = self._path(uri)
         try:
-            for name in FILES:
-                shutil.copyfile(model_dir / name, staging / name)
-                if sha256_file(staging / name) != sha256_file(model_dir / name):
-                    raise StoreError(f"checksum mismatch after copying {name} to {staging}")
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(staging, final)  # atomic; fails if final appeared meanwhile
+            with staging_dir(self.root / uri.bucket / STAGING) as staging:
+                for name in MODEL_FILES:
+                    shutil.copyfile(model_dir / name, staging / name)
+                    if sha256_file(staging / name) != sha256_file(model_dir / name):
+                        raise StoreError(f"checksum mismatch after copying {name} to {staging}")
+                final.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.rename(staging, final)  # atomic; fails if final appeared meanwhile
+                except OSError as e:
+                    if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                        return False  # a concurrent publish of the same id finished first
+                    raise
         except OSError as e:
-            raise StoreError(f"cannot publish to {final}: {e}") from e
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            raise StoreError(f"cannot publish to {final}: {e.strerror or e}") from e
+        return True
 
-    def download(self, bucket: str, key: str, dest: Path) -> None:
-        shutil.copytree(self._path(bucket, key), dest)
+    def download(self, uri: StoreURI, dest: Path) -> None:
+        dest.mkdir()
+        for name in MODEL_FILES:
+            shutil.copyfile(self._path(uri) / name, dest / name)
 
 
 class S3Backend:
@@ -178,49 +197,68 @@ class S3Backend:
         except BotoCoreError as e:
             raise StoreError(f"S3 {what} failed at {self.endpoint_url}: {e}") from e
 
-    def read_card(self, bucket: str, key: str) -> ModelCard | None:
-        response = self._call("read", self.client.get_object, Bucket=bucket, Key=f"{key}/{CARD_FILE}")
-        return None if response is None else ModelCard.model_validate_json(response["Body"].read())
+    def read_card(self, uri: StoreURI) -> ModelCard | None:
+        response = self._call("read", self.client.get_object, Bucket=uri.bucket, Key=f"{uri.key}/model.json")
+        if response is None:
+            return None
+        try:
+            return ModelCard.model_validate_json(response["Body"].read())
+        except ValueError as e:
+            raise StoreError(f"{uri} has an unreadable model card: {e}") from e
 
-    def model_sha256(self, bucket: str, key: str) -> str:
+    def model_sha256(self, uri: StoreURI) -> str:
         response = self._call(
-            "head", self.client.head_object, Bucket=bucket, Key=f"{key}/{MODEL_FILE}", ChecksumMode="ENABLED"
+            "head", self.client.head_object, Bucket=uri.bucket, Key=f"{uri.key}/{MODEL_FILE}", ChecksumMode="ENABLED"
         )
         return base64.b64decode(response["ChecksumSHA256"]).hex() if response else ""
 
-    def upload_staged(self, model_dir: Path, bucket: str, key: str) -> None:
-        staging = f"{key.rsplit('/', 1)[0]}/{STAGING}/{uuid.uuid4().hex}"
+    def _clean_stale_staging(self, bucket: str, area: str) -> None:
+        listed = self._call("list", self.client.list_objects_v2, Bucket=bucket, Prefix=f"{area}/") or {}
+        cutoff = datetime.now(UTC) - S3_STALE_AFTER
+        for item in listed.get("Contents", []):
+            if item["LastModified"] < cutoff:
+                self._call("cleanup", self.client.delete_object, Bucket=bucket, Key=item["Key"])
+
+    def upload(self, model_dir: Path, uri: StoreURI) -> bool:
+        area = f"{uri.prefix}/{STAGING}"
+        self._clean_stale_staging(uri.bucket, area)
+        staging = f"{area}/{uuid.uuid4().hex}"
         try:
-            for name in FILES:
+            for name in MODEL_FILES:
                 digest = base64.b64encode(bytes.fromhex(sha256_file(model_dir / name))).decode()
                 with open(model_dir / name, "rb") as body:
                     # S3 rejects the upload if the bytes it received do not hash to ChecksumSHA256.
                     self._call(
                         "upload",
                         self.client.put_object,
-                        Bucket=bucket,
+                        Bucket=uri.bucket,
                         Key=f"{staging}/{name}",
                         Body=body,
                         ChecksumSHA256=digest,
                     )
-            for name in FILES:
+            for name in MODEL_FILES:  # the card last: it marks the model complete
                 self._call(
                     "finalize",
                     self.client.copy_object,
-                    Bucket=bucket,
-                    Key=f"{key}/{name}",
-                    CopySource={"Bucket": bucket, "Key": f"{staging}/{name}"},
+                    Bucket=uri.bucket,
+                    Key=f"{uri.key}/{name}",
+                    CopySource={"Bucket": uri.bucket, "Key": f"{staging}/{name}"},
                     ChecksumAlgorithm="SHA256",
                 )
         finally:
-            for name in FILES:
-                self._call("cleanup", self.client.delete_object, Bucket=bucket, Key=f"{staging}/{name}")
+            for name in MODEL_FILES:
+                self._call("cleanup", self.client.delete_object, Bucket=uri.bucket, Key=f"{staging}/{name}")
+        return True
 
-    def download(self, bucket: str, key: str, dest: Path) -> None:
-        dest.mkdir(parents=True)
-        for name in FILES:
+    def download(self, uri: StoreURI, dest: Path) -> None:
+        dest.mkdir()
+        for name in MODEL_FILES:
             self._call(
-                "download", self.client.download_file, Bucket=bucket, Key=f"{key}/{name}", Filename=str(dest / name)
+                "download",
+                self.client.download_file,
+                Bucket=uri.bucket,
+                Key=f"{uri.key}/{name}",
+                Filename=str(dest / name),
             )
 
 

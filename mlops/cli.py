@@ -11,14 +11,29 @@ from serving.cli import bench_serve, client_command, serve_command
 from training.cli import bench_training, data_group, evaluate_command, gate_command, predict_command, train_command
 
 
+class OneLineUsageError(click.UsageError):
+    """click's usage error, shown as one line (click prints the usage block and a hint first)."""
+
+    def show(self, file=None) -> None:
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx else ""
+        click.echo(f"Error: {self.format_message()}{hint}", err=True)
+
+
 class MlopsGroup(click.Group):
-    """Turns the project's typed errors into a one-line message and exit status 1."""
+    """The error contract: the project's typed errors and click's usage errors as one line each.
+
+    Exit status 1 for an error, 2 for a usage error (see ``core.errors`` for the others).
+    """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except MlopsError as e:
             raise click.ClickException(str(e)) from e
+        except OneLineUsageError:
+            raise
+        except click.UsageError as e:
+            raise OneLineUsageError(e.format_message(), e.ctx) from e
 
 
 @click.group(cls=MlopsGroup, context_settings={"help_option_names": ["-h", "--help"]})

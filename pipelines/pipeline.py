@@ -28,7 +28,7 @@ def _step(task: dsl.PipelineTask, name: str, secrets: tuple[str, ...] = ()) -> d
             task, config_map_name=STORE_CONFIG, config_map_key_to_env={k: k for k in STORE_KEYS}
         )
     if "git" in secrets:
-        kubernetes.use_secret_as_env(task, secret_name=GIT_SECRET, secret_key_to_env={"token": "GIT_TOKEN"})
+        kubernetes.use_secret_as_env(task, secret_name=GIT_SECRET, secret_key_to_env={"token": "MLOPS_GIT_TOKEN"})
     return task
 
 

@@ -48,6 +48,7 @@ def fetch_data(repo: str, revision: str, dvc_remote: str, overrides: list[str], 
     raw = yaml.safe_load(read("params.yaml")) or {}
     params = parse_params(apply_overrides(raw, overrides), f"params.yaml of {where} with overrides")
     content = read(params.data.path, dvc_remote or None)
+    Path(data_path).parent.mkdir(parents=True, exist_ok=True)  # kfp's artifact folder
     atomic_write(Path(data_path), lambda tmp: tmp.write_bytes(content))
     return params
 
@@ -98,8 +99,10 @@ def gate(model_dir: str, data_path: str, params_json: str, champion_uri: str, re
     from training.gate import run_gate
 
     params = Params.model_validate_json(params_json)
-    champion_dir = open_store(Settings.from_env()).fetch(champion_uri) if champion_uri else None
-    report = run_gate(Path(model_dir), load_dataset(Path(data_path)), params, champion_dir, champion_uri or None)
+    champion_dir, champion_id = open_store(Settings.from_env()).resolve(champion_uri) if champion_uri else (None, None)
+    report = run_gate(
+        Path(model_dir), load_dataset(Path(data_path)), params, champion_dir, champion_uri or None, champion_id
+    )
     Path(report_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     print(report.table())
     return report.passed

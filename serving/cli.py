@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from core.cli import MODEL_URI
+from core.errors import MlopsError
 from core.settings import project_root
 
 ENVIRONMENTS = ("staging", "production")
@@ -11,19 +13,34 @@ ENVIRONMENTS = ("staging", "production")
 
 @click.command("serve")
 @click.option("--env", type=click.Choice(ENVIRONMENTS), help="Serve the model URI of this overlay.")
-@click.option("--model-uri", help="s3:// model URI or model directory (instead of --env).")
+@click.option("--model-uri", type=MODEL_URI, help="s3:// model URI or model directory (instead of --env).")
+@click.option(
+    "--source-uri",
+    envvar="MLOPS_MODEL_SOURCE_URI",
+    help="The store URI a model directory was downloaded from; the model must hash to its id "
+    "(the ServingRuntime passes the InferenceService's storageUri).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 in a container.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--model-name", default="mpg", show_default=True, help="Name in the URL: /v1/models/<name>:predict.")
 @click.option(
     "--access-log", is_flag=True, help="Log every request (off: per-request logging costs more than a prediction)."
 )
-def serve_command(env, model_uri, host, port, model_name, access_log):
+@click.option(
+    "--receive-timeout",
+    type=click.FloatRange(0.1, 600),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client has to send a whole request (408 after).",
+)
+def serve_command(env, model_uri, source_uri, host, port, model_name, access_log, receive_timeout):
     """Serve the model over KServe's V1 and V2 REST protocols until SIGINT/SIGTERM.
 
     With --env the URI comes from the rendered overlay (k8s/overlays/<env>), so local
     serving serves exactly what that environment's manifests point to. s3:// URIs are
     read through the model store (the local folder unless MLOPS_S3_ENDPOINT_URL is set).
+    A model that cannot be loaded leaves the server up and not ready, with the reason
+    logged once and answered on /v2/health/live (503).
 
     \b
     Example:
@@ -33,14 +50,29 @@ def serve_command(env, model_uri, host, port, model_name, access_log):
     from core.manifests import overlay_model_uri
     from core.settings import Settings
     from core.store import open_store
+    from core.uri import LocalModelDir, parse_store_uri
     from serving.predictor import MpgModel
     from serving.server import serve
 
     if bool(env) == bool(model_uri):
         raise click.UsageError("give exactly one of --env or --model-uri")
-    uri = model_uri or overlay_model_uri(project_root() / "k8s" / "overlays" / env)
-    click.echo(f"serving {uri} as {model_name} on http://{host}:{port}", err=True)
-    serve([MpgModel(model_name, uri, open_store(Settings.from_env()))], host=host, port=port, access_log=access_log)
+    if isinstance(model_uri, LocalModelDir) and not model_uri.path.is_dir():
+        raise click.BadParameter(f"{model_uri} is not a directory; give a model directory", param_hint="--model-uri")
+    if source_uri is not None:
+        try:
+            parse_store_uri(source_uri)
+        except MlopsError as e:
+            raise click.BadParameter(str(e), param_hint="--source-uri") from e
+    uri = str(model_uri) if model_uri else overlay_model_uri(project_root() / "k8s" / "overlays" / env)
+    model = MpgModel(model_name, uri, open_store(Settings.from_env()), source_uri)
+    serve(
+        [model],
+        host=host,
+        port=port,
+        access_log=access_log,
+        announce=lambda url: click.echo(f"serving {uri} as {model_name} on {url}", err=True),
+        receive_timeout=receive_timeout,
+    )
 
 
 @click.command("client")

@@ -20,8 +20,14 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
 
-PROXIED = ("/v1/", "/v2/")
+API_ROOTS = ("/v1", "/v2")  # and everything under them
 HEADER = re.compile(r'^\s*add_header\s+(\S+)\s+"([^"]*)"\s+always;', re.MULTILINE)
+ROUTE = re.compile(r"location = (?P<path>/v[12]/\S+) \{\s*if \(\$request_method != (?P<method>[A-Z]+)\)")
+
+
+def proxied_routes(nginx_conf: str) -> dict[str, str]:
+    """Path -> method of every route nginx.conf proxies to the predictor."""
+    return {m["path"]: m["method"] for m in ROUTE.finditer(nginx_conf)}
 
 
 def prepare_site(client_dir: Path, predictor_url: str, port: int) -> Path:
@@ -67,6 +73,7 @@ def start_nginx(prefix: Path) -> subprocess.Popen:
 class _Handler(SimpleHTTPRequestHandler):
     predictor: tuple[str, int]
     headers_to_add: list[tuple[str, str]]
+    routes: dict[str, str]
 
     def end_headers(self):
         for name, value in self.headers_to_add:
@@ -100,32 +107,47 @@ class _Handler(SimpleHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def _api(self) -> bool:
+        """Answer an API path as nginx does: proxy a listed route, 405 for another method, 404 otherwise."""
+        path = urlparse(self.path).path
+        if path in self.routes:
+            if self.routes[path] == self.command:
+                self._proxy()
+            else:
+                self.send_error(405)
+            return True
+        if path in API_ROOTS or path.startswith(tuple(f"{root}/" for root in API_ROOTS)):
+            self.send_error(404)
+            return True
+        return False
+
     def do_GET(self):  # noqa: N802 - http.server's naming
-        if self.path.startswith(PROXIED):
-            return self._proxy()
+        if self._api():
+            return None
         if self.path == "/healthz":
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.end_headers()
             self.wfile.write(b"ok\n")
-            return
+            return None
         return super().do_GET()
 
     def do_POST(self):  # noqa: N802
-        if self.path.startswith(PROXIED):
-            return self._proxy()
-        self.send_error(405)
+        if not self._api():
+            self.send_error(405)
 
 
 def fallback_server(client_dir: Path, predictor_url: str, port: int) -> ThreadingHTTPServer:
     """The Python stand-in for nginx: same files, same proxied paths, same security headers."""
     target = urlparse(predictor_url)
+    conf = (client_dir / "nginx.conf").read_text()
     handler = type(
         "ClientHandler",
         (_Handler,),
         {
             "predictor": (target.hostname, target.port),
-            "headers_to_add": HEADER.findall((client_dir / "nginx.conf").read_text()),
+            "headers_to_add": HEADER.findall(conf),
+            "routes": proxied_routes(conf),
         },
     )
     return ThreadingHTTPServer(("127.0.0.1", port), partial(handler, directory=str(client_dir / "html")))

@@ -3,6 +3,11 @@
 Ready only after a model loaded, verified and compiled. It answers V1
 (``instances``) and V2 (``inputs``) with miles per gallon and litres per 100 km,
 and flags inputs outside the training ranges of the model card.
+
+Loading never raises and never hangs: whatever is wrong with the model (a URI that
+names nothing, a file that does not match the id in its URI, a pickle that is not
+a trained model, a symlink or a FIFO in place of a file) is logged in one line and
+kept in ``load_error``; the server stays up and not ready.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from kserve import InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput
 
-from core.errors import MlopsError
+from core.errors import MlopsError, ModelDirError
 from core.features import FEATURE_NAMES, to_l_per_100km
 from core.model_card import ModelCard, load_model
 from core.store import ModelStore
+from core.uri import parse_store_uri
 from serving.fastpath import fast_predictor
 from serving.schema import InvalidRequestError, parse_v1, parse_v2
 
@@ -34,30 +40,49 @@ class PayloadTooLarge(InvalidInput):
 class MpgModel(Model):
     """Fuel-consumption predictor over a verified model directory."""
 
-    def __init__(self, name: str, model_uri: str, store: ModelStore):
+    def __init__(self, name: str, model_uri: str, store: ModelStore, source_uri: str | None = None):
+        """``source_uri``: the store URI a local ``model_uri`` was downloaded from (in the cluster,
+        the InferenceService's storageUri); the model file must hash to the id in it."""
         super().__init__(name)
         self.model_uri = model_uri
+        self.source_uri = source_uri
         self.store = store
         self.card: ModelCard | None = None
+        self.load_error: str | None = None
         self.path = "none"
         self.ready = False
 
     def load(self) -> bool:
         """Fetch through the model store, verify the hash, unpickle, compile. Not ready on any failure."""
         try:
-            model, card = load_model(self.store.fetch(self.model_uri))
-        except MlopsError as e:
-            logger.error("model %s NOT loaded, staying not ready: %s", self.model_uri, e)
+            self._load()
+        except Exception as e:  # noqa: BLE001 - any failure must leave the server up and not ready
+            self.load_error = str(e) if isinstance(e, MlopsError) else f"{type(e).__name__}: {e}"
+            logger.error("model %s NOT loaded, staying not ready: %s", self.model_uri, self.load_error)
             self.ready = False
             return False
+        self.load_error = None
+        self.ready = True
+        card = self.card
+        logger.info("model %s loaded from %s (%s, %s path)", card.id[:12], self.model_uri, card.algorithm, self.path)
+        return True
+
+    def _load(self) -> None:
+        path, expected_id = self.store.resolve(self.model_uri)
+        if self.source_uri is not None:
+            source_id = parse_store_uri(self.source_uri).model_id
+            if expected_id not in (None, source_id):
+                raise ModelDirError(f"{self.model_uri} and source {self.source_uri} name different models")
+            expected_id = source_id
+        model, card = load_model(path, expected_id)
         self._low = np.array([f.min for f in card.features])
         self._high = np.array([f.max for f in card.features])
         self._ranges = [(f.min, f.max) for f in card.features]
         self._predict, self.path = fast_predictor(model, self._low, self._high)
         self.card = card
-        self.ready = True
-        logger.info("model %s loaded from %s (%s, %s path)", card.id[:12], self.model_uri, card.algorithm, self.path)
-        return True
+
+    def validate(self, payload):
+        return payload  # ``predict`` parses and validates (kserve's check assumes a decoded dict)
 
     def outside_training_range(self, matrix: np.ndarray) -> list[list[str]]:
         """Per row, the features outside the ranges the model was trained on."""
@@ -75,6 +100,7 @@ class MpgModel(Model):
         try:
             if isinstance(payload, InferRequest):
                 matrix = parse_v2([(i.name, list(i.shape), i.datatype, i.data) for i in payload.inputs])
+                outputs = self._requested_outputs(payload)
             else:
                 matrix = parse_v1(payload)
         except InvalidRequestError as e:
@@ -83,7 +109,7 @@ class MpgModel(Model):
         l_per_100km = to_l_per_100km(mpg)
         flags = self.outside_training_range(matrix)
         if isinstance(payload, InferRequest):
-            return self._v2_response(payload, mpg, l_per_100km, flags)
+            return self._v2_response(payload, outputs, mpg, l_per_100km, flags)
         return {
             "model_id": self.card.id,
             "predictions": [
@@ -92,15 +118,22 @@ class MpgModel(Model):
             ],
         }
 
-    def _v2_response(self, request: InferRequest, mpg, l_per_100km, flags) -> InferResponse:
+    @staticmethod
+    def _requested_outputs(request: InferRequest) -> list[str]:
+        requested = [o.name for o in request.request_outputs or []] or list(OUTPUT_TYPES)
+        unknown = [name for name in requested if name not in OUTPUT_TYPES]
+        if unknown:
+            raise InvalidRequestError(f"outputs.{unknown[0]}: unknown output; expected {', '.join(OUTPUT_TYPES)}")
+        return requested
+
+    def _v2_response(self, request: InferRequest, outputs: list[str], mpg, l_per_100km, flags) -> InferResponse:
         data = {
             "mpg": mpg.tolist(),
             "l_per_100km": l_per_100km.tolist(),
             "outside_training_range": [",".join(f) for f in flags],
         }
         outputs = [
-            InferOutput(name=name, shape=[len(mpg)], datatype=datatype, data=data[name])
-            for name, datatype in OUTPUT_TYPES.items()
+            InferOutput(name=name, shape=[len(mpg)], datatype=OUTPUT_TYPES[name], data=data[name]) for name in outputs
         ]
         return InferResponse(
             response_id=request.id or "",

@@ -8,6 +8,7 @@ domain check for the whole batch); named instances go through pydantic.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -105,16 +106,7 @@ def _named(index: int, instance: dict) -> list[float]:
 
 
 def parse_v1(payload: Any) -> np.ndarray:
-    """``{"instances": [[7 numbers] | {named features}, ...]}`` -> (n, 7) matrix.
-
-    kserve hands over the raw bytes when the content type is not JSON (curl's default
-    form type, say); those are decoded here, so the content type does not matter.
-    """
-    if isinstance(payload, bytes | str):
-        try:
-            payload = orjson.loads(payload)
-        except orjson.JSONDecodeError as e:
-            raise InvalidRequestError(f"body: not valid JSON ({e})") from e
+    """A decoded V1 body ``{"instances": [[7 numbers] | {named features}, ...]}`` -> (n, 7) matrix."""
     if not isinstance(payload, dict) or "instances" not in payload:
         raise InvalidRequestError('instances: required; send {"instances": [...]}')
     unknown = sorted(set(payload) - {"instances", "parameters"})
@@ -139,23 +131,193 @@ def parse_v1(payload: Any) -> np.ndarray:
     return _checked(np.array(rows, dtype=float), "instances")
 
 
-def _v2_values(name: str, data: Any, datatype: str) -> np.ndarray:
+#: V2 tensor datatypes (KServe's V2 protocol) and, for numeric ones, the little-endian numpy type of binary data.
+V2_NUMERIC = {
+    **{f"INT{b}": f"<i{b // 8}" for b in (8, 16, 32, 64)},
+    **{f"UINT{b}": f"<u{b // 8}" for b in (8, 16, 32, 64)},
+    **{f"FP{b}": f"<f{b // 8}" for b in (16, 32, 64)},
+}
+V2_DATATYPES = (*V2_NUMERIC, "BOOL", "BYTES")
+V2_REQUEST_KEYS = {"id", "parameters", "inputs", "outputs"}
+V2_INPUT_KEYS = {"name", "shape", "datatype", "parameters", "data"}
+
+
+@dataclass(frozen=True)
+class V2Input:
+    """One validated V2 input: ``data`` is flat, holds ``prod(shape)`` values, all of ``datatype``."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list
+
+
+@dataclass(frozen=True)
+class V2Request:
+    id: str | None
+    parameters: dict | None
+    inputs: list[V2Input]
+    outputs: list[str] | None  # requested output names; None: all
+
+
+def _split_binary(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """The JSON part and the appended binary tensor data (binary data extension)."""
+    if header_length is None:
+        return body, b""
+    if not header_length.isascii() or not header_length.isdigit() or int(header_length) > len(body):
+        raise InvalidRequestError(
+            f"inference-header-content-length: {header_length[:20]!r} is not the byte length of the JSON part "
+            f"(a whole number from 0 to {len(body)})"
+        )
+    return body[: int(header_length)], body[int(header_length) :]
+
+
+def _flat(data: Any, where: str) -> list:
+    """The leaves of a (possibly nested) JSON list, row-major."""
+    if not isinstance(data, list):
+        raise InvalidRequestError(f"{where}.data: must be a list")
+    leaves, stack = [], [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            leaves.append(item)
+        else:
+            stack.pop()
+    return leaves
+
+
+def _check_values(values: list, datatype: str, where: str) -> None:
+    """Every value must be what ``datatype`` declares: no strings for numbers, no 307.5 as INT64."""
+    if datatype == "BYTES":
+        valid, kind = (lambda v: isinstance(v, str)), "strings"
+    elif datatype == "BOOL":
+        valid, kind = (lambda v: type(v) is bool), "true or false"
+    elif datatype.startswith(("INT", "UINT")):
+        info = np.iinfo(V2_NUMERIC[datatype])
+        valid = lambda v: type(v) is int and info.min <= v <= info.max  # noqa: E731
+        kind = f"whole numbers within [{info.min}, {info.max}]"
+    else:
+        largest = float(np.finfo(V2_NUMERIC[datatype]).max)
+        valid = lambda v: type(v) in _NUMBER and abs(v) <= largest  # noqa: E731 - also False for NaN
+        kind = f"finite numbers within ±{largest:.4g}"
+    bad = next((i for i, v in enumerate(values) if not valid(v)), None)
+    if bad is not None:
+        shown = repr(values[bad])
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise InvalidRequestError(f"{where}.data[{bad}]: {shown} is not valid for datatype {datatype}; send {kind}")
+
+
+def _binary_values(raw: bytes, datatype: str, count: int, where: str) -> list:
+    if datatype not in V2_NUMERIC:
+        raise InvalidRequestError(f"{where}: binary data is supported for numeric datatypes only, not {datatype}")
+    dtype = np.dtype(V2_NUMERIC[datatype])
+    if len(raw) != count * dtype.itemsize:
+        raise InvalidRequestError(
+            f"{where}.parameters.binary_data_size: {len(raw)} bytes do not hold {count} {datatype} values"
+        )
+    values = np.frombuffer(raw, dtype=dtype)
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        raise InvalidRequestError(f"{where}: binary data holds a non-finite value")
+    return values.tolist()
+
+
+def _v2_input(item: Any, index: int, binary: memoryview, offset: int) -> tuple[V2Input, int]:
+    where = f"inputs[{index}]"
+    if not isinstance(item, dict):
+        raise InvalidRequestError(f"{where}: must be an object with name, shape, datatype and data")
+    unknown = sorted(set(item) - V2_INPUT_KEYS)
+    if unknown:
+        raise InvalidRequestError(f"{where}.{unknown[0]}: unknown field; expected {', '.join(sorted(V2_INPUT_KEYS))}")
+    name, shape, datatype = item.get("name"), item.get("shape"), item.get("datatype")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequestError(f"{where}.name: required, a non-empty string")
+    where = f"inputs.{name}"
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 2 or any(type(d) is not int or d < 0 for d in shape):
+        raise InvalidRequestError(f"{where}.shape: must be [n] or [n, {len(FEATURE_NAMES)}] with whole n >= 0")
+    if datatype not in V2_DATATYPES:
+        raise InvalidRequestError(f"{where}.datatype: {datatype!r} is not a V2 datatype ({', '.join(V2_DATATYPES)})")
+    count = int(np.prod(shape))
+    _check_count(count // (shape[1] if len(shape) == 2 and shape[1] else 1), where)
+    parameters = item.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidRequestError(f"{where}.parameters: must be an object")
+    size = parameters.get("binary_data_size")
+    if ("data" in item) == (size is not None):
+        raise InvalidRequestError(f"{where}: give exactly one of data or parameters.binary_data_size")
+    if size is not None:
+        if type(size) is not int or size < 0 or offset + size > len(binary):
+            raise InvalidRequestError(
+                f"{where}.parameters.binary_data_size: {size!r} does not fit the {len(binary) - offset} bytes left"
+            )
+        values = _binary_values(bytes(binary[offset : offset + size]), datatype, count, where)
+        return V2Input(name, shape, datatype, values), offset + size
+    values = _flat(item["data"], where)
+    if len(values) != count:
+        raise InvalidRequestError(f"{where}: {len(values)} values do not fill shape {shape}")
+    _check_values(values, datatype, where)
+    return V2Input(name, shape, datatype, values), offset
+
+
+def decode_v2(body: bytes, header_length: str | None = None) -> V2Request:
+    """Check a V2 request body (JSON, or JSON + binary tensor data) against the V2 protocol.
+
+    Raises ``InvalidRequestError`` naming the field for anything the protocol does not
+    allow: unknown fields and datatypes, duplicate input names, values that are not of
+    the declared datatype, data that does not fill the shape, binary sizes that do not add up.
+    """
+    text, binary = _split_binary(body, header_length)
+    try:
+        payload = orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequestError(f"body: not valid JSON ({e})") from e
+    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
+        raise InvalidRequestError('inputs: required, a non-empty list; send {"inputs": [...]}')
+    unknown = sorted(set(payload) - V2_REQUEST_KEYS)
+    if unknown:
+        expected = ", ".join(sorted(V2_REQUEST_KEYS))
+        raise InvalidRequestError(f"{unknown[0]}: unknown top-level field; expected {expected}")
+    request_id, parameters = payload.get("id"), payload.get("parameters")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidRequestError("id: must be a string")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise InvalidRequestError("parameters: must be an object")
+    if len(payload["inputs"]) > len(FEATURE_NAMES):
+        raise InvalidRequestError(f"inputs: at most {len(FEATURE_NAMES)} inputs, got {len(payload['inputs'])}")
+    inputs, offset, view = [], 0, memoryview(binary)
+    for index, item in enumerate(payload["inputs"]):
+        decoded, offset = _v2_input(item, index, view, offset)
+        if any(i.name == decoded.name for i in inputs):
+            raise InvalidRequestError(f"inputs.{decoded.name}: given twice; each input name once")
+        inputs.append(decoded)
+    if offset != len(binary):
+        raise InvalidRequestError(f"body: {len(binary) - offset} bytes of binary data are not claimed by any input")
+    return V2Request(request_id, parameters, inputs, _requested_outputs(payload.get("outputs")))
+
+
+def _requested_outputs(outputs: Any) -> list[str] | None:
+    if outputs is None:
+        return None
+    named = isinstance(outputs, list) and all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs)
+    if not named:
+        raise InvalidRequestError('outputs: must be a list of {"name": ...} objects')
+    return [o["name"] for o in outputs]
+
+
+def _v2_values(name: str, values: list, datatype: str) -> np.ndarray:
     if name == "origin" and datatype == "BYTES":
-        names = [v.decode() if isinstance(v, bytes) else str(v) for v in np.ravel(data)]
-        unknown = [n for n in names if n.lower() not in ORIGIN_NAMES]
+        unknown = [n for n in values if n.lower() not in ORIGIN_NAMES]
         if unknown:
             raise InvalidRequestError(f"inputs.origin: {unknown[0]!r} is not 1, 2, 3 or usa, europe, japan")
-        return np.array([ORIGIN_NAMES[n.lower()] for n in names], dtype=float)
+        return np.array([ORIGIN_NAMES[n.lower()] for n in values], dtype=float)
     if datatype in {"BYTES", "BOOL"}:
         raise InvalidRequestError(f"inputs.{name}: datatype {datatype} is not numeric; use FP64, FP32 or INT*")
-    try:
-        return np.asarray(data, dtype=float)
-    except (TypeError, ValueError) as e:
-        raise InvalidRequestError(f"inputs.{name}: data must be numbers") from e
+    return np.asarray(values, dtype=float)
 
 
-def parse_v2(inputs: list[tuple[str, list[int], str, Any]]) -> np.ndarray:
-    """V2 inputs as (name, shape, datatype, data) -> (n, 7) matrix.
+def parse_v2(inputs: list[tuple[str, list[int], str, list]]) -> np.ndarray:
+    """Decoded V2 inputs (``decode_v2``) as (name, shape, datatype, flat data) -> (n, 7) matrix.
 
     Either one input per feature, each of shape [n], or one input of shape [n, 7] in
     canonical order.
@@ -166,8 +328,6 @@ def parse_v2(inputs: list[tuple[str, list[int], str, Any]]) -> np.ndarray:
             raise InvalidRequestError(f"inputs.{name}: shape must be [n, {len(FEATURE_NAMES)}], got {shape}")
         _check_count(shape[0], f"inputs.{name}")
         matrix = _v2_values(name, data, datatype)
-        if matrix.size != shape[0] * shape[1]:
-            raise InvalidRequestError(f"inputs.{name}: {matrix.size} values do not fill shape {shape}")
         return _checked(matrix.reshape(shape[0], len(FEATURE_NAMES)), f"inputs.{name}")
     by_name = {}
     for name, shape, datatype, data in inputs:
@@ -175,9 +335,7 @@ def parse_v2(inputs: list[tuple[str, list[int], str, Any]]) -> np.ndarray:
             raise InvalidRequestError(f"inputs.{name}: unknown input; expected {', '.join(FEATURE_NAMES)}")
         if len(shape) != 1:
             raise InvalidRequestError(f"inputs.{name}: shape must be [n], got {shape}")
-        by_name[name] = _v2_values(name, data, datatype).ravel()
-        if by_name[name].size != shape[0]:
-            raise InvalidRequestError(f"inputs.{name}: {by_name[name].size} values for shape {shape}")
+        by_name[name] = _v2_values(name, data, datatype)
     missing = [n for n in FEATURE_NAMES if n not in by_name]
     if missing:
         raise InvalidRequestError(f"inputs.{missing[0]}: required input is missing")

@@ -1,112 +1,193 @@
 """Run KServe's model server for one model, on a chosen interface (loopback by default).
 
-kserve's ``ModelServer`` binds 0.0.0.0 and parses ``sys.argv`` when
-``kserve.model_server`` is first imported; ``serve`` clears the arguments first and
-sets the REST server's host itself. It also caps request bodies (413), answers
-too-large batches with 413, and puts the model id in the V2 metadata (``versions``).
+kserve's ``ModelServer`` keeps the model registry and the data plane; the HTTP side
+is ours, for four reasons:
+
+- only the routes clients need are served (``ROUTES``): kserve's model-repository
+  extension (``/v2/repository/models/<name>/load|unload``) would let any caller unload
+  the model, and ``:explain`` or ``/versions/...`` answer 501;
+- every client mistake is a 4xx with a JSON ``error`` naming it, and is logged in at
+  most one line (kserve logs a traceback per 400);
+- request limits (``serving.limits``): body, header bytes, time to receive a request;
+- liveness means something: 503 once the model failed to load (see ``live``).
+
+``sys.argv`` is cleared before kserve is imported (it parses it on import) and the
+log levels are set after ``ModelServer`` is constructed (which reconfigures logging).
 """
 
-from __future__ import annotations
-
 import asyncio
-import json
 import logging
 import signal
+import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
+import orjson
+
+from core.errors import MlopsError
+from serving.limits import RECEIVE_TIMEOUT, BodyLimit, GuardedHttpToolsProtocol
+from serving.schema import InvalidRequestError, decode_v2
+
 logger = logging.getLogger(__name__)
-MAX_BODY_BYTES = 1 << 20
+#: (method, path) of every route the predictor serves; anything else is 404 (or 405).
+ROUTES = (
+    ("POST", "/v1/models/{model_name}:predict"),
+    ("GET", "/v1/models/{model_name}"),
+    ("POST", "/v2/models/{model_name}/infer"),
+    ("GET", "/v2/models/{model_name}"),
+    ("GET", "/v2/models/{model_name}/ready"),
+    ("GET", "/v2/health/live"),
+    ("GET", "/v2/health/ready"),
+    ("GET", "/metrics"),
+)
+QUIET = ("uvicorn.access", "kserve.trace")
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for request bodies over ``limit`` bytes, declared or streamed."""
+def _json(status: int, content: Any, headers: dict[str, str] | None = None):
+    from starlette.responses import Response
 
-    def __init__(self, app, limit: int = MAX_BODY_BYTES):
-        self.app, self.limit = app, limit
-
-    async def _reject(self, send) -> None:
-        body = json.dumps({"error": f"request body larger than {self.limit} bytes"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._reject(send)
-        received = 0
-
-        async def counting_receive():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise _BodyTooLargeError
-            return message
-
-        try:
-            await self.app(scope, counting_receive, send)
-        except _BodyTooLargeError:
-            await self._reject(send)
+    return Response(orjson.dumps(content), status, headers=headers, media_type="application/json")
 
 
-class _BodyTooLargeError(Exception):
-    pass
-
-
-def _kserve_classes():
-    sys.argv = sys.argv[:1]  # kserve.model_server parses sys.argv when imported
-    from fastapi.responses import JSONResponse
-    from kserve import ModelServer
-    from kserve.model_server import app
-    from kserve.protocol.dataplane import DataPlane
-    from kserve.protocol.rest.server import RESTServer
+def build_app(dataplane, registry) -> Any:
+    """The FastAPI app: ``ROUTES`` over kserve's data plane, with this project's error handling."""
+    from fastapi import FastAPI, Request
+    from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+    from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
+    from kserve.protocol.rest.server import metrics_handler
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
 
     from serving.predictor import PayloadTooLarge
 
-    class MetadataDataPlane(DataPlane):
-        async def model_metadata(self, model_name: str) -> dict[str, Any]:
-            metadata = await super().model_metadata(model_name)
-            card = getattr(self.get_model_from_registry(model_name), "card", None)
-            return {**metadata, "versions": [card.id] if card else []}
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
-    async def too_large(_request, exc):
-        return JSONResponse(status_code=413, content={"error": str(exc)})
+    def ready_model(model_name: str):
+        model = registry.get_model(model_name)
+        if model is None:
+            raise ModelNotFound(model_name)
+        if not model.ready:
+            raise ModelNotReady(model_name, getattr(model, "load_error", None) or "")
+        return model
+
+    async def predict(model_name: str, request: Request):
+        ready_model(model_name)
+        body, headers = await request.body(), dict(request.headers)
+        try:
+            payload = orjson.loads(body)  # whatever the content type: curl's default is a form type
+        except orjson.JSONDecodeError as e:
+            raise InvalidRequestError(f"body: not valid JSON ({e})") from e
+        response, _ = await dataplane.infer(model_name, payload, headers)
+        return _json(200, response)
+
+    async def infer(model_name: str, request: Request):
+        ready_model(model_name)
+        body, headers = await request.body(), dict(request.headers)
+        decoded = decode_v2(body, headers.get("inference-header-content-length"))
+        inputs = [InferInput(i.name, i.shape, i.datatype, i.data) for i in decoded.inputs]
+        outputs = None if decoded.outputs is None else [RequestedOutput(name) for name in decoded.outputs]
+        infer_request = InferRequest(
+            model_name, inputs, request_id=decoded.id, parameters=decoded.parameters, request_outputs=outputs
+        )
+        response, _ = await dataplane.infer(model_name, infer_request, headers)
+        rest, _ = response.to_rest()
+        return _json(200, rest)
+
+    async def metadata(model_name: str):
+        card = getattr(registry.get_model(model_name), "card", None)
+        content = await dataplane.model_metadata(model_name)  # ModelNotFound for an unknown name
+        return _json(200, {**content, "versions": [card.id] if card else []})
+
+    async def model_ready(model_name: str):
+        ready_model(model_name)
+        return _json(200, {"name": model_name, "ready": True})
+
+    async def live():
+        failed = [m for m in registry.get_models().values() if getattr(m, "load_error", None)]
+        if failed:
+            reason = f"model {failed[0].name} failed to load: {failed[0].load_error}"
+            return _json(503, {"live": False, "error": reason})
+        return _json(200, {"live": True})
+
+    async def ready():
+        models = list(registry.get_models().values())
+        if not models or not all(m.ready for m in models):
+            return _json(503, {"ready": False})
+        return _json(200, {"ready": True})
+
+    handlers = {
+        "/v1/models/{model_name}:predict": predict,
+        "/v1/models/{model_name}": model_ready,
+        "/v2/models/{model_name}/infer": infer,
+        "/v2/models/{model_name}": metadata,
+        "/v2/models/{model_name}/ready": model_ready,
+        "/v2/health/live": live,
+        "/v2/health/ready": ready,
+        "/metrics": metrics_handler,
+    }
+    for method, path in ROUTES:
+        app.add_api_route(path, handlers[path], methods=[method], response_model=None)
+
+    def client_error(default_status: int):
+        async def handler(_request, exc):  # not logged: the access log, when on, has the status
+            return _json(getattr(exc, "status", default_status), {"error": str(exc)})
+
+        return handler
+
+    async def http_error(_request, exc: HTTPException):
+        return _json(exc.status_code, {"error": str(exc.detail)}, exc.headers)
+
+    async def disconnected(_request, _exc):
+        return _json(499, {"error": "client closed the connection"})
+
+    async def server_error(_request, exc: Exception):
+        logger.error("internal error: %s: %s", type(exc).__name__, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+        return _json(500, {"error": f"internal error ({type(exc).__name__}); see the predictor log"})
+
+    for exc_class, handler in (
+        (PayloadTooLarge, client_error(413)),
+        (InvalidInput, client_error(400)),
+        (InvalidRequestError, client_error(400)),
+        (ModelNotFound, client_error(404)),
+        (ModelNotReady, client_error(503)),
+        (HTTPException, http_error),
+        (ClientDisconnect, disconnected),
+        (Exception, server_error),
+    ):
+        app.add_exception_handler(exc_class, handler)
+    app.add_middleware(BodyLimit)
+    return app
+
+
+def _model_server_class():
+    sys.argv = sys.argv[:1]  # kserve.model_server parses sys.argv when imported
+    import uvicorn
+    from kserve import ModelServer
 
     class HostModelServer(ModelServer):
-        """kserve's ModelServer, REST only, on ``host``; a model that failed to load stays registered, not ready."""
+        """kserve's ModelServer with this module's app, on ``host``; a model that failed to load stays registered."""
 
-        def __init__(self, host: str, **kwargs):
+        def __init__(self, host: str, access_log: bool, receive_timeout: float, **kwargs):
             super().__init__(enable_grpc=False, **kwargs)
-            self.host = host
-            self.dataplane = MetadataDataPlane(model_registry=self.registered_models)
+            self.host, self.access_log, self.receive_timeout = host, access_log, receive_timeout
 
-        def start(self, models) -> None:
+        def start(self, models, sock: socket.socket) -> None:
             for model in models:
+                model.enable_latency_logging = False
                 self.register_model(model)  # registered even when not ready: /ready says why not
-            rest = RESTServer(
-                "kserve.model_server:app",
-                self.dataplane,
-                self.model_repository_extension,
-                self.http_port,
-                grace_period=self.grace_period,
-                event_loop=self.event_loop,
+            config = uvicorn.Config(
+                build_app(self.dataplane, self.registered_models),
+                host=self.host,
+                port=self.http_port,
+                http=type("Protocol", (GuardedHttpToolsProtocol,), {"receive_timeout": self.receive_timeout}),
+                log_config=None,
+                access_log=self.access_log,
                 timeout_keep_alive=self.timeout_keep_alive,
+                timeout_graceful_shutdown=self.grace_period,
+                loop=self.event_loop,
             )
-            rest.config.host = self.host
-            app.add_middleware(BodyLimit)
-            app.add_exception_handler(PayloadTooLarge, too_large)
-            self.servers.append(rest.start())
-            self.setup_event_loop()
-            asyncio.run(self._serve())
+            asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
     return HostModelServer
 
@@ -115,20 +196,62 @@ def _exit_cleanly(signum, _frame) -> None:
     raise SystemExit(0)
 
 
-def serve(models: list, host: str = "127.0.0.1", port: int = 8080, access_log: bool = False) -> None:
+class PortInUseError(MlopsError):
+    """The address to listen on is taken (or not this machine's)."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening-ready socket on ``host:port`` (port 0: any free port), or one line saying why not."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise PortInUseError(
+            f"cannot listen on {host}:{port}: {e.strerror}; stop what listens there or choose another --port"
+        ) from e
+    return sock
+
+
+def _log_to_stderr(level: int) -> None:
+    log = logging.getLogger("serving")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False
+
+
+def serve(
+    models: list,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    access_log: bool = False,
+    announce: Callable[[str], None] | None = None,
+    receive_timeout: float = RECEIVE_TIMEOUT,
+) -> None:
     """Load ``models`` (each ``load()`` logs and stays not ready on failure) and serve them until SIGINT/SIGTERM.
 
-    uvicorn shuts down gracefully on either signal, then re-raises it with the handlers
-    it found at start; these handlers make that a normal exit (status 0).
+    The port is bound first, so a busy port is one clear error before any work. uvicorn
+    shuts down gracefully on either signal, then re-raises it with the handlers it found
+    at start; these handlers make that a normal exit (status 0).
     """
+    sock = bind(host, port)
+    if announce:
+        bound_host, bound_port = sock.getsockname()[:2]
+        announce(f"http://{bound_host}:{bound_port}")
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _exit_cleanly)
-    server_class = _kserve_classes()
-    if not access_log:
-        # Three log lines per request (uvicorn access + kserve timing) cost more than the
-        # prediction; latency and counts stay available on /metrics.
-        for name in ("uvicorn.access", "kserve.trace"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    server_class = _model_server_class()
+    server = server_class(
+        host=host, access_log=access_log, receive_timeout=receive_timeout, http_port=port, enable_latency_logging=False
+    )
+    # ModelServer's constructor configures logging: only now do levels set here stick.
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.INFO if access_log else logging.WARNING)
+    _log_to_stderr(logging.INFO)
     for model in models:
         model.load()
-    server_class(host=host, http_port=port, enable_latency_logging=False).start(models)
+    server.start(models, sock)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +54,27 @@ def model(trained_dir):
 def model_copy(trained_dir, tmp_path) -> Path:
     """A private copy of the trained model directory a test may damage."""
     return Path(shutil.copytree(trained_dir, tmp_path / "model"))
+
+
+MLOPS = Path(sys.executable).parent / "mlops"
+
+
+def run_mlops(*args, env: dict | None = None, cwd: Path | None = None, timeout: float = 300):
+    """The real `mlops` console script in a subprocess (CliRunner would hide tracebacks)."""
+    return subprocess.run(
+        [str(MLOPS), *map(str, args)],
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def one_line_error(result, exit_code: int = 1) -> str:
+    """Assert the command failed the contract's way: the exit code, one stderr line, no traceback."""
+    assert result.returncode == exit_code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from core.atomic import atomic_write
+from core.cli import MODEL_URI
 from core.settings import project_root
 
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -186,7 +187,9 @@ def bench_training(factors, skip_pipeline):
 
 @click.command("gate")
 @click.option("--candidate", "candidate_dir", type=EXISTING_DIR, required=True, help="Candidate model directory.")
-@click.option("--champion", "champion_uri", default=None, help="Model URI (or directory) of the model to beat.")
+@click.option(
+    "--champion", "champion_uri", type=MODEL_URI, default=None, help="Model URI (or directory) of the model to beat."
+)
 @click.option("--report", "report_path", type=OUT_PATH, default=None, help="Write the decision as JSON.")
 @data_option
 @params_option
@@ -206,8 +209,9 @@ def gate_command(candidate_dir, champion_uri, report_path, data_path, params_pat
     from training.gate import run_gate
 
     params = _params(params_path)
-    champion_dir = open_store(Settings.from_env()).fetch(champion_uri) if champion_uri else None
-    report = run_gate(candidate_dir, _dataset(params, data_path), params, champion_dir, champion_uri)
+    champion_dir, champion_id = open_store(Settings.from_env()).resolve(champion_uri) if champion_uri else (None, None)
+    champion = str(champion_uri) if champion_uri else None
+    report = run_gate(candidate_dir, _dataset(params, data_path), params, champion_dir, champion, champion_id)
     if report_path:
         atomic_write(report_path, lambda tmp: tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n"))
     click.echo(report.table())

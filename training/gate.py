@@ -74,8 +74,12 @@ def run_gate(
     params: Params,
     champion_dir: Path | None = None,
     champion_uri: str | None = None,
+    champion_id: str | None = None,
 ) -> GateReport:
-    """Score the candidate (and the champion) on the holdout rows and apply every rule."""
+    """Score the candidate (and the champion) on the holdout rows and apply every rule.
+
+    ``champion_id`` is the id the champion's URI demands; its model file must hash to it.
+    """
     rules = params.gate
     candidate, card = load_model(candidate_dir)
     _, test = holdout_split(dataset.frame, params.split.test_size, params.split.seed)
@@ -87,7 +91,7 @@ def run_gate(
         _rule("holdout_r2", metrics["r2"], ">=", rules.min_holdout_r2),
     ]
     if champion_dir is not None:
-        champion, champion_card = load_model(champion_dir)
+        champion, champion_card = load_model(champion_dir, champion_id)
         report.champion_id = champion_card.id
         report.champion_metrics = regression_metrics(y_test, champion.predict(X_test))
         increase = metrics["rmse"] - report.champion_metrics["rmse"]

@@ -89,16 +89,18 @@ def canonical_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={c: RAW_TO_CANONICAL.get(c.strip(), c.strip()) for c in table.columns})
 
 
-def _numbers(text: pd.Series, feature_name: str) -> pd.Series:
+def _numbers(text: pd.Series, feature_name: str, two_digit_years: bool) -> pd.Series:
     if feature_name == "origin":
         text = text.str.lower().map(lambda v: str(ORIGIN_NAMES.get(v, v)))
     values = pd.to_numeric(text, errors="coerce").astype(float)
-    return values.map(canonical_year) if feature_name == "model_year" else values
+    return values.map(canonical_year) if feature_name == "model_year" and two_digit_years else values
 
 
-def _parse_column(text: pd.Series, name: str, missing_is_error: bool, issues: list[Issue]) -> pd.Series:
+def _parse_column(
+    text: pd.Series, name: str, missing_is_error: bool, two_digit_years: bool, issues: list[Issue]
+) -> pd.Series:
     """Parse one column to float, appending an issue per cell that is not a number; those become NaN."""
-    values = _numbers(text, name)
+    values = _numbers(text, name, two_digit_years)
     missing = text == MISSING_MARKER
     problems = {
         "missing value; the row is dropped by cleaning": missing,
@@ -137,6 +139,8 @@ def validate_table(
         require_target: training data must carry ``mpg``; prediction input need not.
         missing_is_error: prediction input cannot skip a row, so ``?`` is an error there.
     """
+    # The raw data's `year` column holds two digits (70 = 1970); `model_year` is four digits, as in the API.
+    two_digit_years = "year" in {c.strip() for c in table.columns}
     table = canonical_columns(table)
     report = ValidationReport(rows=len(table))
     issues = report.issues
@@ -151,7 +155,7 @@ def validate_table(
             raw = f" (raw name {feature.raw_name})" if feature else ""
             issues.append(Issue(None, name, "", f"column is missing{raw}"))
             continue
-        parsed[name] = _parse_column(text[name], name, missing_is_error, issues)
+        parsed[name] = _parse_column(text[name], name, missing_is_error, two_digit_years, issues)
     _check_domains(parsed, text, issues)
     duplicated = table.duplicated(keep="first").to_numpy()
     for index in np.flatnonzero(duplicated):

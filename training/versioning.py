@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from core.errors import MlopsError
+from core.gitauth import credentials_env, scrub
 
 DATA_TARGETS = ("data/auto-mpg.csv.dvc",)
 
@@ -38,24 +39,28 @@ def push(root: Path, remote: str | None = None, targets: tuple[str, ...] = DATA_
     return _run(root, "push", remote, targets)
 
 
-def _authenticated(repo: str) -> str:
-    """Add ``GIT_TOKEN`` (mounted from a Secret in the cluster) to an https repo URL."""
-    token = os.environ.get("GIT_TOKEN")
-    if token and repo.startswith("https://") and "@" not in repo.split("/")[2]:
-        return repo.replace("https://", f"https://oauth2:{token}@", 1)
-    return repo
-
-
 def read_versioned(path: str, repo: str, revision: str, remote: str | None = None) -> bytes:
-    """A tracked file (git or DVC) of ``repo`` at ``revision``, fetched from the DVC remote if needed."""
+    """A tracked file (git or DVC) of ``repo`` at ``revision``, fetched from the DVC remote if needed.
+
+    Credentials for a private repository come from ``MLOPS_GIT_TOKEN`` through
+    ``GIT_ASKPASS`` (``core.gitauth``), never through the URL.
+    """
     import dvc.api
     from dvc.exceptions import DvcException
     from dvc.scm import RevError
 
-    where = f"{repo or 'the working copy'} at revision {revision!r}"
+    where = scrub(f"{repo or 'the working copy'} at revision {revision!r}")
+    saved = {key: os.environ.get(key) for key in ("GIT_ASKPASS", "GIT_TERMINAL_PROMPT")}
+    os.environ.update(credentials_env())
     try:
-        return dvc.api.read(path, repo=_authenticated(repo) if repo else None, rev=revision, remote=remote, mode="rb")
+        return dvc.api.read(path, repo=repo or None, rev=revision, remote=remote, mode="rb")
     except RevError as e:
-        raise DataVersionError(f"revision {revision!r} not found in {repo or 'the working copy'}") from e
+        raise DataVersionError(f"revision {revision!r} not found in {scrub(repo or 'the working copy')}") from e
     except (DvcException, OSError) as e:
-        raise DataVersionError(f"cannot read {path} from {where}: {e}") from e
+        raise DataVersionError(f"cannot read {path} from {where}: {scrub(str(e))}") from e
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -69,6 +69,6 @@ def bucket(s3_env, request) -> str:
     """An empty bucket on the moto server, named after the test."""
     import boto3
 
-    name = request.node.name.lower().replace("_", "-")[:50]
+    name = request.node.name.lower().replace("_", "-")[:50].strip("-")  # a valid S3 bucket name
     boto3.client("s3", endpoint_url=s3_env["endpoint"]).create_bucket(Bucket=name)
     return name

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import boto3
 import pytest
 
+from core import store as store_module
 from core.settings import Settings
 from core.store import StoreError, open_store
 
@@ -31,12 +34,14 @@ def test_publish_fetch_and_no_op_on_s3(s3_settings, bucket, trained_dir):
     prefix = published.uri.removeprefix(f"s3://{bucket}/")
     assert keys(s3_settings, bucket) == [f"{prefix}model.joblib", f"{prefix}model.json"]
     assert not store.publish(trained_dir, s3_settings.model_repository).created
-    fetched = store.fetch(published.uri)
+    fetched, _ = store.resolve(published.uri)
     assert (fetched / "model.joblib").read_bytes() == (trained_dir / "model.joblib").read_bytes()
     assert not (s3_settings.store_root).exists(), "the S3 backend must not touch the local store"
 
 
-def test_interrupted_upload_leaves_the_final_uri_absent_and_a_retry_succeeds(s3_settings, bucket, trained_dir):
+def test_interrupted_upload_leaves_the_final_uri_absent_and_a_retry_succeeds(
+    s3_settings, bucket, trained_dir, monkeypatch
+):
     store = open_store(s3_settings)
     client = store.backend.client
     real_put = client.put_object
@@ -54,7 +59,21 @@ def test_interrupted_upload_leaves_the_final_uri_absent_and_a_retry_succeeds(s3_
     client.put_object = real_put
     assert [k for k in keys(s3_settings, bucket) if "/.staging/" not in k] == []
     published = store.publish(trained_dir, s3_settings.model_repository)
-    assert published.created and store.fetch(published.uri).is_dir()
+    assert published.created and store.resolve(published.uri)[0].is_dir()
+
+
+def test_staging_left_by_a_killed_publish_is_removed_once_stale(s3_settings, bucket, trained_dir, monkeypatch):
+    """A SIGKILLed publish skips its cleanup; S3 has no locks, so age tells stale from in progress."""
+    store = open_store(s3_settings)
+    leftovers = {}
+    for prefix in ("models/fresh", "models/stale"):
+        leftovers[prefix] = f"{prefix}/.staging/0123456789abcdef0123456789abcdef/model.joblib"
+        store.backend.client.put_object(Bucket=bucket, Key=leftovers[prefix], Body=b"half a model")
+    store.publish(trained_dir, f"s3://{bucket}/models/fresh")
+    assert leftovers["models/fresh"] in keys(s3_settings, bucket), "younger than S3_STALE_AFTER: maybe in progress"
+    monkeypatch.setattr(store_module, "S3_STALE_AFTER", timedelta(0))  # instead of waiting an hour
+    store.publish(trained_dir, f"s3://{bucket}/models/stale")
+    assert leftovers["models/stale"] not in keys(s3_settings, bucket), "the next publish removes stale staging"
 
 
 def test_tampered_object_at_a_published_uri_is_refused(s3_settings, bucket, trained_dir):

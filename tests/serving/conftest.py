@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from serving.bench import free_port
+from tests.conftest import MLOPS
 
 
 def wait_until(url: str, process: subprocess.Popen, expect=(200,), timeout: float = 60) -> None:
@@ -29,18 +29,23 @@ def wait_until(url: str, process: subprocess.Popen, expect=(200,), timeout: floa
 
 
 @contextlib.contextmanager
-def running_server(model_uri: str, tmp_path: Path, ready: bool = True):
+def running_server(model_uri: str, tmp_path: Path, ready: bool = True, args=(), env=None):
     """`mlops serve --model-uri ...` on a free loopback port; yields (base URL, process, log path)."""
     port = free_port()
     log = tmp_path / f"serve-{port}.log"
-    env = {**os.environ, "MLOPS_CACHE_DIR": str(tmp_path / "cache"), "MLOPS_STORE_ROOT": str(tmp_path / "store")}
-    command = [sys.executable, "-m", "mlops.cli", "serve", "--model-uri", model_uri, "--port", str(port)]
+    env = {
+        **os.environ,
+        "MLOPS_CACHE_DIR": str(tmp_path / "cache"),
+        "MLOPS_STORE_ROOT": str(tmp_path / "store"),
+        **(env or {}),
+    }
+    command = [str(MLOPS), "serve", "--model-uri", model_uri, "--port", str(port), *map(str, args)]
     with open(log, "w") as handle:
         process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         # the server is up once it answers; the model's own readiness is the test's business
-        wait_until(f"{base}/v2/health/live", process)
+        wait_until(f"{base}/v2/health/live", process, expect=(200, 503))
         if ready:
             wait_until(f"{base}/v2/models/mpg/ready", process)
         yield base, process, log

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import struct
+
 import httpx
 import pytest
 
@@ -63,6 +66,37 @@ CASES = [
     ),
     ("v2-length-mismatch", V2, v2_named(weight={"shape": [2], "data": [2800, 2900]}), 400, "same length"),
     ("v2-out-of-domain", V2, v2_named(origin={"data": [9]}), 400, "inputs[0].origin"),
+    ("v2-two-digit-year", V2, v2_named(model_year={"data": [76]}), 400, "four-digit"),
+    (
+        "v2-huge-integer-as-fp64",
+        V2,
+        b'{"inputs": [{"name": "x", "shape": [1, 7], "datatype": "FP64", "data": [8, 307, 130, 1'
+        + b"0" * 400
+        + b", 12, 1970, 1]}]}",
+        400,
+        "body",
+    ),
+    ("v2-datatype-X", V2, v2_named(weight={"datatype": "X"}), 400, "inputs.weight.datatype"),
+    ("v2-datatype-FP6", V2, v2_named(weight={"datatype": "FP6"}), 400, "inputs.weight.datatype"),
+    ("v2-number-as-string", V2, v2_named(cylinders={"data": ["8"]}), 400, "inputs.cylinders.data[0]"),
+    ("v2-fraction-as-int64", V2, v2_named(displacement={"datatype": "INT64", "data": [307.5]}), 400, "INT64"),
+    ("v2-bool-as-fp64", V2, v2_named(weight={"data": [True]}), 400, "inputs.weight.data[0]"),
+    ("v2-int8-overflow", V2, v2_named(weight={"datatype": "INT8", "data": [2800]}), 400, "INT8"),
+    ("v2-null-value", V2, v2_named(weight={"data": [None]}), 400, "inputs.weight.data[0]"),
+    (
+        "v2-duplicate-input",
+        V2,
+        {"inputs": v2_named()["inputs"][:6] + [{"name": "weight", "shape": [1], "datatype": "FP64", "data": [1]}]},
+        400,
+        "given twice",
+    ),
+    ("v2-unknown-input-field", V2, v2_named(weight={"colour": "red"}), 400, "inputs[3].colour"),
+    ("v2-unknown-top-level", V2, {**v2_named(), "extra": 1}, 400, "extra"),
+    ("v2-inputs-not-list", V2, {"inputs": {"name": "x"}}, 400, "inputs"),
+    ("v2-shape-not-ints", V2, v2_named(weight={"shape": ["1"]}), 400, "inputs.weight.shape"),
+    ("v2-shape-vs-data", V2, v2_named(weight={"shape": [2]}), 400, "inputs.weight"),
+    ("v2-unknown-output", V2, {**v2_named(), "outputs": [{"name": "kpl"}]}, 400, "outputs.kpl"),
+    ("v2-too-many-cars", V2, v2_named(weight={"shape": [5000]}), 413, "at most 1000"),
 ]
 
 
@@ -87,3 +121,51 @@ def test_server_is_still_ready_and_correct_after_the_bad_requests(base_url):
     assert httpx.get(f"{base_url}/v2/models/mpg/ready").status_code == 200
     response = httpx.post(base_url + V1, json={"instances": [CAR]})
     assert response.status_code == 200 and 5 < response.json()["predictions"][0]["mpg"] < 60
+
+
+BINARY_HEAD = {"inputs": [{"name": "x", "shape": [1, 7], "datatype": "FP64", "parameters": {"binary_data_size": 56}}]}
+
+
+def binary_request(base_url, head: dict, data: bytes, length: str | None = None) -> httpx.Response:
+    text = json.dumps(head).encode()
+    headers = {"inference-header-content-length": length or str(len(text)), "content-type": "application/octet-stream"}
+    return httpx.post(base_url + V2, content=text + data, headers=headers)
+
+
+def test_binary_tensor_data_is_served_like_json(base_url):
+    response = binary_request(base_url, BINARY_HEAD, struct.pack("<7d", *CAR))
+    assert response.status_code == 200, response.text
+    as_json = httpx.post(
+        base_url + V2, json={"inputs": [{"name": "x", "shape": [1, 7], "datatype": "FP64", "data": CAR}]}
+    )
+    assert response.json()["outputs"] == as_json.json()["outputs"]
+
+
+@pytest.mark.parametrize(
+    ("head_size", "length", "data", "named"),
+    [
+        (56, "abc", struct.pack("<7d", *CAR), "inference-header-content-length"),
+        (56, "-5", struct.pack("<7d", *CAR), "inference-header-content-length"),
+        (56, "99999", struct.pack("<7d", *CAR), "inference-header-content-length"),
+        (56, None, struct.pack("<6d", *CAR[:6]), "binary_data_size"),
+        (-8, None, struct.pack("<7d", *CAR), "binary_data_size"),
+        (48, None, struct.pack("<7d", *CAR), "binary_data_size"),
+        (56, None, struct.pack("<7d", *CAR) + b"extra", "not claimed"),
+        (56, None, struct.pack("<7d", *CAR[:6], float("nan")), "non-finite"),
+    ],
+    ids=[
+        "length-abc",
+        "length-negative",
+        "length-too-big",
+        "data-too-short",
+        "size-negative",
+        "size-wrong",
+        "trailing-bytes",
+        "nan",
+    ],
+)
+def test_malformed_binary_data_is_a_400_naming_the_problem(base_url, head_size, length, data, named):
+    head = {"inputs": [{**BINARY_HEAD["inputs"][0], "parameters": {"binary_data_size": head_size}}]}
+    response = binary_request(base_url, head, data, length)
+    assert response.status_code == 400, response.text
+    assert named in response.json()["error"]

@@ -66,6 +66,37 @@ def test_python_fallback_matches_nginx(nginx_site, fallback_site):
     )
 
 
+EXPOSED = [
+    ("POST", "/v1/models/mpg:predict", 200),
+    ("POST", "/v2/models/mpg/infer", 200),
+    ("GET", "/v2/models/mpg", 200),
+    ("GET", "/v2/models/mpg/ready", 200),
+    ("POST", "/v2/repository/models/mpg/unload", 404),
+    ("POST", "/v2/repository/models/mpg/load", 404),
+    ("GET", "/v2/health/live", 404),
+    ("GET", "/v2/health/ready", 404),
+    ("GET", "/v1/models/mpg", 404),
+    ("GET", "/v2", 404),
+    ("GET", "/v1/models/mpg:predict", 405),
+    ("POST", "/v2/models/mpg", 405),
+]
+BODIES = {
+    "/v1/models/mpg:predict": {"instances": [[4, 140, 90, 2800, 15.5, 1976, 1]]},
+    "/v2/models/mpg/infer": {
+        "inputs": [{"name": "x", "shape": [1, 7], "datatype": "FP64", "data": [4, 140, 90, 2800, 15.5, 1976, 1]}]
+    },
+}
+
+
+@pytest.mark.parametrize("site", ["nginx_site", "fallback_site"])
+def test_only_the_routes_the_page_and_api_users_need_are_proxied(request, base_url, site):
+    url = request.getfixturevalue(site)
+    for method, path, status in EXPOSED:
+        response = httpx.request(method, url + path, json=BODIES.get(path) if method == "POST" else None)
+        assert response.status_code == status, (site, method, path, response.text)
+    assert httpx.get(f"{base_url}/v2/models/mpg/ready").status_code == 200, "the model is still loaded"
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     from selenium import webdriver

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,9 +16,10 @@ import pytest
 
 from core import store as store_module
 from core.features import FEATURE_NAMES
-from core.model_card import DataRef, feature_ranges, save_model_dir
+from core.model_card import DataRef, feature_ranges, load_model, save_model_dir, sha256_file
 from core.settings import Settings
 from core.store import StoreError, open_store
+from core.uri import ModelURIError
 
 REPOSITORY = "s3://models-bucket/models/mpg"
 
@@ -55,12 +57,12 @@ def test_different_content_at_a_published_uri_is_refused(settings, model_copy):
 def test_fetch_returns_a_verified_copy_and_names_a_missing_uri(settings, trained_dir):
     store = open_store(settings)
     uri = store.publish(trained_dir, REPOSITORY).uri
-    fetched = store.fetch(uri)
-    assert fetched.parent == settings.cache_dir
+    fetched, expected_id = store.resolve(uri)
+    assert fetched.parent == settings.cache_dir and expected_id == fetched.name
     assert (fetched / "model.joblib").read_bytes() == (trained_dir / "model.joblib").read_bytes()
     with pytest.raises(StoreError, match="no model at"):
-        store.fetch(f"{REPOSITORY}/{'0' * 64}/")
-    with pytest.raises(StoreError, match="not an s3://"):
+        store.resolve(f"{REPOSITORY}/{'0' * 64}/")
+    with pytest.raises(ModelURIError, match="not a model repository"):
         store.publish(trained_dir, "models/mpg")
 
 
@@ -108,6 +110,71 @@ def test_publish_killed_mid_copy_leaves_the_final_uri_absent(tmp_path):
     assert process.wait() == -signal.SIGKILL, "the publish finished before it could be killed"
     final = tmp_path / "store" / "models-bucket" / "models" / "mpg" / big.id
     assert not final.exists()
+    assert any(p.name != ".lock" for p in staging.iterdir()), "the killed publish left its staging folder"
     retry = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     assert retry.stdout.strip() == f"{REPOSITORY}/{big.id}/"
     assert (final / "model.json").is_file()
+    assert [p.name for p in staging.iterdir()] == [".lock"], "the next publish removes what the killed one left"
+
+
+def other_model(tmp_path, trained_dir) -> Path:
+    """A second valid model directory (different pickle, its own consistent card)."""
+    from core.model_card import load_model
+
+    model, card = load_model(trained_dir)
+    model.steps[-1][1].fitted_marker_ = 1  # changes the pickle, not the behaviour
+    fields = card.model_dump(exclude={"id", "created_at", "libraries", "name", "target"})
+    save_model_dir(model, tmp_path / "other", **fields)
+    return tmp_path / "other"
+
+
+def test_a_cache_entry_must_hold_the_model_its_uri_names(settings, trained_dir, tmp_path):
+    """Another model (consistent with its own card) put in place of a cached one is never served."""
+    store = open_store(settings)
+    uri = store.publish(trained_dir, REPOSITORY).uri
+    cached, expected = store.resolve(uri)
+    other = other_model(tmp_path, trained_dir)
+    for name in ("model.joblib", "model.json"):
+        shutil.copyfile(other / name, cached / name)
+    again, _ = store.resolve(uri)
+    assert again == cached and sha256_file(again / "model.joblib") == expected
+    assert load_model(again, expected)[1].id == expected
+
+
+def test_a_symlinked_cache_entry_is_replaced_and_its_target_left_alone(settings, trained_dir, tmp_path):
+    store = open_store(settings)
+    uri = store.publish(trained_dir, REPOSITORY).uri
+    cached, expected = store.resolve(uri)
+    shutil.rmtree(cached)
+    other = other_model(tmp_path, trained_dir)
+    cached.symlink_to(other, target_is_directory=True)
+    again, _ = store.resolve(uri)
+    assert not again.is_symlink() and sha256_file(again / "model.joblib") == expected
+    assert sorted(p.name for p in other.iterdir()) == ["model.joblib", "model.json"], "the link's target is intact"
+
+
+def test_two_publishes_of_one_model_racing_to_the_final_rename_both_succeed(settings, trained_dir, monkeypatch):
+    """Publish A is held after staging its files until publish B has finished; A then finds B's copy."""
+    held, release = threading.Event(), threading.Event()
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if threading.current_thread().name == "A" and ".staging" in str(src):
+            held.set()
+            release.wait(30)
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(store_module.os, "rename", rename)
+    results = {}
+    first = threading.Thread(
+        name="A", target=lambda: results.setdefault("A", open_store(settings).publish(trained_dir, REPOSITORY))
+    )
+    first.start()
+    assert held.wait(30)
+    results["B"] = open_store(settings).publish(trained_dir, REPOSITORY)
+    release.set()
+    first.join(30)
+    assert results["A"].uri == results["B"].uri
+    assert results["B"].created and not results["A"].created
+    staging = settings.store_root / "models-bucket" / ".staging"
+    assert [p.name for p in staging.iterdir()] == [".lock"]

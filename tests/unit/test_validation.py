@@ -84,3 +84,16 @@ def test_report_summary_and_dict_agree():
     data = report.to_dict()
     assert data["valid"] is False and data["errors"] == 1
     assert "line 3, column cylinders: '9'" in report.summary()
+
+
+def test_two_digit_years_are_read_only_in_the_raw_year_column():
+    """One rule for CSV, V1 and V2: `model_year` is four digits; the raw data's `year` column has two."""
+    raw, report = validate_table(table(GOOD.replace(",70,", ",76,")), require_target=True)
+    assert report.valid and raw["model_year"].tolist() == [1976]
+    canonical_header = "mpg,cylinders,displacement,horsepower,weight,acceleration,model_year,origin,name"
+    _, report = validate_table(table(GOOD.replace(",70,", ",76,"), header=canonical_header), require_target=True)
+    assert [str(i) for i in report.errors] == [
+        "error: line 2, column model_year: '76' must be within [1900, 2100] four-digit year"
+    ]
+    four, report = validate_table(table(GOOD.replace(",70,", ",1976,"), header=canonical_header), require_target=True)
+    assert report.valid and four["model_year"].tolist() == [1976]
