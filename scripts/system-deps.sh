@@ -2,6 +2,7 @@
 # Install the Debian packages a make target needs, when they are missing.
 #   scripts/system-deps.sh test    nginx, Chromium + ChromeDriver (the tests drive them for real)
 #   scripts/system-deps.sh demo    nginx (optional: without it the page is served by a Python stand-in)
+#   scripts/system-deps.sh bench   wrk (the HTTP load generator of `mlops bench serve`)
 # As root, or through sudo without a password; where there is no apt-get (or no way to be root),
 # one line names what to install and, for `test`, the command fails.
 set -euo pipefail
@@ -11,7 +12,8 @@ target=${1:-test}
 case "$target" in
     test) needs=(nginx:nginx-light chromium:chromium chromedriver:chromium-driver) ;;
     demo) needs=(nginx:nginx-light) ;;
-    *) echo "usage: $0 test|demo" >&2; exit 2 ;;
+    bench) needs=(wrk:wrk) ;;
+    *) echo "usage: $0 test|demo|bench" >&2; exit 2 ;;
 esac
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
@@ -33,7 +35,7 @@ fi
 if ! command -v apt-get >/dev/null 2>&1 || [ "${as_root[*]}" = none ]; then
     why=$(command -v apt-get >/dev/null 2>&1 && echo "not root and no passwordless sudo" || echo "no apt-get here")
     echo "system packages missing for 'make $target' ($why): install ${missing[*]} (Debian names), then run it again" >&2
-    [ "$target" = test ] && exit 1 || exit 0
+    [ "$target" = demo ] && exit 0 || exit 1
 fi
 
 echo "==> apt-get install ${missing[*]} (needed by 'make $target')"

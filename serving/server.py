@@ -202,7 +202,9 @@ class PortInUseError(MlopsError):
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening-ready socket on ``host:port`` (port 0: any free port), or one line saying why not."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so (proto 0 would
+    # leave Nagle on, and every response would wait ~40 ms for a delayed ACK).
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
