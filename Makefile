@@ -21,13 +21,20 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 install: $(BIN)/.installed ## Create .venv and install the pinned dependencies (constraints.txt)
 
+# gitlab-ci-local, pinned by tests/tools/package-lock.json: the tests check .gitlab-ci.yml with it.
+GITLAB_CI_LOCAL := tests/tools/node_modules/.bin/gitlab-ci-local
+$(GITLAB_CI_LOCAL): tests/tools/package.json tests/tools/package-lock.json
+	npm ci --prefix tests/tools --no-audit --no-fund --loglevel=error
+	touch $@
+
 SERVE ?= 1
 demo: install ## Data, experimental + production pipelines, then serve the model and client page (SERVE=0: stop before)
 	scripts/system-deps.sh demo
 	SERVE=$(SERVE) scripts/demo.sh
 
-test: install ## System packages the tests drive (nginx, Chromium), lint, compiled pipeline current, every test
+test: install ## System packages the tests drive (nginx, Chromium, Node), lint, compiled pipeline current, every test
 	scripts/system-deps.sh test
+	$(MAKE) --no-print-directory $(GITLAB_CI_LOCAL)
 	$(BIN)/ruff check .
 	$(BIN)/mlops pipeline compile --check
 	$(BIN)/python -m pytest
@@ -40,11 +47,12 @@ bench: install ## Benchmarks: training, production pipeline, serving (figures in
 	$(BIN)/mlops bench training
 	$(BIN)/mlops bench pipeline
 	$(BIN)/mlops bench serve
+	$(BIN)/mlops bench manifests
 
 lock: ## Re-resolve constraints.txt from pyproject.toml (needs uv in .venv)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o constraints.txt
 
 clean: ## Remove the virtualenv, local model store and untracked outputs
-	rm -rf $(VENV) models .mlops .pytest_cache
+	rm -rf $(VENV) models .mlops .pytest_cache tests/tools/node_modules
 
 .PHONY: help install demo test lint bench lock clean

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from core.uri import ModelURIError, parse_model_uri, parse_repository
+from core.overlays import ENVIRONMENTS
+from core.uri import ModelURIError, parse_model_uri, parse_repository, parse_store_uri
 
 
 class _Parsed(click.ParamType):
@@ -25,6 +26,9 @@ class _Parsed(click.ParamType):
 
 
 MODEL_URI = _Parsed("uri", parse_model_uri)
+#: A model URI, or an environment name meaning "the model that overlay serves".
+CHAMPION = _Parsed("uri|staging|production", lambda text: text if text in ENVIRONMENTS else parse_model_uri(text))
+STORE_URI = _Parsed("s3://bucket/prefix/id/", parse_store_uri)
 REPOSITORY = _Parsed("s3://bucket/prefix", parse_repository)
 
 

@@ -64,41 +64,33 @@ def _crd_validator(path: Path):
     return jsonschema.Draft7Validator(schema)
 
 
-def validate_object(obj: dict[str, Any], schema_dir: Path) -> list[str]:
-    """Problems with one object (empty: valid). Unknown custom kinds are problems too."""
+def object_problems(obj: dict[str, Any], schema_dir: Path) -> list[tuple[str, str]]:
+    """(field, message) for each schema problem of one object (empty: valid). Unknown custom kinds are problems."""
     kind, api_version = obj.get("kind", "?"), obj.get("apiVersion", "?")
-    name = f"{kind}/{obj.get('metadata', {}).get('name', '?')}"
     group, _, version = api_version.rpartition("/")
-    if group and "." in group:
+    if group and "." in group and not group.endswith(".k8s.io"):  # a custom resource
         path = schema_dir / group / f"{kind.lower()}_{version}.json"
         if not path.is_file():
-            return [f"{name}: no schema for {api_version} {kind} in {schema_dir}"]
+            return [("apiVersion", f"no schema for {api_version} {kind} in {schema_dir}")]
         errors = sorted(_crd_validator(path).iter_errors(obj), key=lambda e: list(e.path))
-        return [f"{name}: {'.'.join(map(str, e.path)) or '<root>'}: {e.message}" for e in errors]
+        return [(".".join(map(str, e.path)) or "<root>", e.message) for e in errors]
     import kubernetes_validate
 
     try:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.ValidationError as e:
-        return [f"{name}: {'.'.join(map(str, e.path)) or '<root>'}: {e.message}"]
+        return [(".".join(map(str, e.path)) or "<root>", e.message)]
     except kubernetes_validate.utils.InvalidSchemaError as e:
-        return [f"{name}: {e}"]
+        return [("apiVersion", str(e))]
     return []
+
+
+def validate_object(obj: dict[str, Any], schema_dir: Path) -> list[str]:
+    """``Kind/name: field: message`` for each schema problem of one object."""
+    name = f"{obj.get('kind', '?')}/{obj.get('metadata', {}).get('name', '?')}"
+    return [f"{name}: {field}: {message}" for field, message in object_problems(obj, schema_dir)]
 
 
 def validate_tree(kustomization_dir: Path, schema_dir: Path) -> list[str]:
     """Render a Kustomize tree and validate every object in it."""
     return [problem for obj in render(kustomization_dir) for problem in validate_object(obj, schema_dir)]
-
-
-def overlay_model_uri(overlay_dir: Path, name: str = "mpg") -> str:
-    """``spec.predictor.model.storageUri`` of the InferenceService ``name`` in a rendered overlay."""
-    for obj in render(overlay_dir):
-        if obj.get("kind") == "InferenceService" and obj["metadata"]["name"] == name:
-            try:
-                return obj["spec"]["predictor"]["model"]["storageUri"]
-            except KeyError as e:
-                raise ManifestError(
-                    f"InferenceService {name} in {overlay_dir} has no predictor.model.storageUri"
-                ) from e
-    raise ManifestError(f"no InferenceService {name} in {overlay_dir}")

@@ -62,6 +62,16 @@ class ModelStore:
         self.backend = backend
         self.cache_dir = Path(cache_dir)
 
+    @property
+    def hint(self) -> str:
+        """How to get a model into this store, for messages about one that is missing."""
+        if isinstance(self.backend, LocalBackend):
+            return (
+                f" (local store {self.backend.root}: `mlops pipeline run` or `mlops publish` puts models there; "
+                "set MLOPS_S3_ENDPOINT_URL to use a remote store)"
+            )
+        return f" (S3 store at {self.backend.endpoint_url})"
+
     def publish(self, model_dir: Path, repository: str | Repository) -> Published:
         """Publish ``model_dir`` under ``repository``; the same model twice (or at once) is a no-op."""
         repo = parse_repository(repository) if isinstance(repository, str) else repository
@@ -73,6 +83,12 @@ class ModelStore:
         if not created and not self._published(uri):  # lost a race to a publish that did not finish
             raise StoreError(f"publishing to {uri} collided with another publish; retry")
         return Published(str(uri), card.id, created=created)
+
+    def card(self, uri: StoreURI) -> ModelCard:
+        """The card of a published model, once its model file is checked against the id (nothing downloaded)."""
+        if not self._published(uri):
+            raise StoreError(f"no model at {uri}: nothing was published there{self.hint}")
+        return self.backend.read_card(uri)
 
     def _published(self, uri: StoreURI) -> bool:
         existing = self.backend.read_card(uri)
@@ -108,7 +124,7 @@ class ModelStore:
             except ModelDirError:
                 pass  # damaged or tampered with: replaced below by a fresh, verified copy
         if self.backend.read_card(uri) is None:
-            raise StoreError(f"no model at {uri}: nothing was published there")
+            raise StoreError(f"no model at {uri}: nothing was published there{self.hint}")
         with staging_dir(self.cache_dir / STAGING) as staging:
             fresh = staging / "model"
             self.backend.download(uri, fresh)

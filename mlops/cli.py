@@ -6,6 +6,7 @@ import click
 
 from core.cli import publish_command
 from core.errors import MlopsError
+from gitops.cli import bench_manifests, gitops_group, manifests_group
 from pipelines.cli import bench_pipeline, pipeline_group
 from serving.cli import bench_serve, client_command, serve_command
 from training.cli import bench_training, data_group, evaluate_command, gate_command, predict_command, train_command
@@ -67,11 +68,14 @@ for command in (
     pipeline_group,
     serve_command,
     client_command,
+    manifests_group,
+    gitops_group,
 ):
     main.add_command(command)
 bench_group.add_command(bench_training)
 bench_group.add_command(bench_pipeline)
 bench_group.add_command(bench_serve)
+bench_group.add_command(bench_manifests)
 
 
 if __name__ == "__main__":

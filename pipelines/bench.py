@@ -21,7 +21,7 @@ STEP_IMPORTS = {
     "select-model": "core.model_card, training.selection",
     "gate": "training.gate, core.store",
     "publish": "core.store",
-    "propose": "core.model_card",
+    "propose": "core.model_card, gitops.changes",
 }
 #: Steps on the critical path, with how many times each runs back to back on 2 cores.
 CRITICAL_PATH = {

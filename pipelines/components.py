@@ -16,14 +16,14 @@ component = dsl.component(base_image=IMAGE, install_kfp_package=False)
 
 
 @component
-def fetch_data(repo: str, revision: str, dvc_remote: str, params_overrides: list, data: Output[Dataset]) -> NamedTuple(
-    "FetchOutputs", [("params_json", str), ("candidates", list)]
-):
-    """Training data and validated params at a revision (empty: the working copy)."""
+def fetch_data(
+    repo: str, revision: str, dvc_remote: str, params_overrides: list, champion: str, data: Output[Dataset]
+) -> NamedTuple("FetchOutputs", [("params_json", str), ("candidates", list), ("champion_uri", str)]):
+    """Training data, validated params and the champion's URI at a revision (empty: the working copy)."""
     from pipelines.steps import fetch_data as step
 
-    params = step(repo, revision, dvc_remote, list(params_overrides), data.path)
-    return (params.model_dump_json(), list(params.train.candidates))
+    params, champion_uri = step(repo, revision, dvc_remote, list(params_overrides), champion, data.path)
+    return (params.model_dump_json(), list(params.train.candidates), champion_uri)
 
 
 @component
@@ -69,8 +69,16 @@ def publish(model: Input[Model], repository: str) -> str:
 
 
 @component
-def propose(model_uri: str, model: Input[Model], proposal: Output[Artifact]):
-    """Record the staging bump proposal (the GitOps part opens the merge request)."""
+def propose(
+    model_uri: str,
+    model: Input[Model],
+    gate_report: Input[Artifact],
+    repo: str,
+    open_merge_request: bool,
+    merge_request_target: str,
+    proposal: Output[Artifact],
+):
+    """Bump the staging overlay to the published model; with open_merge_request, push it as a merge request."""
     from pipelines.steps import propose as step
 
-    step(model_uri, model.path, proposal.path)
+    step(model_uri, model.path, gate_report.path, repo, open_merge_request, merge_request_target, proposal.path)

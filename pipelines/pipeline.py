@@ -52,12 +52,22 @@ def production_pipeline(
     params_overrides: list = [],  # noqa: B006 - KFP needs the literal default
     champion_uri: str = "",
     model_repository: str = DEFAULT_MODEL_REPOSITORY,
+    open_merge_request: bool = False,
+    merge_request_target: str = "main",
 ):
     """Args: repo (git URL; empty = working copy), data_revision (git revision; empty = as is),
-    dvc_remote (empty = default), params_overrides (["train.cv_folds=3", ...]), champion_uri
-    (model to beat; empty = absolute rules only), model_repository (where to publish)."""
+    dvc_remote (empty = default), params_overrides (["train.cv_folds=3", ...]), champion_uri (model to
+    beat: a model URI, or staging / production for the model that overlay serves at data_revision; empty =
+    absolute rules only), model_repository (where to publish), open_merge_request (push the staging bump
+    to repo as a merge request into merge_request_target; else only record it)."""
     fetch = _step(
-        c.fetch_data(repo=repo, revision=data_revision, dvc_remote=dvc_remote, params_overrides=params_overrides),
+        c.fetch_data(
+            repo=repo,
+            revision=data_revision,
+            dvc_remote=dvc_remote,
+            params_overrides=params_overrides,
+            champion=champion_uri,
+        ),
         "fetch data",
         secrets=("s3", "git"),
     )
@@ -68,9 +78,19 @@ def production_pipeline(
     selected = _step(c.select_model(candidates=trained.output, params_json=params_json), "select")
     model = selected.outputs["model"]
     gate = _step(
-        c.gate(model=model, data=data, params_json=params_json, champion_uri=champion_uri), "gate", secrets=("s3",)
+        c.gate(model=model, data=data, params_json=params_json, champion_uri=fetch.outputs["champion_uri"]),
+        "gate",
+        secrets=("s3",),
     )
     # Compare a boolean output with True: kfp.local cannot evaluate float-vs-int conditions.
     with dsl.If(gate.outputs["Output"] == True):  # noqa: E712
         published = _step(c.publish(model=model, repository=model_repository), "publish", secrets=("s3",))
-        _step(c.propose(model_uri=published.output, model=model), "propose", secrets=("git",))
+        proposal = c.propose(
+            model_uri=published.output,
+            model=model,
+            gate_report=gate.outputs["report"],
+            repo=repo,
+            open_merge_request=open_merge_request,
+            merge_request_target=merge_request_target,
+        )
+        _step(proposal, "propose", secrets=("git",))

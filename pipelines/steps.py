@@ -16,18 +16,25 @@ import yaml
 
 from core.atomic import atomic_write
 from core.errors import DataValidationError
+from core.overlays import ENVIRONMENTS, model_file, model_uri_in
 from core.settings import Settings, project_root
+from core.uri import parse_model_uri
 from training.params import Params, apply_overrides, parse_params
 
 PROPOSAL_TARGET = "k8s/overlays/staging"
+PROPOSAL_BRANCH = "mlops/bump-staging"
 
 
-def fetch_data(repo: str, revision: str, dvc_remote: str, overrides: list[str], data_path: str) -> Params:
-    """Write the training data to ``data_path``; return the validated params of that revision.
+def fetch_data(
+    repo: str, revision: str, dvc_remote: str, overrides: list[str], champion: str, data_path: str
+) -> tuple[Params, str]:
+    """Write the training data to ``data_path``; return the validated params and the champion's URI.
 
     With ``repo`` and ``revision`` empty, the working copy as it is (local runs).
     Otherwise ``repo`` (a git URL, or empty for the working copy's history) at
     ``revision``: params.yaml from git, the data through DVC from ``dvc_remote``.
+    ``champion`` ``staging`` or ``production`` means the model that overlay serves, read
+    from the same revision; any other value must be a model URI (or empty: no champion).
     """
     from training.versioning import DataVersionError, read_versioned
 
@@ -50,7 +57,10 @@ def fetch_data(repo: str, revision: str, dvc_remote: str, overrides: list[str], 
     content = read(params.data.path, dvc_remote or None)
     Path(data_path).parent.mkdir(parents=True, exist_ok=True)  # kfp's artifact folder
     atomic_write(Path(data_path), lambda tmp: tmp.write_bytes(content))
-    return params
+    if champion in ENVIRONMENTS:
+        where_file = f"{model_file(champion)} of {where}"
+        return params, str(model_uri_in(read(str(model_file(champion))).decode(), where_file))
+    return params, str(parse_model_uri(champion)) if champion else ""
 
 
 def validate_data(data_path: str, report_path: str) -> int:
@@ -115,15 +125,34 @@ def publish(model_dir: str, repository: str) -> str:
     return open_store(Settings.from_env()).publish(Path(model_dir), repository).uri
 
 
-def propose(model_uri: str, model_dir: str, proposal_path: str) -> dict:
-    """Record the staging bump to propose for ``model_uri``.
+def propose(
+    model_uri: str,
+    model_dir: str,
+    gate_report_path: str,
+    repo: str,
+    open_merge_request: bool,
+    target: str,
+    proposal_path: str,
+) -> dict:
+    """Bump the staging overlay to ``model_uri``: as a merge request pushed to ``repo``, or recorded only.
 
-    This is the seam for GitOps: the proposal names the overlay and the URI; opening
-    the merge request that edits the overlay's model file belongs to the GitOps part.
+    With ``open_merge_request`` the step clones ``repo`` (credentials from
+    ``MLOPS_GIT_TOKEN``), commits the one-line change of the staging model file on
+    ``PROPOSAL_BRANCH`` and pushes it with GitLab's merge-request push options, the
+    gate report in the description. Either way the proposal is written as JSON.
     """
+    import tempfile
+
+    from core.gitauth import scrub
     from core.model_card import read_card
+    from core.uri import parse_store_uri
+    from gitops.changes import apply_change, bump_edit
+    from gitops.git import git
+    from gitops.mergerequest import Proposal
 
     card = read_card(Path(model_dir))
+    uri = parse_store_uri(model_uri)
+    gate_report = json.loads(Path(gate_report_path).read_text())
     proposal = {
         "action": "bump-model-uri",
         "overlay": PROPOSAL_TARGET,
@@ -133,5 +162,22 @@ def propose(model_uri: str, model_dir: str, proposal_path: str) -> dict:
         "metrics": {"cv_rmse_mean": card.metrics["cv_rmse_mean"], "holdout": card.metrics["holdout"]},
         "merge_request": None,
     }
+    if open_merge_request:
+        if not repo:
+            raise ValueError("open_merge_request needs the repo parameter: the git URL to push the bump to")
+        with tempfile.TemporaryDirectory() as tmp:
+            clone = Path(tmp) / "repo"
+            git("clone", "--quiet", "--no-checkout", repo, str(clone), cwd=Path(tmp))
+            mr = Proposal(branch=PROPOSAL_BRANCH, target=target, remote="origin", push=True)
+            applied = apply_change(clone, "bump", "staging", uri, bump_edit("staging", uri), card, gate_report, mr)
+        print(applied.message)
+        done = applied.proposed
+        proposal["merge_request"] = {
+            "remote": scrub(repo),
+            "branch": PROPOSAL_BRANCH,
+            "target": target,
+            "commit": done.commit if done else None,
+            "pushed": bool(done and done.pushed),
+        }
     Path(proposal_path).write_text(json.dumps(proposal, indent=2) + "\n")
     return proposal

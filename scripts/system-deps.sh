@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages a make target needs, when they are missing.
-#   scripts/system-deps.sh test    nginx, Chromium + ChromeDriver (the tests drive them for real)
+#   scripts/system-deps.sh test    nginx, Chromium + ChromeDriver, Node.js + npm (gitlab-ci-local)
 #   scripts/system-deps.sh demo    nginx (optional: without it the page is served by a Python stand-in)
 #   scripts/system-deps.sh bench   wrk (the HTTP load generator of `mlops bench serve`)
 # As root, or through sudo without a password; where there is no apt-get (or no way to be root),
@@ -10,7 +10,7 @@ set -euo pipefail
 target=${1:-test}
 # command:package pairs
 case "$target" in
-    test) needs=(nginx:nginx-light chromium:chromium chromedriver:chromium-driver) ;;
+    test) needs=(nginx:nginx-light chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm) ;;
     demo) needs=(nginx:nginx-light) ;;
     bench) needs=(wrk:wrk) ;;
     *) echo "usage: $0 test|demo|bench" >&2; exit 2 ;;

@@ -6,9 +6,8 @@ import click
 
 from core.cli import MODEL_URI
 from core.errors import MlopsError
+from core.overlays import ENVIRONMENTS
 from core.settings import project_root
-
-ENVIRONMENTS = ("staging", "production")
 
 
 @click.command("serve")
@@ -47,7 +46,7 @@ def serve_command(env, model_uri, source_uri, host, port, model_name, access_log
       mlops serve --env staging
       curl -s localhost:8080/v1/models/mpg:predict -d '{"instances": [[4, 140, 90, 2800, 15.5, 1976, 1]]}'
     """
-    from core.manifests import overlay_model_uri
+    from core.overlays import read_model_uri
     from core.settings import Settings
     from core.store import open_store
     from core.uri import LocalModelDir, parse_store_uri
@@ -63,7 +62,7 @@ def serve_command(env, model_uri, source_uri, host, port, model_name, access_log
             parse_store_uri(source_uri)
         except MlopsError as e:
             raise click.BadParameter(str(e), param_hint="--source-uri") from e
-    uri = str(model_uri) if model_uri else overlay_model_uri(project_root() / "k8s" / "overlays" / env)
+    uri = str(model_uri) if model_uri else str(read_model_uri(project_root(), env))
     model = MpgModel(model_name, uri, open_store(Settings.from_env()), source_uri)
     serve(
         [model],

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from core.atomic import atomic_write
-from core.cli import MODEL_URI
+from core.cli import CHAMPION
 from core.settings import project_root
 
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -188,7 +188,11 @@ def bench_training(factors, skip_pipeline):
 @click.command("gate")
 @click.option("--candidate", "candidate_dir", type=EXISTING_DIR, required=True, help="Candidate model directory.")
 @click.option(
-    "--champion", "champion_uri", type=MODEL_URI, default=None, help="Model URI (or directory) of the model to beat."
+    "--champion",
+    "champion_uri",
+    type=CHAMPION,
+    default=None,
+    help="The model to beat: a model URI or directory, or staging / production (what that overlay serves).",
 )
 @click.option("--report", "report_path", type=OUT_PATH, default=None, help="Write the decision as JSON.")
 @data_option
@@ -204,11 +208,14 @@ def gate_command(candidate_dir, champion_uri, report_path, data_path, params_pat
     Example:
       mlops gate --candidate models/candidate --champion s3://mpg-mlops/models/mpg/<id>/
     """
+    from core.overlays import ENVIRONMENTS, read_model_uri
     from core.settings import Settings
     from core.store import open_store
     from training.gate import run_gate
 
     params = _params(params_path)
+    if champion_uri in ENVIRONMENTS:
+        champion_uri = read_model_uri(project_root(), champion_uri)
     champion_dir, champion_id = open_store(Settings.from_env()).resolve(champion_uri) if champion_uri else (None, None)
     champion = str(champion_uri) if champion_uri else None
     report = run_gate(candidate_dir, _dataset(params, data_path), params, champion_dir, champion, champion_id)

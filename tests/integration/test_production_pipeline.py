@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.gitops.conftest import make_remote
 from tests.integration.conftest import sh
 from training.bench import copy_worktree
 
@@ -98,3 +99,32 @@ def test_unknown_or_malformed_pipeline_parameter_is_refused_before_running(proje
     result, summary = run(project, store, "params_overrides=[a=[b]]")
     assert result.returncode == 2 and summary is None  # click usage error
     assert "not valid YAML" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_pipeline_pushes_the_staging_bump_as_a_merge_request(project, store, tmp_path):
+    """The propose step clones the repo, bumps staging and pushes with merge-request options, as in
+    the cluster; the bare remote records what GitLab would be asked (tests/gitops/conftest.py)."""
+    remote = make_remote(tmp_path / "remote.git")
+    work = tmp_path / "work"
+    sh("git", "clone", "-q", project, work, cwd=tmp_path)
+    model_file = work / "k8s/overlays/staging/model.yaml"
+    served = "s3://mpg-mlops/models/mpg/" + "1" * 64 + "/"
+    text = model_file.read_text()
+    model_file.write_text(text.replace(text.split("storageUri: ")[1].split()[0], served))
+    # A pushed repository names its DVC remote absolutely (s3:// in production); the committed local
+    # remote's relative path would resolve inside the bare repository here.
+    sh("dvc", "remote", "modify", "local", "url", project / "data" / "dvc-remote", cwd=work)
+    sh("git", "commit", "-qam", "staging serves an older model", cwd=work)
+    sh("git", "push", "-q", remote, "HEAD:refs/heads/main", cwd=work)
+    result, summary = run(project, store, f"repo={remote}", "data_revision=main", "open_merge_request=true")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary["status"] == "published"
+    changed = sh("git", "diff", "--numstat", "main", "mlops/bump-staging", cwd=remote).stdout
+    assert changed == "1\t1\tk8s/overlays/staging/model.yaml\n"
+    bumped = sh("git", "show", "mlops/bump-staging:k8s/overlays/staging/model.yaml", cwd=remote).stdout
+    assert summary["model_uri"] in bumped and served not in bumped
+    pushes = [json.loads(line) for line in (remote / "pushes.jsonl").read_text().splitlines()]
+    options = pushes[-1]["options"]
+    assert "merge_request.create" in options and "merge_request.target=main" in options
+    description = next(o for o in options if o.startswith("merge_request.description="))
+    assert "Quality gate **passed**" in description

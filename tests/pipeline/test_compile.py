@@ -74,7 +74,7 @@ def test_kfp_tree_renders_and_validates_strictly(root):
     tree = root / "k8s" / "base" / "kfp"
     assert validate_tree(tree, root / "k8s" / "schemas") == []
     objects = {doc["kind"]: doc for doc in render(tree)}
-    assert set(objects) == {"Pipeline", "PipelineVersion", "CronJob", "ServiceAccount", "ConfigMap"}
+    assert set(objects) == {"Pipeline", "PipelineVersion", "CronJob", "ServiceAccount", "ConfigMap", "NetworkPolicy"}
     cron = objects["CronJob"]["spec"]
     assert cron["concurrencyPolicy"] == "Forbid"
     container = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]

@@ -7,7 +7,8 @@ import re
 import pytest
 import yaml
 
-from core.manifests import overlay_model_uri, render, validate_tree
+from core.manifests import render, validate_tree
+from core.overlays import read_model_uri
 from pipelines.image import IMAGE
 
 ENVIRONMENTS = ("staging", "production")
@@ -22,8 +23,10 @@ def test_overlay_renders_and_validates_strictly(root, env):
 def test_model_file_holds_only_a_content_addressed_storage_uri(root, env):
     patch = yaml.safe_load((root / "k8s" / "overlays" / env / "model.yaml").read_text())
     assert patch["spec"] == {"predictor": {"model": {"storageUri": patch["spec"]["predictor"]["model"]["storageUri"]}}}
-    uri = overlay_model_uri(root / "k8s" / "overlays" / env)
+    uri = str(read_model_uri(root, env))
     assert uri == patch["spec"]["predictor"]["model"]["storageUri"]
+    rendered = next(o for o in render(root / "k8s" / "overlays" / env) if o["kind"] == "InferenceService")
+    assert rendered["spec"]["predictor"]["model"]["storageUri"] == uri
     assert re.fullmatch(r"s3://[a-z0-9.-]+/models/mpg/[0-9a-f]{64}/", uri)
 
 

@@ -1,0 +1,238 @@
+"""bump, promote, rollback and status: each reads or edits one environment's model file, and nothing else."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from core.atomic import atomic_write
+from core.errors import MlopsError
+from core.gitauth import scrub
+from core.model_card import ModelCard
+from core.overlays import ENVIRONMENTS, OverlayError, model_file, model_uri_in, with_model_uri
+from core.store import ModelStore
+from core.uri import StoreURI
+from gitops.diff import as_markdown, diff_rendered, render_at
+from gitops.git import GitError, history, show
+from gitops.manifests import render_all
+from gitops.mergerequest import Proposal, Proposed, propose
+
+Edit = Callable[[Path], list[Path]]
+BOT_TRAILER = "Mlops-Bot"  # commits carrying it never retrain (see .gitlab-ci.yml)
+
+
+class GitOpsError(MlopsError):
+    """A GitOps change cannot be made as asked."""
+
+
+def bump_edit(env: str, uri: StoreURI) -> Edit:
+    """Set ``env``'s model URI (one line of one file); no change when it is already that."""
+
+    def edit(tree: Path) -> list[Path]:
+        path = tree / model_file(env)
+        text = path.read_text()
+        updated = with_model_uri(text, uri, str(model_file(env)))
+        if updated == text:
+            return []
+        atomic_write(path, lambda tmp: tmp.write_text(updated))
+        return [model_file(env)]
+
+    return edit
+
+
+def promote_edit(source: str, target: str) -> Edit:
+    """Copy ``source``'s model file over ``target``'s: the file names no environment, so it is one line."""
+    if source == target:
+        raise GitOpsError(f"promote from {source} to itself")
+
+    def edit(tree: Path) -> list[Path]:
+        text = (tree / model_file(source)).read_text()
+        model_uri_in(text, str(model_file(source)))
+        destination = tree / model_file(target)
+        if destination.read_text() == text:
+            return []
+        atomic_write(destination, lambda tmp: tmp.write_text(text))
+        return [model_file(target)]
+
+    return edit
+
+
+def uri_history(root: Path, env: str, revision: str = "HEAD") -> list[tuple[str, str, StoreURI]]:
+    """(commit, subject, model URI) for each commit that changed ``env``'s model URI, newest first."""
+    changes = []
+    for commit, subject in history(root, model_file(env), revision):
+        text = show(root, commit, model_file(env))
+        if text is None:
+            continue
+        try:
+            uri = model_uri_in(text, f"{model_file(env)} at {commit[:12]}")
+        except OverlayError:
+            continue  # a revision before the file took its present shape
+        if changes and changes[-1][2] == uri:
+            changes[-1] = (commit, subject, uri)  # an older commit set the same URI: it is the one that set it
+        else:
+            changes.append((commit, subject, uri))
+    return changes
+
+
+def rollback_target(root: Path, env: str, current: StoreURI, to: str | None) -> StoreURI:
+    """The model URI to go back to: the one before ``current`` in the file's history, or the one at ``to``."""
+    if to is not None:
+        text = show(root, to, model_file(env))
+        if text is None:
+            raise GitOpsError(f"{model_file(env)} does not exist at {to!r}")
+        return model_uri_in(text, f"{model_file(env)} at {to}")
+    earlier = [uri for _, _, uri in uri_history(root, env) if uri != current]
+    if not earlier:
+        raise GitOpsError(f"{model_file(env)} has never served another model: nothing to roll back to")
+    return earlier[0]
+
+
+@dataclass
+class EnvironmentStatus:
+    env: str
+    model_uri: str
+    model_id: str
+    algorithm: str | None
+    holdout: dict | None
+    cv_rmse: float | None
+    set_by_commit: str | None
+    set_by_subject: str | None
+    problem: str | None
+
+
+def environment_status(root: Path, store: ModelStore, env: str) -> EnvironmentStatus:
+    text = (root / model_file(env)).read_text()
+    uri = model_uri_in(text, str(model_file(env)))
+    card, problem = None, None
+    try:
+        card = store.card(uri)
+    except MlopsError as e:
+        problem = str(e)
+    commit = subject = None
+    try:
+        changes = uri_history(root, env)
+    except GitError:
+        changes = []
+    if changes and changes[0][2] == uri and show(root, "HEAD", model_file(env)) == text:
+        commit, subject, _ = changes[0]
+    elif changes:
+        subject = "uncommitted change in the working tree"
+    metrics = card.metrics if card else {}
+    return EnvironmentStatus(
+        env=env,
+        model_uri=str(uri),
+        model_id=uri.model_id,
+        algorithm=card.algorithm if card else None,
+        holdout=metrics.get("holdout"),
+        cv_rmse=metrics.get("cv_rmse_mean"),
+        set_by_commit=commit,
+        set_by_subject=subject,
+        problem=problem,
+    )
+
+
+def status(root: Path, store: ModelStore) -> list[EnvironmentStatus]:
+    return [environment_status(root, store, env) for env in ENVIRONMENTS]
+
+
+def status_table(rows: list[EnvironmentStatus]) -> str:
+    lines = []
+    for row in rows:
+        lines.append(f"{row.env}: model {row.model_id[:12]}  {row.model_uri}")
+        if row.algorithm:
+            rmse, mae, r2 = (float((row.holdout or {}).get(k, "nan")) for k in ("rmse", "mae", "r2"))
+            lines.append(
+                f"    {row.algorithm}, holdout RMSE {rmse:.3f} MAE {mae:.3f} R² {r2:.3f}, CV RMSE {row.cv_rmse:.3f}"
+            )
+        else:
+            lines.append(f"    card unavailable: {row.problem}")
+        if row.set_by_commit:
+            lines.append(f"    set by {row.set_by_commit[:12]} {row.set_by_subject}")
+        elif row.set_by_subject:
+            lines.append(f"    {row.set_by_subject}")
+    return "\n".join(lines)
+
+
+def status_json(rows: list[EnvironmentStatus]) -> str:
+    return json.dumps({row.env: asdict(row) for row in rows}, indent=2)
+
+
+@dataclass(frozen=True)
+class Applied:
+    message: str
+    proposed: Proposed | None = None
+
+
+def apply_change(
+    root: Path,
+    action: str,
+    env: str,
+    uri: StoreURI,
+    edit: Edit,
+    card: ModelCard | None,
+    gate_report: dict | None = None,
+    proposal: Proposal | None = None,
+) -> Applied:
+    """Edit ``env``'s model file in the working tree, or commit the edit on a branch (and push it as a
+    merge request whose title and description say which model, how good, and what the cluster gets)."""
+    subject = title(env, uri, card)
+    if proposal is None:
+        changed = edit(root)
+        return Applied(f"{subject}: {changed[0]} updated" if changed else f"{env} already serves {uri}: nothing to do")
+    proposal = replace(proposal, title=subject, labels=["mlops", f"env::{env}"])
+
+    def describe(worktree: Path) -> str:
+        rendered = as_markdown(diff_rendered(render_at(worktree, "HEAD~1"), render_all(worktree)))
+        return description(action, env, uri, card, gate_report, rendered)
+
+    done = propose(root, proposal, edit, commit_message(subject, uri, action), describe if proposal.push else None)
+    if done is None:
+        return Applied(f"{env} already serves {uri} on {proposal.branch}: nothing to commit")
+    if done.pushed:
+        where = f"{scrub(proposal.remote)} {proposal.branch}"
+        return Applied(f"{subject}: pushed {done.commit[:12]} to {where} (merge request into {proposal.target})", done)
+    return Applied(f"{subject}: committed {done.commit[:12]} on {proposal.branch}", done)
+
+
+def title(env: str, uri: StoreURI, card: ModelCard | None, verb: str = "serve") -> str:
+    """``staging: serve model 790aaa2b9421 (svr, holdout RMSE 2.082)``."""
+    detail = ""
+    if card is not None:
+        detail = f" ({card.algorithm}, holdout RMSE {card.metrics['holdout']['rmse']:.3f})"
+    return f"{env}: {verb} model {uri.model_id[:12]}{detail}"
+
+
+def commit_message(subject: str, uri: StoreURI, action: str) -> str:
+    return f"{subject}\n\n{uri}\n\nModel-Id: {uri.model_id}\n{BOT_TRAILER}: {action}\n"
+
+
+def description(
+    action: str, env: str, uri: StoreURI, card: ModelCard | None, gate_report: dict | None, rendered_diff: str
+) -> str:
+    """The merge request's description: what changes, how good the model is, the gate, the rendered diff."""
+    lines = [f"**{action}**: `{env}` serves `{uri}`.", ""]
+    if card is not None:
+        h = card.metrics["holdout"]
+        lines += [
+            "| model | algorithm | holdout RMSE | MAE | R² | CV RMSE | data md5 |",
+            "|---|---|---|---|---|---|---|",
+            f"| `{card.id[:12]}` | {card.algorithm} | {h['rmse']:.3f} | {h['mae']:.3f} | {h['r2']:.3f} "
+            f"| {card.metrics['cv_rmse_mean']:.3f} | `{card.data.md5[:12]}` |",
+            "",
+        ]
+    if gate_report is not None:
+        verdict = "passed" if gate_report.get("passed") else "FAILED"
+        lines += [f"Quality gate **{verdict}** (champion `{str(gate_report.get('champion_id'))[:12]}`):", ""]
+        lines += ["| rule | observed | threshold | result |", "|---|---|---|---|"]
+        for rule in gate_report.get("rules", []):
+            result = "pass" if rule["passed"] else "**FAIL**"
+            lines.append(
+                f"| {rule['name']} | {rule['observed']:.4g} | {rule['comparison']} {rule['threshold']:.4g} | {result} |"
+            )
+        lines.append("")
+    lines += ["<details><summary>Rendered diff</summary>", "", rendered_diff, "", "</details>", ""]
+    lines.append(f"_Opened by `mlops gitops {action}`; merging it is the approval ({BOT_TRAILER})._")
+    return "\n".join(lines)

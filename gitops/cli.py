@@ -1,0 +1,294 @@
+"""``mlops manifests`` (render, validate) and ``mlops gitops`` (bump, promote, rollback, status, diff)."""
+
+from __future__ import annotations
+
+import json
+from functools import wraps
+from pathlib import Path
+
+import click
+import yaml
+
+from core.cli import STORE_URI
+from core.overlays import ENVIRONMENTS
+from core.settings import project_root
+
+ENV = click.Choice(ENVIRONMENTS)
+
+
+@click.group("manifests")
+def manifests_group():
+    """Render and check the Kustomize trees the cluster is built from.
+
+    \b
+    Example:
+      mlops manifests validate && mlops manifests build staging
+    """
+
+
+@manifests_group.command("validate")
+@click.option("--tree", "trees", multiple=True, help="Only this tree (repeatable) [default: all].")
+def validate_command(trees):
+    """Render every tree and check each object: its schema (strict), the policy, and kubeconform if installed.
+
+    Trees: overlays/staging, overlays/production, base/kfp, argocd. Each finding names
+    the tree, the object and the field; exit 1 when there is one.
+
+    \b
+    Example:
+      mlops manifests validate
+      mlops manifests validate --tree overlays/staging
+    """
+    import time
+
+    from gitops.manifests import validate_all
+    from gitops.policy import PolicyError
+
+    started = time.perf_counter()
+    rendered, found = validate_all(project_root(), list(trees) or None)
+    if found:
+        raise PolicyError(f"{len(found)} problem(s):\n" + "\n".join(map(str, found)))
+    count = sum(len(objects) for objects in rendered.values())
+    click.echo(f"{count} objects in {len(rendered)} trees valid ({time.perf_counter() - started:.2f} s)")
+
+
+@manifests_group.command("build")
+@click.argument("tree")
+def build_command(tree):
+    """Print a rendered tree: an environment (staging, production) or a tree name (base/kfp, argocd).
+
+    \b
+    Example:
+      mlops manifests build staging | kubectl diff -f -
+    """
+    from gitops.manifests import render_tree
+
+    name = f"overlays/{tree}" if tree in ENVIRONMENTS else tree
+    click.echo(yaml.safe_dump_all(render_tree(project_root(), name), sort_keys=False), nl=False)
+
+
+def merge_request_options(command):
+    """--branch/--commit/--push/--remote/--target, shared by bump, promote and rollback."""
+    options = [
+        click.option("--branch", help="Make the change on this branch (in a temporary worktree, not here)."),
+        click.option("--commit", "do_commit", is_flag=True, help="Commit the change on --branch."),
+        click.option("--push", "do_push", is_flag=True, help="Push --branch and open a merge request (push options)."),
+        click.option("--remote", default="origin", show_default=True, help="Git remote name or URL to push to."),
+        click.option("--target", default="main", show_default=True, help="Branch the merge request targets."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+
+    @wraps(command)
+    def checked(*args, branch, do_commit, do_push, **kwargs):
+        if do_push and not do_commit:
+            raise click.UsageError("--push needs --commit")
+        if do_commit != bool(branch):
+            raise click.UsageError("--branch and --commit go together (--push needs both)")
+        return command(*args, branch=branch, do_commit=do_commit, do_push=do_push, **kwargs)
+
+    return checked
+
+
+@click.group("gitops")
+def gitops_group():
+    """Change what runs where, through git: each command edits one environment's model file.
+
+    \b
+    Example:
+      mlops gitops status
+    """
+
+
+def _apply(action, env, uri, edit, branch, do_commit, do_push, remote, target, card, gate_report=None):
+    """Edit the working tree, or commit (and push) the edit on a branch; say what happened."""
+    from gitops.changes import apply_change
+    from gitops.git import toplevel
+    from gitops.mergerequest import Proposal
+
+    proposal = Proposal(branch=branch, target=target, remote=remote, push=do_push) if do_commit else None
+    click.echo(apply_change(toplevel(project_root()), action, env, uri, edit, card, gate_report, proposal).message)
+
+
+@gitops_group.command("bump")
+@click.option("--env", type=ENV, required=True)
+@click.option("--model-uri", "uri", type=STORE_URI, required=True, help="s3://<bucket>/<prefix>/<id>/ to serve.")
+@click.option("--force", is_flag=True, help="Skip checking that the store holds the model (card and file).")
+@click.option(
+    "--gate-report",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON of `mlops gate --report`, for the merge request's description.",
+)
+@merge_request_options
+def bump_command(env, uri, force, gate_report, **mr):
+    """Point an environment at a model: one line of k8s/overlays/<env>/model.yaml.
+
+    The URI must be an immutable store URI whose model the store holds and verifies
+    (unless --force); bumping to the model already served changes nothing.
+
+    \b
+    Example:
+      mlops gitops bump --env staging --model-uri s3://mpg-mlops/models/mpg/<id>/
+      mlops gitops bump --env staging --model-uri s3://... --branch mlops/bump-staging --commit --push
+    """
+    from gitops.changes import bump_edit
+
+    card = _card(uri, force)
+    report = json.loads(gate_report.read_text()) if gate_report else None
+    _apply("bump", env, uri, bump_edit(env, uri), card=card, gate_report=report, **mr)
+
+
+@gitops_group.command("promote")
+@click.option("--from", "source", type=ENV, default="staging", show_default=True)
+@click.option("--to", "target_env", type=ENV, default="production", show_default=True)
+@merge_request_options
+def promote_command(source, target_env, **mr):
+    """Serve in one environment what another serves: copy its model file (a one-file, one-line diff).
+
+    \b
+    Example:
+      mlops gitops promote --from staging --to production --branch mlops/promote-production --commit --push
+    """
+    from core.overlays import read_model_uri
+    from gitops.changes import promote_edit
+
+    uri = read_model_uri(project_root(), source)
+    _apply("promote", target_env, uri, promote_edit(source, target_env), card=_card(uri, True), **mr)
+
+
+@gitops_group.command("rollback")
+@click.option("--env", type=ENV, required=True)
+@click.option("--to", "to", metavar="REF", help="Serve the model the file named at this git revision.")
+@click.option("--force", is_flag=True, help="Skip checking that the store still holds that model.")
+@merge_request_options
+def rollback_command(env, to, force, **mr):
+    """Serve the model an environment served before (from the model file's git history).
+
+    \b
+    Example:
+      mlops gitops rollback --env production --branch mlops/rollback-production --commit --push
+      mlops gitops rollback --env staging --to v1.4
+    """
+    from core.overlays import read_model_uri
+    from gitops.changes import bump_edit, rollback_target
+    from gitops.git import toplevel
+
+    root = toplevel(project_root())
+    uri = rollback_target(root, env, read_model_uri(root, env), to)
+    _apply("rollback", env, uri, bump_edit(env, uri), card=_card(uri, force), **mr)
+
+
+def _card(uri, force: bool):
+    """The model's card from the store, checked; with ``force`` a missing model is tolerated."""
+    from core.errors import MlopsError
+    from core.settings import Settings
+    from core.store import open_store
+
+    try:
+        return open_store(Settings.from_env()).card(uri)
+    except MlopsError:
+        if force:
+            return None
+        raise
+
+
+@gitops_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status_command(as_json):
+    """What runs where: per environment the model URI and id, algorithm, holdout metrics, the commit that set it.
+
+    Metrics come from the model card in the store (the local store unless
+    MLOPS_S3_ENDPOINT_URL is set).
+
+    \b
+    Example:
+      mlops gitops status --json
+    """
+    from core.settings import Settings
+    from core.store import open_store
+    from gitops.changes import status, status_json, status_table
+
+    rows = status(project_root(), open_store(Settings.from_env()))
+    click.echo(status_json(rows) if as_json else status_table(rows))
+
+
+@gitops_group.command("diff")
+@click.option("--base", required=True, metavar="REF", help="Git revision to compare the working tree with.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file, not stdout.")
+def diff_command(base, fmt, output):
+    """The object-level diff of every rendered tree between REF and the working tree.
+
+    \b
+    Example:
+      mlops gitops diff --base origin/main --format markdown --output gitops-diff.md
+    """
+    from core.atomic import atomic_write
+    from gitops.diff import as_markdown, as_text, diff_against
+    from gitops.git import toplevel
+
+    changes = diff_against(toplevel(project_root()), base)
+    text = (as_markdown if fmt == "markdown" else as_text)(changes) + "\n"
+    if output:
+        atomic_write(output, lambda tmp: tmp.write_text(text))
+        click.echo(f"{len(changes)} object change(s) written to {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@gitops_group.command("smoke")
+@click.option("--env", type=ENV, required=True, help="The environment whose overlay names the model to expect.")
+@click.option("--url", required=True, help="The environment's base URL (the client page's origin).")
+@click.option("--timeout", type=click.FloatRange(0, 3600), default=600, show_default=True, help="Seconds to wait.")
+@click.option("--interval", type=click.FloatRange(0.1, 60), default=5, show_default=True, help="Seconds between polls.")
+def smoke_command(env, url, timeout, interval):
+    """Wait until an environment serves the model its overlay names, then check it on known cars.
+
+    The answers must equal what the model file (fetched from the store, verified)
+    predicts, and be plausible for those cars. CI runs this before opening the
+    promotion merge request.
+
+    \b
+    Example:
+      mlops gitops smoke --env staging --url https://mpg.staging.example.com
+    """
+    from core.model_card import load_model
+    from core.overlays import read_model_uri
+    from core.settings import Settings
+    from core.store import open_store
+    from gitops.smoke import smoke
+
+    uri = read_model_uri(project_root(), env)
+    path, model_id = open_store(Settings.from_env()).resolve(uri)
+    model, _ = load_model(path, model_id)
+    result = smoke(url, uri, model, timeout, interval)
+    cars = ", ".join(f"{p:.1f}" for p in result.predictions)
+    click.echo(f"{env} serves model {uri.model_id[:12]} (after {result.waited_seconds:.0f} s); smoke cars: {cars} mpg")
+
+
+@click.command("manifests")
+@click.option("--runs", default=5, show_default=True, help="Timed runs; figures are medians.")
+def bench_manifests(runs):
+    """Benchmark: `mlops manifests validate` over every tree against rendering alone (kustomize).
+
+    \b
+    Example:
+      mlops bench manifests --runs 5
+    """
+    import statistics
+    import time
+
+    from gitops.manifests import render_all, validate_all
+
+    root = project_root()
+    timings = {"render (kustomize, 4 trees)": [], "validate (render + schemas + policy)": []}
+    for _ in range(runs):
+        for label, work in zip(timings, (lambda: render_all(root), lambda: validate_all(root)), strict=True):
+            started = time.perf_counter()
+            work()
+            timings[label].append(time.perf_counter() - started)
+    medians = {label: statistics.median(values) for label, values in timings.items()}
+    for label, seconds in medians.items():
+        click.echo(f"{label:<40} {seconds:6.2f} s")
+    render, validate = medians.values()
+    click.echo(f"{'ratio validate / render':<40} {validate / render:6.2f}   (target: validate <= 5 s)")

@@ -1,0 +1,68 @@
+"""The git plumbing GitOps needs: run git, read files at a revision, a file's history.
+
+Credentials come from ``core.gitauth`` (``GIT_ASKPASS``), never from a URL; every
+message is scrubbed of URL credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from core.errors import MlopsError
+from core.gitauth import credentials_env, scrub
+
+BOT_NAME, BOT_EMAIL = "mpg-mlops bot", "mlops-bot@localhost"
+HISTORY_LIMIT = 500  # commits searched for a file's earlier model URIs
+
+
+class GitError(MlopsError):
+    """A git command failed; the message is git's own reason, scrubbed of credentials."""
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, **credentials_env()}
+    env.setdefault("GIT_AUTHOR_NAME", env.get("GIT_COMMITTER_NAME", BOT_NAME))
+    env.setdefault("GIT_AUTHOR_EMAIL", env.get("GIT_COMMITTER_EMAIL", BOT_EMAIL))
+    env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
+    env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
+    return env
+
+
+def git(*args: str, cwd: Path, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``git args`` in ``cwd``; a failure (with ``check``) is a ``GitError`` quoting git's last words."""
+    try:
+        result = subprocess.run(
+            ["git", *args], cwd=cwd, env=_env(), capture_output=True, text=True, input=input, timeout=300
+        )
+    except FileNotFoundError as e:
+        raise GitError("git is not installed (Debian: apt-get install git)") from e
+    except subprocess.TimeoutExpired as e:
+        raise GitError(f"git {args[0]} did not finish within 300 s") from e
+    if check and result.returncode != 0:
+        reason = [line for line in result.stderr.splitlines() if line.strip()][-3:] or ["(no message)"]
+        raise GitError(scrub(f"git {args[0]} failed: {' / '.join(line.strip() for line in reason)}"))
+    return result
+
+
+def toplevel(path: Path) -> Path:
+    """The root of the git work tree holding ``path``."""
+    try:
+        return Path(git("rev-parse", "--show-toplevel", cwd=path).stdout.strip())
+    except GitError as e:
+        raise GitError(f"{path} is not inside a git repository: GitOps commands edit a clone of it") from e
+
+
+def show(root: Path, revision: str, path: Path | str) -> str | None:
+    """A file's text at ``revision`` (None where it did not exist)."""
+    result = git("show", f"{revision}:{Path(path).as_posix()}", cwd=root, check=False)
+    return result.stdout if result.returncode == 0 else None
+
+
+def history(root: Path, path: Path | str, revision: str = "HEAD") -> list[tuple[str, str]]:
+    """(commit, subject) of the commits that touched ``path``, newest first."""
+    result = git(
+        "log", f"-{HISTORY_LIMIT}", "--format=%H%x09%s", revision, "--", Path(path).as_posix(), cwd=root, check=False
+    )
+    return [tuple(line.split("\t", 1)) for line in result.stdout.splitlines() if "\t" in line]

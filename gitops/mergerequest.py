@@ -1,0 +1,143 @@
+"""Propose an overlay change as a merge request: branch, commit, push with GitLab push options.
+
+The change is made in a temporary worktree based on the remote's branch (or its
+target), so the user's own checkout is never touched. A push rejected because the
+branch moved meanwhile is fetched, the change re-applied on top and pushed again:
+two bumps racing both land, in order, nothing lost. Any other rejection is one clear
+error, and the local branch keeps the commit for a later push.
+
+GitLab opens (or updates) the merge request from the push options
+(``merge_request.create``, ``.target``, ``.title``, ``.description``, ``.label``);
+git forbids newlines in push options, and GitLab turns a literal ``\\n`` in the
+description back into one (gitlab-org/gitlab!87020).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from gitops.git import GitError, git
+
+RETRIES = 5
+MAX_DESCRIPTION = 60_000  # characters; GitLab's limit is far above, git's push options have none
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What to commit and how to open the merge request."""
+
+    branch: str
+    target: str = "main"
+    remote: str = "origin"
+    push: bool = False
+    title: str = ""
+    description: str = ""
+    labels: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Proposed:
+    branch: str
+    commit: str
+    pushed: bool
+    attempts: int
+
+
+def _fetch(root: Path, remote: str, branch: str) -> str | None:
+    """Fetch ``branch`` of ``remote`` into our own ref; its name, or None when the remote has no such branch."""
+    ref = f"refs/mlops/{branch}"
+    result = git("fetch", "--quiet", remote, f"+refs/heads/{branch}:{ref}", cwd=root, check=False)
+    if result.returncode == 0:
+        return ref
+    if "couldn't find remote ref" in result.stderr or "no such ref" in result.stderr.lower():
+        return None
+    raise GitError(f"cannot fetch {branch} from {remote}: {result.stderr.strip().splitlines()[-1]}")
+
+
+def _moved(output: str) -> bool:
+    """Was the push refused because the branch moved meanwhile (not by a hook or for want of rights)?
+
+    ``[rejected]``: the client saw a newer tip. A ref lock the server could not take means
+    another push updated the branch between our look and our update.
+    """
+    return "[rejected]" in output or any(s in output for s in ("cannot lock ref", "failed to update ref"))
+
+
+def push_options(proposal: Proposal) -> list[str]:
+    description = proposal.description[:MAX_DESCRIPTION].replace("\r", "").replace("\n", "\\n")
+    options = [
+        "merge_request.create",
+        f"merge_request.target={proposal.target}",
+        f"merge_request.title={proposal.title}",
+        f"merge_request.description={description}",
+        "merge_request.remove_source_branch",
+        *(f"merge_request.label={label}" for label in proposal.labels),
+    ]
+    return [arg for option in options for arg in ("-o", option)]
+
+
+def _commit(worktree: Path, edit: Callable[[Path], list[Path]], message: str) -> bool:
+    changed = edit(worktree)
+    if not changed:
+        return False
+    git("add", "--", *(p.as_posix() for p in changed), cwd=worktree)
+    if not git("diff", "--cached", "--quiet", cwd=worktree, check=False).returncode:
+        return False
+    git("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree)
+    return True
+
+
+def propose(
+    root: Path,
+    proposal: Proposal,
+    edit: Callable[[Path], list[Path]],
+    message: str,
+    describe: Callable[[Path], str] | None = None,
+) -> Proposed | None:
+    """Commit ``edit`` on ``proposal.branch`` (and push it): None when the edit changes nothing.
+
+    ``edit(worktree)`` writes the change under ``worktree`` and returns the paths it
+    changed (relative to it); it must be idempotent, since a retry applies it again.
+    ``describe(worktree)``, after the commit, gives the merge request's description.
+    """
+    base = None
+    if proposal.push:
+        base = _fetch(root, proposal.remote, proposal.branch) or _fetch(root, proposal.remote, proposal.target)
+        if base is None:
+            raise GitError(f"{proposal.remote} has no branch {proposal.target!r} to propose against")
+    base = base or proposal.target
+    worktree = Path(tempfile.mkdtemp(prefix="mlops-gitops-"))
+    git("worktree", "add", "--quiet", "--force", "-B", proposal.branch, str(worktree), base, cwd=root)
+    try:
+        if not _commit(worktree, edit, message):
+            return None
+        attempts = 0
+        while proposal.push:
+            attempts += 1
+            if describe is not None:
+                proposal = replace(proposal, description=describe(worktree))
+            result = git(
+                "push", "--porcelain", *push_options(proposal), proposal.remote,
+                f"HEAD:refs/heads/{proposal.branch}", cwd=worktree, check=False,
+            )  # fmt: skip
+            if result.returncode == 0:
+                break
+            if not (_moved(result.stdout + result.stderr) and attempts < RETRIES):
+                reason = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()][-2:]
+                raise GitError(
+                    f"{proposal.remote} refused the push of {proposal.branch} ({' / '.join(reason)}); "
+                    f"the commit stays on the local branch {proposal.branch}"
+                )
+            moved_to = _fetch(root, proposal.remote, proposal.branch)  # the branch moved: replay on top
+            git("reset", "--quiet", "--hard", moved_to, cwd=worktree)
+            if not _commit(worktree, edit, message):
+                break  # someone else made the same change
+        commit = git("rev-parse", "HEAD", cwd=worktree).stdout.strip()
+        return Proposed(proposal.branch, commit, proposal.push, attempts)
+    finally:
+        git("worktree", "remove", "--force", str(worktree), cwd=root, check=False)
+        shutil.rmtree(worktree, ignore_errors=True)

@@ -1,0 +1,90 @@
+"""A clone of the project pushing to a bare remote whose pre-receive hook records the push options.
+
+The bare remote stands in for GitLab, which cannot run here: like GitLab it advertises
+push options and receives them in its hooks; unlike GitLab it opens no merge request,
+it writes down what it was asked (``pushes.jsonl``) for the tests to read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from core.model_card import load_model, save_model_dir
+from core.settings import Settings
+from core.store import open_store
+from tests.conftest import run_mlops
+from tests.integration.conftest import command_env, sh
+from training.bench import copy_worktree
+
+RECORDING_HOOK = """#!/usr/bin/env python3
+import json, os, sys
+options = [os.environ[f"GIT_PUSH_OPTION_{i}"] for i in range(int(os.environ.get("GIT_PUSH_OPTION_COUNT", "0")))]
+updates = [line.split() for line in sys.stdin.read().splitlines()]
+with open("pushes.jsonl", "a") as log:  # hooks run in the bare repository
+    log.write(json.dumps({"options": options, "updates": updates}) + "\\n")
+"""
+REPOSITORY = "s3://mpg-mlops/models/mpg"
+
+
+@dataclass
+class GitOpsWorld:
+    clone: Path
+    remote: Path
+    env: dict[str, str]
+    models: dict[str, str]  # name -> published URI
+
+    def mlops(self, *args, cwd: Path | None = None):
+        return run_mlops(*args, env=self.env, cwd=cwd or self.clone)
+
+    def git(self, *args, cwd: Path | None = None, check: bool = True):
+        return sh("git", *args, cwd=cwd or self.clone, check=check)
+
+    def pushes(self) -> list[dict]:
+        log = self.remote / "pushes.jsonl"
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    def remote_file(self, ref: str, path: str) -> str:
+        return self.git("show", f"{ref}:{path}", cwd=self.remote).stdout
+
+
+def make_remote(path: Path) -> Path:
+    sh("git", "init", "-q", "--bare", "-b", "main", path, cwd=path.parent)
+    sh("git", "config", "receive.advertisePushOptions", "true", cwd=path)
+    hook = path / "hooks" / "pre-receive"
+    hook.write_text(RECORDING_HOOK)
+    hook.chmod(0o755)
+    return path
+
+
+def second_model(trained_dir: Path, out: Path) -> Path:
+    """Another valid model (same behaviour, different pickle, its own card)."""
+    model, card = load_model(trained_dir)
+    model.steps[-1][1].fitted_marker_ = str(out)
+    save_model_dir(model, out, **card.model_dump(exclude={"id", "created_at", "libraries", "name", "target"}))
+    return out
+
+
+@pytest.fixture
+def world(tmp_path, root, trained_dir) -> GitOpsWorld:
+    remote = make_remote(tmp_path / "remote.git")
+    clone = copy_worktree(root, tmp_path / "clone")
+    sh("git", "remote", "add", "origin", remote, cwd=clone)
+    sh("git", "push", "-q", "origin", "main", cwd=clone)
+    (remote / "pushes.jsonl").unlink()  # the set-up push is not one the tests look at
+    env = {
+        **command_env(),
+        "MLOPS_STORE_ROOT": str(tmp_path / "store"),
+        "MLOPS_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    env.pop("MLOPS_S3_ENDPOINT_URL", None)
+    store = open_store(Settings(tmp_path / "store", None, REPOSITORY, tmp_path / "cache"))
+    models = {"original": store.publish(trained_dir, REPOSITORY).uri}
+    for name in ("b", "c"):
+        models[name] = store.publish(second_model(trained_dir, tmp_path / name), REPOSITORY).uri
+    served = (clone / "k8s/overlays/staging/model.yaml").read_text()
+    assert models["original"] in served, "the session's model is the one the overlays serve (deterministic training)"
+    return GitOpsWorld(clone, remote, env, models)

@@ -1,0 +1,178 @@
+"""bump, promote, rollback, status and diff on a real git repository pushing to a bare remote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+
+import pytest
+
+from tests.conftest import MLOPS, one_line_error
+
+STAGING, PRODUCTION = "k8s/overlays/staging/model.yaml", "k8s/overlays/production/model.yaml"
+MR = ("--commit", "--push")
+
+
+def numstat(world, base: str, ref: str) -> list[str]:
+    return world.git("diff", "--numstat", base, ref, cwd=world.remote).stdout.split("\n")[:-1]
+
+
+def option(push: dict, name: str) -> str:
+    return next(o.split("=", 1)[1] for o in push["options"] if o.startswith(f"merge_request.{name}="))
+
+
+def test_bump_pushes_a_one_line_change_with_merge_request_options(world, trained_dir):
+    uri = world.models["b"]
+    result = world.mlops(
+        "gitops", "bump", "--env", "staging", "--model-uri", uri, "--branch", "mlops/bump-staging", *MR
+    )
+    assert result.returncode == 0, result.stderr
+    assert numstat(world, "main", "mlops/bump-staging") == [f"1\t1\t{STAGING}"]
+    assert uri in world.remote_file("mlops/bump-staging", STAGING)
+    [push] = world.pushes()
+    assert "merge_request.create" in push["options"] and option(push, "target") == "main"
+    model_id = uri.rstrip("/").rsplit("/", 1)[1]
+    assert option(push, "title").startswith(f"staging: serve model {model_id[:12]} (svr, holdout RMSE 2.")
+    description = option(push, "description")
+    assert "\\n" in description and "\n" not in description, "newlines travel as a literal \\n (git forbids LF)"
+    assert "Rendered diff" in description and "InferenceService/mpg-staging/mpg" in description
+    assert {o for o in push["options"] if o.startswith("merge_request.label=")} == {
+        "merge_request.label=mlops",
+        "merge_request.label=env::staging",
+    }
+    message = world.git("log", "-1", "--format=%B", "mlops/bump-staging", cwd=world.remote).stdout
+    assert model_id in message and "Mlops-Bot: bump" in message
+    assert world.git("status", "--porcelain").stdout == "", "the user's checkout is not touched"
+
+
+def test_bump_to_the_model_already_served_changes_nothing(world):
+    result = world.mlops("gitops", "bump", "--env", "staging", "--model-uri", world.models["original"])
+    assert result.returncode == 0 and "nothing to do" in result.stdout
+    pushed = world.mlops(
+        "gitops", "bump", "--env", "staging", "--model-uri", world.models["original"], "--branch", "x", *MR
+    )
+    assert pushed.returncode == 0 and "nothing to commit" in pushed.stdout and world.pushes() == []
+
+
+def test_bump_in_the_working_tree_edits_one_line_only(world):
+    before = (world.clone / STAGING).read_text()
+    assert world.mlops("gitops", "bump", "--env", "staging", "--model-uri", world.models["c"]).returncode == 0
+    diff = world.git("diff", "--numstat").stdout.split("\n")[:-1]
+    assert diff == [f"1\t1\t{STAGING}"]
+    assert (world.clone / STAGING).read_text() == before.replace(world.models["original"], world.models["c"])
+
+
+@pytest.mark.parametrize(
+    ("uri", "code", "named"),
+    [
+        ("s3://mpg-mlops/models/mpg/latest/", 2, "not a store URI"),
+        ("/mnt/models", 2, "not a store URI"),
+        ("s3://mpg-mlops/models/mpg/" + "0" * 64 + "/", 1, "nothing was published there"),
+    ],
+)
+def test_bump_refuses_a_uri_that_is_not_immutable_or_not_in_the_store(world, uri, code, named):
+    line = one_line_error(world.mlops("gitops", "bump", "--env", "staging", "--model-uri", uri), code)
+    assert named in line
+    assert world.git("status", "--porcelain").stdout == ""
+
+
+def test_force_bumps_to_a_model_the_store_does_not_hold(world):
+    uri = "s3://mpg-mlops/models/mpg/" + "1" * 64 + "/"
+    assert world.mlops("gitops", "bump", "--env", "staging", "--model-uri", uri, "--force").returncode == 0
+    assert uri in (world.clone / STAGING).read_text()
+
+
+def merge(world, branch: str) -> None:
+    """What merging the merge request does: main becomes the branch (a fast-forward here)."""
+    world.git("merge-base", "--is-ancestor", "main", branch, cwd=world.remote)
+    world.git("update-ref", "refs/heads/main", f"refs/heads/{branch}", cwd=world.remote)
+    world.git("pull", "-q", "--ff-only", "origin", "main")
+
+
+def test_promote_then_rollback_round_trip(world):
+    new = world.models["b"]
+    assert (
+        world.mlops("gitops", "bump", "--env", "staging", "--model-uri", new, "--branch", "bump", *MR).returncode == 0
+    )
+    merge(world, "bump")
+    result = world.mlops("gitops", "promote", "--from", "staging", "--to", "production", "--branch", "promote", *MR)
+    assert result.returncode == 0, result.stderr
+    assert numstat(world, "main", "promote") == [f"1\t1\t{PRODUCTION}"], "a promotion is a one-file, one-line diff"
+    assert world.remote_file("promote", PRODUCTION) == world.remote_file("promote", STAGING)
+    assert option(world.pushes()[-1], "title").startswith("production: serve model")
+    merge(world, "promote")
+    again = world.mlops("gitops", "promote", "--branch", "promote-again", *MR)
+    assert again.returncode == 0 and "nothing to commit" in again.stdout
+
+    rollback = world.mlops("gitops", "rollback", "--env", "production", "--branch", "rollback", *MR)
+    assert rollback.returncode == 0, rollback.stderr
+    assert numstat(world, "main", "rollback") == [f"1\t1\t{PRODUCTION}"]
+    assert world.models["original"] in world.remote_file("rollback", PRODUCTION)
+
+    first = world.git("rev-list", "--max-parents=0", "main").stdout.strip()
+    to_ref = world.mlops("gitops", "rollback", "--env", "staging", "--to", first)
+    assert to_ref.returncode == 0 and world.models["original"] in (world.clone / STAGING).read_text()
+
+
+def test_rollback_without_history_is_one_line(world):
+    line = one_line_error(world.mlops("gitops", "rollback", "--env", "production"))
+    assert "never served another model" in line
+
+
+def test_two_bumps_racing_to_one_branch_both_land(world):
+    """Two clones push different bumps to the same branch at once; the remote's hook holds each push a
+    second, so both see the branch absent and one is refused: it is replayed on top and pushed again."""
+    hook = world.remote / "hooks" / "pre-receive"
+    hook.write_text(hook.read_text() + "import time; time.sleep(1)\n")
+    second = world.clone.parent / "clone-2"
+    world.git("clone", "-q", str(world.remote), str(second), cwd=world.clone.parent)
+    results = {}
+
+    def bump(name, clone):
+        command = [str(MLOPS), "gitops", "bump", "--env", "staging", "--model-uri", world.models[name]]
+        command += ["--branch", "mlops/bump-staging", *MR]
+        results[name] = subprocess.run(command, cwd=clone, env=world.env, capture_output=True, text=True)
+
+    threads = [threading.Thread(target=bump, args=a) for a in (("b", world.clone), ("c", second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert all(r.returncode == 0 for r in results.values()), {k: r.stderr for k, r in results.items()}
+    log = world.git("log", "--format=%B", "main..mlops/bump-staging", cwd=world.remote).stdout
+    assert world.models["b"] in log and world.models["c"] in log, "both bumps are in the branch history"
+    assert len(world.pushes()) >= 3, "one push was refused and retried"
+    final = world.remote_file("mlops/bump-staging", STAGING)
+    assert (world.models["b"] in final) != (world.models["c"] in final)
+
+
+def test_a_remote_that_refuses_the_push_gives_one_line_and_keeps_the_local_branch(world):
+    (world.remote / "hooks" / "pre-receive").write_text("#!/bin/sh\necho 'protected: no bot pushes' >&2\nexit 1\n")
+    result = world.mlops("gitops", "bump", "--env", "staging", "--model-uri", world.models["b"], "--branch", "b", *MR)
+    line = one_line_error(result)
+    assert "refused the push" in line and "protected: no bot pushes" in line and "stays on the local branch b" in line
+    assert world.models["b"] in world.git("show", f"b:{STAGING}").stdout
+
+
+def test_status_shows_every_environment_with_its_card_and_commit(world):
+    result = world.mlops("gitops", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert set(status) == {"staging", "production"}
+    for row in status.values():
+        assert row["model_uri"] == world.models["original"] and row["algorithm"] == "svr"
+        assert 1.5 < row["holdout"]["rmse"] < 2.8 and row["set_by_commit"]
+    text = world.mlops("gitops", "status").stdout
+    assert "staging: model 790aaa2b9421" in text and "holdout RMSE" in text
+
+
+def test_diff_shows_the_rendered_object_change(world):
+    world.mlops("gitops", "bump", "--env", "staging", "--model-uri", world.models["c"])
+    text = world.mlops("gitops", "diff", "--base", "HEAD").stdout
+    assert text.startswith("overlays/staging: changed InferenceService/mpg-staging/mpg")
+    changed = [" ".join(line.split()) for line in text.splitlines() if line.strip().startswith(("+", "-"))]
+    assert changed == [f"- storageUri: {world.models['original']}", f"+ storageUri: {world.models['c']}"]
+    assert "overlays/production" not in text
+    markdown = world.mlops("gitops", "diff", "--base", "HEAD", "--format", "markdown").stdout
+    assert "#### `overlays/staging`" in markdown and "```diff" in markdown

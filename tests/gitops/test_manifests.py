@@ -1,0 +1,209 @@
+"""Manifest policy: every tree renders and validates clean, and each deliberately broken variant
+fails with a finding naming the tree, the object and the field."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gitops.manifests import TREES, validate_all
+from tests.conftest import one_line_error, run_mlops
+
+
+def test_every_tree_renders_and_passes_schema_and_policy(root):
+    rendered, found = validate_all(root)
+    assert found == []
+    assert set(rendered) == set(TREES)
+    kinds = {tree: {o["kind"] for o in objects} for tree, objects in rendered.items()}
+    assert {"InferenceService", "ServingRuntime", "NetworkPolicy", "Namespace", "Ingress"} <= kinds["overlays/staging"]
+    assert {"Application", "AppProject"} == kinds["argocd"]
+    assert "NetworkPolicy" in kinds["base/kfp"]
+
+
+@pytest.fixture
+def project(tmp_path, root) -> Path:
+    """A copy of the manifests a test may break."""
+    shutil.copytree(root / "k8s", tmp_path / "k8s")
+    return tmp_path
+
+
+def edit_yaml(path: Path, change, index: int = 0) -> None:
+    """Apply ``change`` to the ``index``-th document of a YAML file (comments are lost, which is fine here)."""
+    documents = list(yaml.safe_load_all(path.read_text()))
+    change(documents[index])
+    path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+
+
+def base(project: Path, name: str) -> Path:
+    return project / "k8s" / "base" / name
+
+
+def _client_pod(doc):
+    return doc["spec"]["template"]["spec"]
+
+
+def _client_container(doc):
+    return _client_pod(doc)["containers"][0]
+
+
+BROKEN = {
+    "unknown field": (
+        lambda p: edit_yaml(base(p, "client/deployment.yaml"), lambda d: _client_pod(d).update(colour="blue")),
+        "overlays/staging: Deployment/mpg-client: spec.template.spec: Additional properties are not allowed",
+    ),
+    "missing limits": (
+        lambda p: edit_yaml(
+            base(p, "client/deployment.yaml"), lambda d: _client_container(d)["resources"].pop("limits")
+        ),
+        "Deployment/mpg-client: spec.template.spec.containers[nginx].resources.limits.cpu: must be set",
+    ),
+    "latest tag": (
+        lambda p: edit_yaml(base(p, "kustomization.yaml"), lambda d: d["images"][1].update(newTag="latest")),
+        "Deployment/mpg-client: spec.template.spec.containers[nginx].image:"
+        " 'docker.io/nginxinc/nginx-unprivileged:latest'",
+    ),
+    "untagged image": (
+        lambda p: edit_yaml(base(p, "kustomization.yaml"), lambda d: d["images"][0].pop("newTag")),
+        "ServingRuntime/mpg-sklearn: spec.containers[kserve-container].image:"
+        " 'registry.gitlab.com/mpg-mlops/mpg-mlops'",
+    ),
+    "wildcard RBAC": (
+        lambda p: base(p, "kfp/rbac.yaml").write_text(
+            base(p, "kfp/rbac.yaml").read_text()
+            + "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: too-much\n"
+            "rules:\n  - apiGroups: ['']\n    resources: [pods]\n    verbs: ['*']\n"
+        ),
+        "base/kfp: Role/too-much: rules[0].verbs: must not be a wildcard",
+    ),
+    "secret with data": (
+        lambda p: base(p, "model-reader.yaml").write_text(
+            base(p, "model-reader.yaml").read_text()
+            + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: mpg-s3-credentials\n"
+            "stringData:\n  AWS_SECRET_ACCESS_KEY: hunter2\n"
+        ),
+        "Secret/mpg-s3-credentials: stringData: a Secret with data must not be in git",
+    ),
+    "mutable storageUri": (
+        lambda p: (p / "k8s/overlays/staging/model.yaml").write_text(
+            (p / "k8s/overlays/staging/model.yaml")
+            .read_text()
+            .replace(
+                "models/mpg/790aaa2b942171af1151da4cf0722f0848e2a5bff1b20bd29e89f075ab82ecf5/", "models/mpg/latest/"
+            )
+        ),
+        "overlays/staging: InferenceService/mpg: spec.predictor.model.storageUri: must be an immutable model URI",
+    ),
+    "no default deny": (
+        lambda p: edit_yaml(
+            base(p, "network-policies.yaml"), lambda d: d["spec"].update(podSelector={"matchLabels": {"x": "y"}})
+        ),
+        "overlays/staging: Namespace/mpg-staging: metadata.name: the namespace has no default-deny NetworkPolicy",
+    ),
+    "workload not fenced": (
+        lambda p: edit_yaml(base(p, "network-policies.yaml"), lambda d: d["spec"].update(policyTypes=["Ingress"]), 1),
+        "overlays/staging: Deployment/mpg-client: pod labels: no NetworkPolicy selects these pods"
+        " for both Ingress and Egress",
+    ),
+    "token automount": (
+        lambda p: edit_yaml(base(p, "model-reader.yaml"), lambda d: d.pop("automountServiceAccountToken")),
+        "ServiceAccount/mpg-model-reader: automountServiceAccountToken: must be false",
+    ),
+    "missing seccomp": (
+        lambda p: edit_yaml(
+            base(p, "serving-runtime.yaml"),
+            lambda d: d["spec"]["containers"][0]["securityContext"].pop("seccompProfile"),
+        ),
+        "ServingRuntime/mpg-sklearn:"
+        " spec.containers[kserve-container].securityContext.seccompProfile.type: must be RuntimeDefault",
+    ),
+    "root allowed": (
+        lambda p: edit_yaml(
+            base(p, "serving-runtime.yaml"), lambda d: d["spec"]["containers"][0]["securityContext"].pop("runAsNonRoot")
+        ),
+        "ServingRuntime/mpg-sklearn: spec.containers[kserve-container].securityContext.runAsNonRoot: must be true",
+    ),
+    "writable root filesystem": (
+        lambda p: edit_yaml(
+            base(p, "client/deployment.yaml"),
+            lambda d: _client_container(d)["securityContext"].update(readOnlyRootFilesystem=False),
+        ),
+        "Deployment/mpg-client:"
+        " spec.template.spec.containers[nginx].securityContext.readOnlyRootFilesystem: must be true",
+    ),
+    "capabilities kept": (
+        lambda p: edit_yaml(
+            base(p, "client/deployment.yaml"), lambda d: _client_container(d)["securityContext"].pop("capabilities")
+        ),
+        "Deployment/mpg-client:"
+        " spec.template.spec.containers[nginx].securityContext.capabilities.drop: must include ALL",
+    ),
+    "wrong Argo CD destination": (
+        lambda p: edit_yaml(
+            p / "k8s/argocd/applications.yaml", lambda d: d["spec"]["destination"].update(namespace="default"), 1
+        ),
+        "argocd: Application/mpg-staging: spec.destination: https://kubernetes.default.svc default"
+        " is not a destination",
+    ),
+    "Argo CD project unknown": (
+        lambda p: edit_yaml(p / "k8s/argocd/applications.yaml", lambda d: d["spec"].update(project="default"), 3),
+        "argocd: Application/mpg-training: spec.project: names no AppProject of this tree",
+    ),
+    "cluster-scoped kind allowed": (
+        lambda p: edit_yaml(
+            p / "k8s/argocd/projects.yaml",
+            lambda d: d["spec"]["clusterResourceWhitelist"].append(
+                {"group": "rbac.authorization.k8s.io", "kind": "ClusterRole"}
+            ),
+        ),
+        "argocd: AppProject/mpg-mlops: spec.clusterResourceWhitelist[1]: only Namespace may be cluster-scoped",
+    ),
+    "token over plain http outside the mesh": (
+        lambda p: edit_yaml(
+            base(p, "kfp/recurring-run.yaml"),
+            lambda d: d["spec"]["jobTemplate"]["spec"]["template"]["metadata"].pop("annotations"),
+        ),
+        "base/kfp: CronJob/mpg-production-nightly:"
+        " spec.jobTemplate.spec.template.spec.containers[submit].args: a bearer token over plain http",
+    ),
+    "predictor pod may be root": (
+        lambda p: edit_yaml(base(p, "inference-service.yaml"), lambda d: d["spec"]["predictor"].pop("securityContext")),
+        "InferenceService/mpg: spec.predictor.securityContext.runAsNonRoot: must be true",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN), ids=list(BROKEN))
+def test_a_broken_variant_fails_naming_tree_object_and_field(project, case):
+    breaks, expected = BROKEN[case]
+    breaks(project)
+    _, found = validate_all(project)
+    messages = [str(f) for f in found]
+    assert any(expected in m for m in messages), "\n".join(messages) or "no finding"
+
+
+def test_validate_command_lists_every_finding_and_exits_1(project):
+    BROKEN["latest tag"][0](project)
+    BROKEN["token automount"][0](project)
+    shutil.copy(Path(__file__).parents[2] / "params.yaml", project / "params.yaml")
+    result = run_mlops("manifests", "validate", cwd=project)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (
+        "problem(s):" in result.stderr
+        and ":latest" in result.stderr
+        and "automountServiceAccountToken" in result.stderr
+    )
+
+
+def test_validate_and_build_on_the_repository(root):
+    result = run_mlops("manifests", "validate", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "objects in 4 trees valid" in result.stdout
+    built = list(yaml.safe_load_all(run_mlops("manifests", "build", "staging", cwd=root).stdout))
+    assert {o["metadata"].get("namespace") for o in built if o["kind"] != "Namespace"} == {"mpg-staging"}
+
+
+def test_an_unknown_tree_is_one_line(root):
+    one_line_error(run_mlops("manifests", "build", "qa", cwd=root))

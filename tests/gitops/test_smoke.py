@@ -1,0 +1,61 @@
+"""`mlops gitops smoke` against the real predictor behind the real nginx, as CI runs it after a bump."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from core.settings import Settings
+from core.store import open_store
+from serving.bench import free_port
+from serving.client import prepare_site, start_nginx
+from tests.conftest import one_line_error, run_mlops
+from tests.gitops.conftest import REPOSITORY, second_model
+from tests.serving.conftest import running_server, wait_until
+
+
+@pytest.fixture
+def behind_nginx(root):
+    """Start nginx with the repo's nginx.conf in front of a predictor URL; yields a function."""
+    started = []
+
+    def front(predictor_url: str) -> str:
+        prefix = prepare_site(root / "k8s" / "base" / "client", predictor_url, free_port())
+        port = int((prefix / "conf" / "nginx.conf").read_text().split("listen 127.0.0.1:")[1].split(";")[0])
+        process = start_nginx(prefix)
+        started.append((process, prefix))
+        wait_until(f"http://127.0.0.1:{port}/healthz", process)
+        return f"http://127.0.0.1:{port}"
+
+    yield front
+    for process, prefix in started:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+def store_env(tmp_path, *model_dirs) -> dict[str, str]:
+    settings = Settings(tmp_path / "store", None, REPOSITORY, tmp_path / "cache")
+    for model_dir in model_dirs:
+        open_store(settings).publish(model_dir, REPOSITORY)
+    return {"MLOPS_STORE_ROOT": str(settings.store_root), "MLOPS_CACHE_DIR": str(settings.cache_dir)}
+
+
+def test_smoke_passes_when_staging_serves_its_overlay_model(tmp_path, root, trained_dir, behind_nginx):
+    env = store_env(tmp_path, trained_dir)
+    with running_server(str(trained_dir), tmp_path) as (predictor, _, _log):
+        url = behind_nginx(predictor)
+        result = run_mlops("gitops", "smoke", "--env", "staging", "--url", url, "--timeout", "30", env=env, cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "staging serves model 790aaa2b9421" in result.stdout and "smoke cars:" in result.stdout
+
+
+def test_smoke_fails_in_one_line_when_another_model_is_served(tmp_path, root, trained_dir, behind_nginx):
+    other = second_model(trained_dir, tmp_path / "other")
+    env = store_env(tmp_path, trained_dir)
+    with running_server(str(other), tmp_path) as (predictor, _, _log):
+        url = behind_nginx(predictor)
+        args = ("gitops", "smoke", "--env", "staging", "--url", url, "--timeout", "1", "--interval", "0.2")
+        line = one_line_error(run_mlops(*args, env=env, cwd=root))
+    assert "did not serve model 790aaa2b9421 within 1 s" in line
