@@ -15,8 +15,9 @@ help: ## List the targets
 # is set nothing would ever be cached, doubling every import.
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing the pinned packages into $(VENV) (about a minute the first time)"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt -e '.[dev]'
+	$(BIN)/uv pip install --compile-bytecode --python $(BIN)/python -c constraints.txt -e '.[dev]'
 	touch $@
 
 install: $(BIN)/.installed ## Create .venv and install the pinned dependencies (constraints.txt)
@@ -28,9 +29,11 @@ $(GITLAB_CI_LOCAL): tests/tools/package.json tests/tools/package-lock.json
 	touch $@
 
 SERVE ?= 1
-demo: install ## Data, experimental + production pipelines, then serve the model and client page (SERVE=0: stop before)
+PREDICTOR_PORT ?= 8080
+CLIENT_PORT ?= 8000
+demo: install ## Data, pipelines, what runs where, then serve model + page (SERVE=0, PREDICTOR_PORT=, CLIENT_PORT=)
 	scripts/system-deps.sh demo
-	SERVE=$(SERVE) scripts/demo.sh
+	SERVE=$(SERVE) PREDICTOR_PORT=$(PREDICTOR_PORT) CLIENT_PORT=$(CLIENT_PORT) scripts/demo.sh
 
 test: install ## System packages the tests drive (nginx, Chromium, Node), lint, compiled pipeline current, every test
 	scripts/system-deps.sh test

@@ -39,12 +39,12 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     if path.is_dir():
         raise OutputPathError(f"cannot write {path}: it is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise OutputPathError(f"cannot write {path}: the folder {path.parent} does not exist; create it first")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except FileNotFoundError as e:
-        raise OutputPathError(f"cannot write {path}: the folder {path.parent} does not exist; create it first") from e
     except OSError as e:
-        raise OutputPathError(f"cannot write {path}: {e.strerror} in {path.parent}") from e
+        raise OutputPathError(f"cannot write {path}: {e.strerror} in {path.parent}; choose a writable folder") from e
     os.close(fd)
     try:
         write(Path(tmp))

@@ -12,9 +12,7 @@ import os
 import platform
 import shutil
 import stat
-import subprocess
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,22 +46,63 @@ class DataRef(BaseModel):
     rows: int
 
 
+class HoldoutMetrics(BaseModel):
+    """Scores on the seeded holdout rows (mpg)."""
+
+    rmse: float
+    mae: float
+    r2: float
+
+
+class CandidateScore(BaseModel):
+    """Cross-validated RMSE of one candidate at its best grid point."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    cv_rmse_mean: float
+    cv_rmse_std: float
+    best_params: dict[str, Any]
+
+
+class Metrics(BaseModel):
+    """How good the model is: CV on the training rows, the holdout, and every candidate's CV."""
+
+    cv_rmse_mean: float
+    cv_rmse_std: float
+    holdout: HoldoutMetrics
+    train_rows: int
+    holdout_rows: int
+    candidates: dict[str, CandidateScore]
+
+
 class ModelCard(BaseModel):
-    """Everything needed to know where a model came from and how good it is."""
+    """Everything needed to know where a model came from and how good it is.
+
+    A pure function of code, data, params and library versions: the same inputs give
+    a byte-identical card (``code_version`` hashes the training code; no clock, no git
+    state), so ``dvc repro`` on unchanged inputs changes nothing it tracks.
+    """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     id: str = Field(pattern=r"^[0-9a-f]{64}$")
     name: str = "mpg"
     algorithm: str
-    created_at: str
-    git_commit: str | None
+    code_version: str | None = None
     data: DataRef
     params: dict[str, Any]
-    metrics: dict[str, Any]
+    metrics: Metrics
     features: list[FeatureRange]
     target: str = TARGET
     libraries: dict[str, str]
+    # Cards written before cards became reproducible carry these; they are read, never written.
+    created_at: str | None = None
+    git_commit: str | None = None
+
+    def training_facts(self) -> dict[str, Any]:
+        """The fields ``save_model_dir`` takes, to save another model with this card's context."""
+        return self.model_dump(include={"algorithm", "data", "params", "metrics", "features"})
 
 
 def sha256_file(path: Path) -> str:
@@ -78,14 +117,15 @@ def md5_file(path: Path) -> str:
         return hashlib.file_digest(handle, "md5").hexdigest()
 
 
-def git_commit(cwd: Path) -> str | None:
-    """Commit of the working copy at ``cwd`` (suffixed ``-dirty`` when tracked files changed), or None."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], cwd=cwd, capture_output=True, text=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+def code_version() -> str:
+    """sha256 of the training code (the ``core`` and ``training`` packages' sources): which code made a model."""
+    digest = hashlib.sha256()
+    for package in ("core", "training"):
+        folder = Path(__file__).resolve().parents[1] / package
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(f"{package}/{path.relative_to(folder).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def library_versions() -> dict[str, str]:
@@ -205,7 +245,8 @@ def write_card(model_dir: Path, card: ModelCard) -> None:
     """Replace a directory's card (e.g. to add context); the id must still match ``model.joblib``."""
     if sha256_file(Path(model_dir) / MODEL_FILE) != card.id:
         raise ModelDirError(f"card id {card.id[:12]}… does not match {model_dir}/{MODEL_FILE}")
-    atomic_write(Path(model_dir) / CARD_FILE, lambda tmp: tmp.write_text(card.model_dump_json(indent=2) + "\n"))
+    text = card.model_dump_json(indent=2, exclude_none=True) + "\n"
+    atomic_write(Path(model_dir) / CARD_FILE, lambda tmp: tmp.write_text(text))
 
 
 def is_model_dir(path: Path) -> bool:
@@ -218,6 +259,17 @@ def is_model_dir(path: Path) -> bool:
     except ModelDirError:
         return False
     return True
+
+
+def check_model_dir_target(out_dir: Path) -> None:
+    """Refuse, before any work, an output folder that could not or must not be (re)written."""
+    _check_replaceable(out_dir)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent)).rmdir()
+    except OSError as e:
+        reason = f"cannot write the model directory {out_dir}: {e.strerror}"
+        raise ModelDirError(f"{reason}; choose a writable folder") from e
 
 
 def _check_replaceable(out_dir: Path) -> None:
@@ -237,14 +289,13 @@ def save_model_dir(model: Any, out_dir: Path, **card_fields: Any) -> ModelCard:
     replaced); the new directory is built beside it and swapped in with one rename.
     """
     out_dir = Path(out_dir)
-    _check_replaceable(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    check_model_dir_target(out_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         joblib.dump(model, staging / MODEL_FILE)
         card = ModelCard(
             id=sha256_file(staging / MODEL_FILE),
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            code_version=code_version(),
             libraries=library_versions(),
             **card_fields,
         )

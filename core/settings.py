@@ -7,10 +7,11 @@ this module only answers "where" questions.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MARKER = "params.yaml"
 
@@ -37,26 +38,29 @@ def project_root() -> Path:
     return find_project_root()
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Where models are stored. ``MLOPS_S3_ENDPOINT_URL`` unset means the embedded local store."""
+class Settings(BaseSettings):
+    """Where models are stored, from ``MLOPS_*`` environment variables, read once at the boundary.
 
-    store_root: Path
-    s3_endpoint_url: str | None
-    model_repository: str
-    cache_dir: Path
+    ``MLOPS_S3_ENDPOINT_URL`` unset means the embedded local store under
+    ``MLOPS_STORE_ROOT`` (default ``<project>/.mlops/store``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore", frozen=True)
+
+    store_root: Path = Field(default_factory=lambda: project_root() / ".mlops" / "store")
+    s3_endpoint_url: str | None = None
+    model_repository: str = "s3://mpg-mlops/models/mpg"
+    cache_dir: Path = Field(default_factory=lambda: project_root() / ".mlops" / "cache")
+
+    @field_validator("s3_endpoint_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        return value or None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        root = project_root()
-        return cls(
-            store_root=Path(env.get("MLOPS_STORE_ROOT") or root / ".mlops" / "store"),
-            s3_endpoint_url=env.get("MLOPS_S3_ENDPOINT_URL") or None,
-            model_repository=env.get("MLOPS_MODEL_REPOSITORY") or DEFAULT_MODEL_REPOSITORY,
-            cache_dir=Path(env.get("MLOPS_CACHE_DIR") or root / ".mlops" / "cache"),
-        )
+    def from_env(cls) -> Settings:
+        return cls()
 
 
 #: Published models live at ``<repository>/<model id>/``.
-DEFAULT_MODEL_REPOSITORY = "s3://mpg-mlops/models/mpg"
+DEFAULT_MODEL_REPOSITORY = Settings.model_fields["model_repository"].default

@@ -120,14 +120,13 @@ def environment_status(root: Path, store: ModelStore, env: str) -> EnvironmentSt
         commit, subject, _ = changes[0]
     elif changes:
         subject = "uncommitted change in the working tree"
-    metrics = card.metrics if card else {}
     return EnvironmentStatus(
         env=env,
         model_uri=str(uri),
         model_id=uri.model_id,
         algorithm=card.algorithm if card else None,
-        holdout=metrics.get("holdout"),
-        cv_rmse=metrics.get("cv_rmse_mean"),
+        holdout=card.metrics.holdout.model_dump() if card else None,
+        cv_rmse=card.metrics.cv_rmse_mean if card else None,
         set_by_commit=commit,
         set_by_subject=subject,
         problem=problem,
@@ -201,7 +200,7 @@ def title(env: str, uri: StoreURI, card: ModelCard | None, verb: str = "serve") 
     """``staging: serve model 790aaa2b9421 (svr, holdout RMSE 2.082)``."""
     detail = ""
     if card is not None:
-        detail = f" ({card.algorithm}, holdout RMSE {card.metrics['holdout']['rmse']:.3f})"
+        detail = f" ({card.algorithm}, holdout RMSE {card.metrics.holdout.rmse:.3f})"
     return f"{env}: {verb} model {uri.model_id[:12]}{detail}"
 
 
@@ -215,12 +214,12 @@ def description(
     """The merge request's description: what changes, how good the model is, the gate, the rendered diff."""
     lines = [f"**{action}**: `{env}` serves `{uri}`.", ""]
     if card is not None:
-        h = card.metrics["holdout"]
+        h = card.metrics.holdout
         lines += [
             "| model | algorithm | holdout RMSE | MAE | R² | CV RMSE | data md5 |",
             "|---|---|---|---|---|---|---|",
-            f"| `{card.id[:12]}` | {card.algorithm} | {h['rmse']:.3f} | {h['mae']:.3f} | {h['r2']:.3f} "
-            f"| {card.metrics['cv_rmse_mean']:.3f} | `{card.data.md5[:12]}` |",
+            f"| `{card.id[:12]}` | {card.algorithm} | {h.rmse:.3f} | {h.mae:.3f} | {h.r2:.3f} "
+            f"| {card.metrics.cv_rmse_mean:.3f} | `{card.data.md5[:12]}` |",
             "",
         ]
     if gate_report is not None:

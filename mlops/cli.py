@@ -31,6 +31,9 @@ class MlopsGroup(click.Group):
             return super().invoke(ctx)
         except MlopsError as e:
             raise click.ClickException(str(e)) from e
+        except OSError as e:  # a path the user gave cannot be read or written
+            where = f": {e.filename}" if e.filename else ""
+            raise click.ClickException(f"{e.strerror or e}{where}; check the path and its permissions") from e
         except OneLineUsageError:
             raise
         except click.UsageError as e:

@@ -9,6 +9,7 @@ import click
 import yaml
 
 from core.atomic import atomic_write
+from core.errors import EXIT_GATE_REJECTED
 from core.settings import project_root
 
 
@@ -79,7 +80,7 @@ def run_command(params, summary_json, pipeline_root):
     """Run the committed compiled pipeline locally with kfp.local, step by step.
 
     Ends with the published model URI, or the gate's reasons for rejecting. Exit
-    status: 0 published, 1 failed, 2 rejected by the gate.
+    status: 0 published, 3 rejected by the gate, 1 failed.
 
     \b
     Example:
@@ -103,7 +104,7 @@ def run_command(params, summary_json, pipeline_root):
     elif outcome.status == "rejected":
         reasons = (outcome.gate or {}).get("reasons", [])
         click.echo("rejected by the gate, nothing published:\n  " + "\n  ".join(reasons))
-        raise SystemExit(2)
+        raise SystemExit(EXIT_GATE_REJECTED)
     else:
         click.echo(f"failed, nothing published: {outcome.error}", err=True)
         raise SystemExit(1)
@@ -111,7 +112,7 @@ def run_command(params, summary_json, pipeline_root):
 
 @pipeline_group.command("submit")
 @click.option(
-    "--host", required=True, envvar="KFP_HOST", help="KFP API endpoint, e.g. http://ml-pipeline.kubeflow:8888."
+    "--host", required=True, envvar="MLOPS_KFP_HOST", help="KFP API endpoint, e.g. http://ml-pipeline.kubeflow:8888."
 )
 @click.option("--token-file", type=click.Path(path_type=Path), help="Bearer token file (ServiceAccount token).")
 @click.option("--experiment", default="mpg-production", show_default=True)
@@ -119,7 +120,7 @@ def run_command(params, summary_json, pipeline_root):
 def submit_command(host, token_file, experiment, params):
     """Submit the committed compiled pipeline to a Kubeflow Pipelines API server.
 
-    The token comes from --token-file, else KFP_TOKEN, else the projected
+    The token comes from --token-file, else MLOPS_KFP_TOKEN, else the projected
     ServiceAccount token mount; never from a parameter.
 
     \b

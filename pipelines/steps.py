@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 import yaml
@@ -53,7 +52,7 @@ def fetch_data(
             return read_versioned(path, source, revision, remote)
 
     raw = yaml.safe_load(read("params.yaml")) or {}
-    params = parse_params(apply_overrides(raw, overrides), f"params.yaml of {where} with overrides")
+    params = parse_params(apply_overrides(raw, overrides), f"params.yaml of {where}", overrides, "params_overrides")
     content = read(params.data.path, dvc_remote or None)
     Path(data_path).parent.mkdir(parents=True, exist_ok=True)  # kfp's artifact folder
     atomic_write(Path(data_path), lambda tmp: tmp.write_bytes(content))
@@ -88,16 +87,16 @@ def train_candidate(name: str, data_path: str, params_json: str, model_dir: str)
 def select_model(candidate_dirs: list[str], params_json: str, model_dir: str) -> str:
     """Copy the best-scoring candidate to ``model_dir``; its card lists every candidate. Returns its id."""
     from core.model_card import read_card, write_card
-    from training.selection import CandidateScore, select
+    from training.selection import select
 
     params = Params.model_validate_json(params_json)
     loaded = [(Path(d), read_card(Path(d))) for d in candidate_dirs]
     cards = {card.algorithm: (path, card) for path, card in loaded}
-    scores = [CandidateScore(**card.metrics["candidates"][name]) for name, (_, card) in cards.items()]
+    scores = [card.metrics.candidates[name] for name, (_, card) in cards.items()]
     winner = select(scores, params.train.candidates)
     source, card = cards[winner.name]
     shutil.copytree(source, model_dir)
-    metrics = {**card.metrics, "candidates": {s.name: asdict(s) for s in scores}}
+    metrics = card.metrics.model_copy(update={"candidates": {s.name: s for s in scores}})
     write_card(Path(model_dir), card.model_copy(update={"metrics": metrics}))
     return card.id
 
@@ -159,7 +158,7 @@ def propose(
         "model_uri": model_uri,
         "model_id": card.id,
         "algorithm": card.algorithm,
-        "metrics": {"cv_rmse_mean": card.metrics["cv_rmse_mean"], "holdout": card.metrics["holdout"]},
+        "metrics": {"cv_rmse_mean": card.metrics.cv_rmse_mean, "holdout": card.metrics.holdout.model_dump()},
         "merge_request": None,
     }
     if open_merge_request:

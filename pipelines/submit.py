@@ -19,25 +19,58 @@ class SubmitError(MlopsError):
 
 
 def read_token(token_file: Path | None) -> str | None:
-    """Bearer token: the file if given (a ServiceAccount token), else ``KFP_TOKEN``, else the default mount."""
+    """Bearer token: the file if given (a ServiceAccount token), else ``MLOPS_KFP_TOKEN``, else the default mount."""
     if token_file is not None:
         try:
             return Path(token_file).read_text().strip()
         except OSError as e:
             raise SubmitError(f"cannot read token file {token_file}: {e}") from e
-    if token := os.environ.get("KFP_TOKEN"):
+    if token := os.environ.get("MLOPS_KFP_TOKEN"):
         return token
     return DEFAULT_TOKEN_FILE.read_text().strip() if DEFAULT_TOKEN_FILE.is_file() else None
 
 
+def check_server(host: str, token: str | None, timeout: float = 5) -> None:
+    """One look at ``/apis/v2beta1/healthz`` before kfp.Client, which retries five times, 5 s apart,
+    logging a traceback each time, before saying the host is wrong."""
+    import httpx
+
+    url = f"{host.rstrip('/')}/apis/v2beta1/healthz"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.get(url, headers=headers, timeout=timeout)
+    except httpx.HTTPError as e:
+        raise SubmitError(f"{host} cannot be reached ({type(e).__name__}: {e}); check --host") from e
+    if response.status_code in (401, 403):
+        raise SubmitError(f"{host} refused the token ({response.status_code}); check --token-file or MLOPS_KFP_TOKEN")
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200 or not isinstance(body, dict):
+        kind = response.headers.get("content-type", "no content type").split(";")[0]
+        raise SubmitError(
+            f"{host} is not a Kubeflow Pipelines API server (GET /apis/v2beta1/healthz answered "
+            f"{response.status_code} {kind}); check --host"
+        )
+
+
 def submit(host: str, ir_path: Path, arguments: dict[str, Any], experiment: str, token: str | None) -> tuple[str, str]:
     """Create a run of the compiled pipeline; returns (run id, experiment id)."""
-    import kfp
+    import warnings
 
     check_arguments(ir_path, arguments)
+    check_server(host, token)
+    with warnings.catch_warnings():
+        # kfp warns on every Client() that it needs a v2 backend: checked above, and noise to the user
+        warnings.simplefilter("ignore", FutureWarning)
+        import kfp
+
     run_name = f"mpg-production {datetime.now(UTC):%Y-%m-%d %H:%M:%S}"
     try:
-        client = kfp.Client(host=host, existing_token=token)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            client = kfp.Client(host=host, existing_token=token)
         result = client.create_run_from_pipeline_package(
             str(ir_path), arguments=arguments, run_name=run_name, experiment_name=experiment
         )

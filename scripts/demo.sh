@@ -1,8 +1,31 @@
 #!/usr/bin/env bash
 # `make demo`: fetch the data, run the experimental pipeline, then the compiled production
-# pipeline (gate + publish to the local model store), and show where everything is.
+# pipeline (gate + publish to the local model store), show what runs where, then serve the model
+# with the client page until Ctrl-C.
+#
+# Settings (make demo NAME=value): PREDICTOR_PORT (8080), CLIENT_PORT (8000), SERVE (1; 0 stops
+# before serving, for scripts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+PREDICTOR_PORT=${PREDICTOR_PORT:-8080}
+CLIENT_PORT=${CLIENT_PORT:-8000}
+SERVE=${SERVE:-1}
+SERVER=""
+CLIENT=""
+
+port_busy() {
+    ! python -c 'import socket, sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+}
+
+if [ "$SERVE" != 0 ]; then  # say it now, not after minutes of training
+    for setting in PREDICTOR_PORT CLIENT_PORT; do
+        if port_busy "${!setting}"; then
+            echo "port ${!setting} on 127.0.0.1 is in use: stop what listens there, or run make demo $setting=<free port>" >&2
+            exit 1
+        fi
+    done
+fi
 
 echo "==> mlops data pull (DVC, committed local remote)"
 mlops data pull
@@ -14,42 +37,57 @@ cat <<MSG
 
 model    models/candidate/   (model.joblib + model.json card)
 metrics  reports/metrics.json
-plots    reports/plots/predicted_vs_actual.png, reports/plots/residuals.png   (or: dvc plots show)
+plots    reports/plots/{predicted_vs_actual,l_per_100km,residuals}.png   (or: dvc plots show)
 MSG
 
 echo
 echo "==> mlops pipeline run (compiled production pipeline, kfp.local, local model store)"
-mlops pipeline run --summary-json .mlops/last-run.json
+status=0
+mlops pipeline run --summary-json .mlops/last-run.json || status=$?
+case $status in
+    0) MODEL_URI=$(python -c 'import json; print(json.load(open(".mlops/last-run.json"))["model_uri"])') ;;
+    3) MODEL_URI=""; echo "the gate rejected the candidate, nothing was published: the demo serves the staging model" ;;
+    *) exit "$status" ;;
+esac
 
-[ "${SERVE:-1}" = "0" ] && exit 0
+echo
+echo "==> mlops gitops status (what each environment's overlay serves)"
+mlops gitops status
 
-# Serve the model the pipeline just published (content addressed: when it is the model the
-# staging overlay points to, this is exactly what staging serves), with the client page in front.
-MODEL_URI=$(python -c 'import json; print(json.load(open(".mlops/last-run.json"))["model_uri"] or "")')
-if [ -z "$MODEL_URI" ]; then
-    echo "the pipeline published nothing; serving the staging model instead"
-    MODEL_ARGS=(--env staging)
-else
+[ "$SERVE" = 0 ] && exit 0
+
+stop() {
+    [ -n "$CLIENT" ] && kill "$CLIENT" 2>/dev/null
+    [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null
+    wait 2>/dev/null || true
+}
+trap stop EXIT
+trap 'echo; echo "demo stopped: the predictor and the client page are shut down"; exit 0' INT TERM
+
+if [ -n "$MODEL_URI" ]; then
     MODEL_ARGS=(--model-uri "$MODEL_URI")
-    grep -q "$MODEL_URI" k8s/overlays/staging/model.yaml && echo "(this is the model k8s/overlays/staging points to)"
+    grep -q "$MODEL_URI" k8s/overlays/staging/model.yaml && echo "(the model k8s/overlays/staging points to)"
+else
+    MODEL_ARGS=(--env staging)
 fi
-PREDICTOR_PORT=${PREDICTOR_PORT:-8080}
-CLIENT_PORT=${CLIENT_PORT:-8000}
 echo
 echo "==> mlops serve ${MODEL_ARGS[*]} --port $PREDICTOR_PORT  +  mlops client --port $CLIENT_PORT"
 mlops serve "${MODEL_ARGS[@]}" --port "$PREDICTOR_PORT" >.mlops/serve.log 2>&1 &
 SERVER=$!
-trap 'kill $SERVER $CLIENT 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
-python - "$PREDICTOR_PORT" <<'PY'
-import sys, time, urllib.request
-url = f"http://127.0.0.1:{sys.argv[1]}/v2/models/mpg/ready"
-for _ in range(300):
+python - "$PREDICTOR_PORT" "$SERVER" <<'PY'
+import os, sys, time, urllib.request
+url, pid = f"http://127.0.0.1:{sys.argv[1]}/v2/models/mpg/ready", int(sys.argv[2])
+for _ in range(600):
     try:
         if urllib.request.urlopen(url, timeout=1).status == 200:
             sys.exit(0)
     except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            sys.exit("the predictor stopped; see .mlops/serve.log")
         time.sleep(0.2)
-sys.exit("the predictor did not become ready; see .mlops/serve.log")
+sys.exit("the predictor did not become ready in 2 minutes; see .mlops/serve.log")
 PY
 mlops client --predictor "http://127.0.0.1:$PREDICTOR_PORT" --port "$CLIENT_PORT" &
 CLIENT=$!
@@ -58,4 +96,4 @@ cat <<MSG
 Open http://127.0.0.1:$CLIENT_PORT/ for the client page (API: http://127.0.0.1:$PREDICTOR_PORT/v1/models/mpg:predict).
 Predictor log: .mlops/serve.log. Press Ctrl-C to stop.
 MSG
-wait $SERVER
+wait "$SERVER"

@@ -74,6 +74,10 @@ def serve_command(env, model_uri, source_uri, host, port, model_name, access_log
     )
 
 
+class ClientStoppedError(MlopsError):
+    """The client's web server stopped without being asked to."""
+
+
 @click.command("client")
 @click.option("--predictor", default="http://127.0.0.1:8080", show_default=True, help="Predictor base URL.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -88,23 +92,29 @@ def client_command(predictor, port, use_python):
     Example:
       mlops serve --env staging &  mlops client --port 8000   # then open http://127.0.0.1:8000/
     """
-    from serving.client import fallback_server, nginx_binary, prepare_site, start_nginx
+    import signal
 
+    from serving.client import fallback_server, nginx_binary, running_nginx
+    from serving.server import bind
+
+    def stop(signum, _frame):
+        raise KeyboardInterrupt  # the same clean exit for Ctrl-C and SIGTERM
+
+    signal.signal(signal.SIGTERM, stop)
+    bind("127.0.0.1", port).close()  # a busy port is one line now, not after a success message
     client_dir = project_root() / "k8s" / "base" / "client"
-    if nginx_binary() and not use_python:
-        process = start_nginx(prepare_site(client_dir, predictor, port))
-        click.echo(f"client (nginx) on http://127.0.0.1:{port}/ -> {predictor}", err=True)
-        try:
-            process.wait()
-        except KeyboardInterrupt:
-            process.terminate()
-        raise SystemExit(0 if process.returncode in (0, None, -15) else process.returncode)
-    server = fallback_server(client_dir, predictor, port)
-    click.echo(f"client (Python stand-in for nginx) on http://127.0.0.1:{port}/ -> {predictor}", err=True)
     try:
-        server.serve_forever()
+        if nginx_binary() and not use_python:
+            with running_nginx(client_dir, predictor, port) as process:
+                click.echo(f"client (nginx) on http://127.0.0.1:{port}/ -> {predictor}", err=True)
+                process.wait()
+            raise ClientStoppedError(f"nginx stopped on its own (status {process.returncode})")
+        server = fallback_server(client_dir, predictor, port)
+        click.echo(f"client (Python stand-in for nginx) on http://127.0.0.1:{port}/ -> {predictor}", err=True)
+        with server:
+            server.serve_forever()
     except KeyboardInterrupt:
-        server.server_close()
+        click.echo("client stopped", err=True)
 
 
 @click.command("serve")

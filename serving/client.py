@@ -9,16 +9,22 @@ serves the same files, proxies the same paths and sends the same security header
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
+from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
+
+from core.errors import MlopsError
 
 API_ROOTS = ("/v1", "/v2")  # and everything under them
 HEADER = re.compile(r'^\s*add_header\s+(\S+)\s+"([^"]*)"\s+always;', re.MULTILINE)
@@ -49,6 +55,39 @@ def prepare_site(client_dir: Path, predictor_url: str, port: int) -> Path:
 
 def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
+
+
+class ClientStartError(MlopsError):
+    """nginx could not start on the prepared site."""
+
+
+@contextlib.contextmanager
+def running_nginx(client_dir: Path, predictor_url: str, port: int, timeout: float = 10) -> Iterator[subprocess.Popen]:
+    """nginx on a prepared site, up and listening; stopped and its folder removed on exit, however it ends."""
+    prefix = prepare_site(client_dir, predictor_url, port)
+    process = start_nginx(prefix)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _listening(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                reason = [line for line in process.communicate()[1].splitlines() if line.strip()][-1:] or ["no output"]
+                raise ClientStartError(f"nginx did not start on 127.0.0.1:{port}: {reason[0].strip()}")
+            time.sleep(0.05)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(prefix, ignore_errors=True)  # made by prepare_site
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def start_nginx(prefix: Path) -> subprocess.Popen:

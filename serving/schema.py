@@ -57,11 +57,14 @@ class NamedInstance(BaseModel):
         ]
 
 
+def _problems_message(problems: list[tuple[int, str, str]], where: str) -> str:
+    shown = "; ".join(f"{where}[{row}].{name}: {message}" for row, name, message in problems[:MAX_REPORTED])
+    return shown + (f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else "")
+
+
 def _raise_problems(problems: list[tuple[int, str, str]], where: str) -> None:
     if problems:
-        shown = "; ".join(f"{where}[{row}].{name}: {message}" for row, name, message in problems[:MAX_REPORTED])
-        more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
-        raise InvalidRequestError(shown + more)
+        raise InvalidRequestError(_problems_message(problems, where))
 
 
 def _checked(matrix: np.ndarray, where: str) -> np.ndarray:
@@ -82,27 +85,34 @@ def _positional(index: int, instance: list) -> list[float]:
             f"instances[{index}]: expected {len(FEATURE_NAMES)} values in the order {', '.join(FEATURE_NAMES)}, "
             f"got {len(instance)}"
         )
-    for position, value in enumerate(instance):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidRequestError(f"instances[{index}].{FEATURE_NAMES[position]}: must be a number, got {value!r}")
+    problems = [
+        (index, FEATURE_NAMES[position], f"must be a number, got {value!r}")
+        for position, value in enumerate(instance)
+        if isinstance(value, bool) or not isinstance(value, int | float)
+    ]
+    _raise_problems(problems, "instances")
     return instance
 
 
+def _named_problem(error: dict) -> tuple[str, str]:
+    field = str(error["loc"][0]) if error["loc"] else "?"
+    if error["type"] == "extra_forbidden":
+        return field, f"unknown field; expected {', '.join(FEATURE_NAMES)}"
+    if error["type"] == "missing":
+        return field, "is required"
+    if field == "origin":
+        return field, "must be 1, 2, 3 or usa, europe, japan"
+    return field, f"must be a finite number, got {error.get('input')!r}"
+
+
 def _named(index: int, instance: dict) -> list[float]:
+    """One car by feature name; every bad field is named at once (a form can mark them all)."""
     try:
         return NamedInstance.model_validate(instance).row()
     except ValidationError as e:
-        error = e.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "?"
-        if error["type"] == "extra_forbidden":
-            message = f"unknown field; expected {', '.join(FEATURE_NAMES)}"
-        elif error["type"] == "missing":
-            message = "is required"
-        elif field == "origin":
-            message = "must be 1, 2, 3 or usa, europe, japan"
-        else:
-            message = f"must be a finite number, got {error.get('input')!r}"
-        raise InvalidRequestError(f"instances[{index}].{field}: {message}") from e
+        problems = dict(_named_problem(error) for error in e.errors())  # one message per field
+        rows = [(index, field, message) for field, message in problems.items()]
+        raise InvalidRequestError(_problems_message(rows, "instances")) from e
 
 
 def parse_v1(payload: Any) -> np.ndarray:

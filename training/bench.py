@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.candidates import BUILDERS
+from training.candidates import build
 from training.data import Dataset
 from training.params import Params
 
@@ -56,7 +56,7 @@ def fit_times(dataset: Dataset, params: Params, factors=(1, 10, 100)) -> pd.Data
         frame = resample(dataset.frame, factor) if factor > 1 else dataset.frame
         column = f"{factor}x ({len(frame)} rows)" if factor else "warm-up"
         for name in params.train.candidates:
-            estimator, grid = BUILDERS[name](params.train)
+            estimator, grid = build(name, params.train)
             estimator.set_params(**{key: values[0] for key, values in grid.items()})
             started = time.perf_counter()
             estimator.fit(frame.drop(columns="mpg"), frame["mpg"])

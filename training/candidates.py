@@ -1,88 +1,152 @@
-"""Candidate models. Each is one scikit-learn Pipeline whose first step takes the seven
-canonical features, so whichever wins is saved and served as is.
+"""Candidate models: the one registry. A candidate is one class here and one block in ``params.yaml``.
+
+Each class names its params block (a pydantic model, validated by ``training.params``)
+and builds one scikit-learn Pipeline whose first step takes the seven canonical
+features, so whichever wins is saved and served as is. scikit-learn is imported only
+when a candidate is built: reading params (the pipeline's light steps) needs none of it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
-from sklearn.ensemble import GradientBoostingRegressor
-from sklearn.linear_model import LinearRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, PolynomialFeatures, StandardScaler
-from sklearn.svm import SVR
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat
 
-from core.feature_matrix import FeatureMatrix
 from core.features import FEATURE_NAMES
-from training.params import TrainParams
 
 Grid = dict[str, list[Any]]
+
+
+class CandidateParams(BaseModel):
+    """A candidate's block in params.yaml; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Candidate:
+    """A model family: its params block (``Params``) and how to build the estimator and its grid."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[CandidateParams]] = CandidateParams
+
+    def build(self, params: CandidateParams, seed: int) -> tuple[Any, Grid]:
+        raise NotImplementedError
 
 
 def _columns(*names: str) -> list[int]:
     return [FEATURE_NAMES.index(n) for n in names]
 
 
-def _one_hot_origin() -> tuple[str, OneHotEncoder, list[int]]:
+def _one_hot_origin():
+    from sklearn.preprocessing import OneHotEncoder
+
     return ("origin", OneHotEncoder(categories=[[1.0, 2.0, 3.0]], handle_unknown="ignore"), _columns("origin"))
 
 
-def _with_features(model: Any) -> Pipeline:
+def _with_features(model: Any):
+    from sklearn.pipeline import Pipeline
+
+    from core.feature_matrix import FeatureMatrix
+
     return Pipeline([("features", FeatureMatrix()), ("model", model)])
 
 
-def poly_weight_year(params: TrainParams) -> tuple[Pipeline, Grid]:
+class PolyWeightYear(Candidate):
     """The original project's baseline: polynomial regression on weight and model year."""
-    select = ColumnTransformer([("weight_year", "passthrough", _columns("weight", "model_year"))])
-    degree = params.poly_weight_year.degree
-    return _with_features(make_pipeline(select, PolynomialFeatures(degree), StandardScaler(), LinearRegression())), {}
+
+    name = "poly_weight_year"
+
+    class Params(CandidateParams):
+        degree: int = Field(2, ge=1, le=5)
+
+    def build(self, params: Params, seed: int) -> tuple[Any, Grid]:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.linear_model import LinearRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+        select = ColumnTransformer([("weight_year", "passthrough", _columns("weight", "model_year"))])
+        model = make_pipeline(select, PolynomialFeatures(params.degree), StandardScaler(), LinearRegression())
+        return _with_features(model), {}
 
 
-def linear(params: TrainParams) -> tuple[Pipeline, Grid]:
+class Linear(Candidate):
     """Ordinary least squares on all features, origin one-hot encoded."""
-    others = [n for n in FEATURE_NAMES if n != "origin"]
-    prep = ColumnTransformer([_one_hot_origin(), ("scaled", StandardScaler(), _columns(*others))])
-    return _with_features(make_pipeline(prep, LinearRegression())), {}
+
+    name = "linear"
+
+    def build(self, params: CandidateParams, seed: int) -> tuple[Any, Grid]:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.linear_model import LinearRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        others = [n for n in FEATURE_NAMES if n != "origin"]
+        prep = ColumnTransformer([_one_hot_origin(), ("scaled", StandardScaler(), _columns(*others))])
+        return _with_features(make_pipeline(prep, LinearRegression())), {}
 
 
-def gradient_boosting(params: TrainParams) -> tuple[Pipeline, Grid]:
+class GradientBoosting(Candidate):
     """Tree ensemble on the raw features; trees need no scaling or encoding."""
-    p = params.gradient_boosting
-    model = GradientBoostingRegressor(
-        n_estimators=p.n_estimators,
-        learning_rate=p.learning_rate,
-        max_depth=p.max_depth,
-        subsample=p.subsample,
-        random_state=params.seed,
-    )
-    return _with_features(model), {}
+
+    name = "gradient_boosting"
+
+    class Params(CandidateParams):
+        n_estimators: int = Field(400, ge=1)
+        learning_rate: float = Field(0.03, gt=0, le=1)
+        max_depth: int = Field(3, ge=1)
+        subsample: float = Field(0.8, gt=0, le=1)
+
+    def build(self, params: Params, seed: int) -> tuple[Any, Grid]:
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        return _with_features(GradientBoostingRegressor(**params.model_dump(), random_state=seed)), {}
 
 
-def svr(params: TrainParams) -> tuple[Pipeline, Grid]:
+class Svr(Candidate):
     """RBF support vector regression on log-scaled sizes, fitted to log(mpg).
 
     Fuel use scales roughly as a power of weight, displacement and power, so logs make
     the relation smoother for the kernel; the log target keeps predictions positive.
+    C, epsilon and gamma are grid-searched inside cross-validation.
     """
-    logged = _columns("displacement", "horsepower", "weight", "acceleration")
-    prep = ColumnTransformer(
-        [
-            _one_hot_origin(),
-            ("logged", make_pipeline(FunctionTransformer(np.log), StandardScaler()), logged),
-            ("scaled", StandardScaler(), _columns("cylinders", "model_year")),
-        ]
-    )
-    model = TransformedTargetRegressor(make_pipeline(prep, SVR()), func=np.log, inverse_func=np.exp)
-    prefix = "model__regressor__svr__"
-    grid = {f"{prefix}C": params.svr.c, f"{prefix}epsilon": params.svr.epsilon, f"{prefix}gamma": params.svr.gamma}
-    return _with_features(model), grid
+
+    name = "svr"
+
+    class Params(CandidateParams):
+        """Lists: the values the grid search tries."""
+
+        c: list[PositiveFloat] = Field(default_factory=lambda: [1.0, 3.0], min_length=1)
+        epsilon: list[NonNegativeFloat] = Field(default_factory=lambda: [0.03, 0.05], min_length=1)
+        gamma: list[PositiveFloat | Literal["scale", "auto"]] = Field(
+            default_factory=lambda: ["scale", 0.1], min_length=1
+        )
+
+    def build(self, params: Params, seed: int) -> tuple[Any, Grid]:
+        from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import FunctionTransformer, StandardScaler
+        from sklearn.svm import SVR
+
+        logged = _columns("displacement", "horsepower", "weight", "acceleration")
+        prep = ColumnTransformer(
+            [
+                _one_hot_origin(),
+                ("logged", make_pipeline(FunctionTransformer(np.log), StandardScaler()), logged),
+                ("scaled", StandardScaler(), _columns("cylinders", "model_year")),
+            ]
+        )
+        model = TransformedTargetRegressor(make_pipeline(prep, SVR()), func=np.log, inverse_func=np.exp)
+        prefix = "model__regressor__svr__"
+        grid = {f"{prefix}C": params.c, f"{prefix}epsilon": params.epsilon, f"{prefix}gamma": params.gamma}
+        return _with_features(model), grid
 
 
-BUILDERS = {
-    "poly_weight_year": poly_weight_year,
-    "linear": linear,
-    "gradient_boosting": gradient_boosting,
-    "svr": svr,
-}
+#: Every candidate, in the order ties are broken (simpler first).
+CANDIDATES: dict[str, Candidate] = {c.name: c() for c in (PolyWeightYear, Linear, GradientBoosting, Svr)}
+
+
+def build(name: str, train_params) -> tuple[Any, Grid]:
+    """The estimator and grid of candidate ``name`` with its block of ``train_params``."""
+    return CANDIDATES[name].build(getattr(train_params, name), train_params.seed)

@@ -9,6 +9,7 @@ import click
 
 from core.atomic import atomic_write
 from core.cli import CHAMPION
+from core.errors import EXIT_GATE_REJECTED
 from core.settings import project_root
 
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -64,8 +65,7 @@ def data_pull(remote):
     """
     from training.versioning import pull
 
-    fetched = pull(project_root(), remote)
-    click.echo(f"data up to date ({fetched} file(s) fetched)")
+    click.echo(pull(project_root(), remote).summary())
 
 
 @data_group.command("validate")
@@ -105,13 +105,19 @@ def train_command(out_dir, data_path, params_path, overrides):
     Example:
       mlops train --out models/candidate --set train.cv_folds=3
     """
+    from core.model_card import check_model_dir_target
     from training.train import train
 
+    check_model_dir_target(out_dir)  # before minutes of training, not after
     params = _params(params_path, overrides)
-    card = train(_dataset(params, data_path), params, out_dir)
-    click.echo(f"selected {card.algorithm}: CV RMSE {card.metrics['cv_rmse_mean']:.3f} mpg")
-    for name, score in card.metrics["candidates"].items():
-        click.echo(f"  {name:<18} CV RMSE {score['cv_rmse_mean']:.3f} ± {score['cv_rmse_std']:.3f}")
+    dataset = _dataset(params, data_path)
+    click.echo(f"cross-validating {len(params.train.candidates)} candidate(s), {params.train.cv_folds} folds:")
+
+    def progress(score) -> None:
+        click.echo(f"  {score.name:<18} CV RMSE {score.cv_rmse_mean:.3f} ± {score.cv_rmse_std:.3f}")
+
+    card = train(dataset, params, out_dir, progress)
+    click.echo(f"selected {card.algorithm}: CV RMSE {card.metrics.cv_rmse_mean:.3f} mpg")
     click.echo(f"model {card.id[:12]} written to {out_dir}")
 
 
@@ -139,20 +145,29 @@ def evaluate_command(model_dir, out_dir, data_path, params_path):
 @click.option("--model", "model_dir", type=EXISTING_DIR, required=True, help="Model directory.")
 @click.option("--input", "input_path", type=EXISTING_FILE, required=True, help="CSV of cars (raw or canonical names).")
 @click.option("--output", "output_path", type=OUT_PATH, required=True, help="CSV to write (input + predictions).")
-def predict_command(model_dir, input_path, output_path):
+@click.option(
+    "--rejected",
+    "rejected_path",
+    type=OUT_PATH,
+    help="Score the valid rows and write the others here, with their line and reason [default: stop at a bad row].",
+)
+def predict_command(model_dir, input_path, output_path, rejected_path):
     """Predict fuel consumption for every row of a CSV.
 
-    The output repeats the input and adds mpg and l_per_100km. A bad input cell stops
-    the command with its line and column, and no output file is written.
+    The output is the input, unchanged, plus predicted_mpg, predicted_l_per_100km and
+    outside_training_range. By default a bad cell (a ? too) stops the command with its
+    line and column, and nothing is written; with --rejected the valid rows are scored.
 
     \b
     Example:
-      mlops predict --model models/candidate --input data/auto-mpg.csv --output predictions.csv
+      mlops predict --model models/candidate --input data/auto-mpg.csv --output predictions.csv \\
+        --rejected rejected.csv
     """
     from training.predict import predict_file
 
-    rows = predict_file(model_dir, input_path, output_path)
-    click.echo(f"{rows} predictions written to {output_path}")
+    scored = predict_file(model_dir, input_path, output_path, rejected_path)
+    rejected = f"; {scored.rejected} rejected row(s) written to {rejected_path}" if rejected_path else ""
+    click.echo(f"{scored.predicted} predictions written to {output_path}{rejected}")
 
 
 @click.command("training")
@@ -198,7 +213,7 @@ def bench_training(factors, skip_pipeline):
 @data_option
 @params_option
 def gate_command(candidate_dir, champion_uri, report_path, data_path, params_path):
-    """Decide whether a candidate may replace the champion; exit 0 pass, 1 fail.
+    """Decide whether a candidate may replace the champion; exit 0 passed, 3 rejected (1: an error).
 
     Rules live in params.yaml (gate): absolute holdout thresholds, no regression
     against the champion on the same holdout rows, and behavioural checks. Without a
@@ -223,4 +238,5 @@ def gate_command(candidate_dir, champion_uri, report_path, data_path, params_pat
         atomic_write(report_path, lambda tmp: tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n"))
     click.echo(report.table())
     if not report.passed:
-        raise SystemExit(1)
+        click.echo(f"rejected by the gate: {'; '.join(report.reasons)}", err=True)
+        raise SystemExit(EXIT_GATE_REJECTED)

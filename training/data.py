@@ -37,16 +37,36 @@ class Dataset:
         return self.frame[TARGET]
 
 
+SEPARATORS = {";": "semicolons (a spreadsheet export?)", "\t": "tabs", "|": "vertical bars"}
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """Read a CSV with every cell as a string, so validation sees exactly what the file holds."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except FileNotFoundError as e:
         raise DataValidationError(f"{path} not found; run `mlops data pull` to fetch the tracked data") from e
     except pd.errors.EmptyDataError as e:
         raise DataValidationError(f"{path} is empty: expected a header line and data rows") from e
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataValidationError(f"{path} is not a readable CSV: {e}") from e
+    if len(table.columns) == 1:
+        for separator, name in SEPARATORS.items():
+            if separator in table.columns[0]:
+                raise DataValidationError(f"{path} separates its columns with {name}; save it with commas (CSV)")
+    return table
+
+
+def require_columns(path: Path, report: ValidationReport, found) -> None:
+    """One line for a table whose feature (or target) columns are missing: no row of it can be read."""
+    if report.missing_columns:
+        shown = ", ".join(map(str, list(found)[:12])) or "none"
+        raise DataValidationError(
+            f"{path} lacks the column(s) {', '.join(report.missing_columns)} (its columns: {shown}); "
+            "name them as the raw data (cyl, dpl, hp, wght, acc, year, org, mpg) or canonically "
+            "(cylinders, ..., model_year, origin, mpg)",
+            report,
+        )
 
 
 def validate_file(path: Path, require_target: bool = True) -> tuple[pd.DataFrame, ValidationReport]:
@@ -56,7 +76,9 @@ def validate_file(path: Path, require_target: bool = True) -> tuple[pd.DataFrame
 
 def load_dataset(path: Path) -> Dataset:
     """Validated, cleaned training data; raises ``DataValidationError`` with the report when invalid."""
-    parsed, report = validate_file(path)
+    table = read_table(path)
+    parsed, report = validate_table(table, require_target=True)
+    require_columns(path, report, table.columns)
     if not report.valid:
         raise DataValidationError(f"{path} is invalid:\n{report.summary()}", report)
     dropped = [line - FIRST_DATA_LINE for line in report.dropped_lines]

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
-from core.features import FEATURE_NAMES, TARGET
+from core.atomic import atomic_write
+from core.features import FEATURE_NAMES, TARGET, to_l_per_100km
 from core.model_card import load_model
 from training.data import Dataset, holdout_split
 from training.params import Params
@@ -28,49 +29,73 @@ def regression_metrics(y_true, y_pred) -> dict[str, float]:
     }
 
 
-def write_plots(actual: np.ndarray, predicted: np.ndarray, out_dir: Path) -> list[Path]:
-    """Predicted-vs-actual and residual plots as PNG."""
+def _square(ax, values: np.ndarray) -> tuple[float, float]:
+    """Equal, square axes over the range of ``values`` with a margin: the identity line lies at 45 degrees."""
+    low, high = float(values.min()), float(values.max())
+    pad = (high - low) * 0.05
+    ax.set_xlim(low - pad, high + pad)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_aspect("equal")
+    return low - pad, high + pad
+
+
+def write_plots(actual: np.ndarray, predicted: np.ndarray, out_dir: Path, caption: str) -> list[Path]:
+    """Predicted vs actual (mpg and L/100 km) and residuals vs predicted, as PNG; ``caption`` titles each."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
     paths = []
-    for name, y, ylabel in (
-        ("predicted_vs_actual.png", predicted, "predicted mpg"),
-        ("residuals.png", predicted - actual, "residual (predicted - actual) mpg"),
+    for name, x, y in (
+        ("predicted_vs_actual.png", actual, predicted),
+        ("l_per_100km.png", to_l_per_100km(actual), to_l_per_100km(predicted)),
     ):
-        fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
-        ax.scatter(actual, y, s=12, alpha=0.7)
-        if name.startswith("predicted"):
-            ax.plot([low, high], [low, high], color="grey", linewidth=1)
-        else:
-            ax.axhline(0, color="grey", linewidth=1)
-        ax.set(xlabel="actual mpg", ylabel=ylabel, title=name.removesuffix(".png").replace("_", " "))
-        fig.tight_layout()
-        fig.savefig(out_dir / name, metadata={"Software": None})
-        plt.close(fig)
-        paths.append(out_dir / name)
+        unit = "mpg" if name.startswith("predicted") else "L/100 km"
+        fig, ax = plt.subplots(figsize=(6.4, 6.4), dpi=100)
+        ax.scatter(x, y, s=14, alpha=0.7)
+        low, high = _square(ax, np.concatenate([x, y]))
+        ax.plot([low, high], [low, high], color="grey", linewidth=1, label="perfect prediction")
+        ax.set(xlabel=f"actual ({unit})", ylabel=f"predicted ({unit})")
+        ax.set_title(f"Predicted vs actual, {unit}\n{caption}", fontsize=10)
+        ax.legend(loc="upper left")
+        paths.append(_save(fig, out_dir / name))
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    ax.scatter(predicted, predicted - actual, s=14, alpha=0.7)
+    ax.axhline(0, color="grey", linewidth=1)
+    ax.set(xlabel="predicted mpg", ylabel="residual: predicted - actual (mpg)")
+    ax.set_title(f"Residuals against the prediction\n{caption}", fontsize=10)
+    paths.append(_save(fig, out_dir / "residuals.png"))
     return paths
 
 
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})  # no version stamp: the same model gives the same bytes
+    plt.close(fig)
+    return path
+
+
 def evaluate(model_dir: Path, dataset: Dataset, params: Params, out_dir: Path) -> dict:
-    """Score a saved model on the holdout rows; write metrics.json, predictions.csv and plots."""
+    """Score a saved model on the holdout rows; write metrics.json (numbers only), predictions.csv and plots."""
     model, card = load_model(model_dir)
     _, test = holdout_split(dataset.frame, params.split.test_size, params.split.seed)
     predicted = model.predict(test[list(FEATURE_NAMES)])
+    holdout = regression_metrics(test[TARGET], predicted)
     metrics = {
-        "model_id": card.id,
-        "algorithm": card.algorithm,
-        "holdout": regression_metrics(test[TARGET], predicted),
-        "cv": {"rmse_mean": card.metrics["cv_rmse_mean"], "rmse_std": card.metrics["cv_rmse_std"]},
+        "holdout": holdout,
+        "cv": {"rmse_mean": card.metrics.cv_rmse_mean, "rmse_std": card.metrics.cv_rmse_std},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    pd.DataFrame({"actual": test[TARGET].to_numpy(), "predicted": np.round(predicted, 6)}).to_csv(
-        out_dir / PREDICTIONS_FILE, index=False
+    atomic_write(out_dir / METRICS_FILE, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2) + "\n"))
+    table = pd.DataFrame({"actual": test[TARGET].to_numpy(), "predicted": np.round(predicted, 6)})
+    atomic_write(out_dir / PREDICTIONS_FILE, lambda tmp: table.to_csv(tmp, index=False))
+    caption = (
+        f"model {card.id[:12]} ({card.algorithm}), {len(test)} holdout cars\n"
+        f"RMSE {holdout['rmse']:.2f} mpg, MAE {holdout['mae']:.2f} mpg, R² {holdout['r2']:.3f}"
     )
-    write_plots(test[TARGET].to_numpy(), predicted, out_dir / PLOTS_DIR)
+    write_plots(test[TARGET].to_numpy(), predicted, out_dir / PLOTS_DIR, caption)
     return metrics

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from core.errors import ParamsError
+from training.candidates import CANDIDATES
 
-CandidateName = Literal["poly_weight_year", "linear", "gradient_boosting", "svr"]
+CandidateName = Literal[tuple(CANDIDATES)]  # the registry's names, in tie-breaking order
 
 
 class _Strict(BaseModel):
@@ -26,34 +27,18 @@ class SplitParams(_Strict):
     seed: int = 42
 
 
-class PolyParams(_Strict):
-    degree: int = Field(2, ge=1, le=5)
-
-
-class GradientBoostingParams(_Strict):
-    n_estimators: int = Field(400, ge=1)
-    learning_rate: float = Field(0.03, gt=0, le=1)
-    max_depth: int = Field(3, ge=1)
-    subsample: float = Field(0.8, gt=0, le=1)
-
-
-class SvrParams(_Strict):
-    """Grid searched inside cross-validation; each list holds the values to try."""
-
-    c: list[float] = Field(default_factory=lambda: [1.0, 3.0], min_length=1)
-    epsilon: list[float] = Field(default_factory=lambda: [0.03, 0.05], min_length=1)
-    gamma: list[float | Literal["scale", "auto"]] = Field(default_factory=lambda: ["scale", 0.1], min_length=1)
-
-
-class TrainParams(_Strict):
+class _TrainSettings(_Strict):
     seed: int = 42
     cv_folds: int = Field(5, ge=2)
-    candidates: list[CandidateName] = Field(
-        default_factory=lambda: ["poly_weight_year", "linear", "gradient_boosting", "svr"], min_length=1
-    )
-    poly_weight_year: PolyParams = PolyParams()
-    gradient_boosting: GradientBoostingParams = GradientBoostingParams()
-    svr: SvrParams = SvrParams()
+    candidates: list[CandidateName] = Field(default_factory=lambda: list(CANDIDATES), min_length=1)
+
+
+#: ``train:`` in params.yaml: the settings above plus one block per candidate (``training.candidates``).
+TrainParams = create_model(
+    "TrainParams",
+    __base__=_TrainSettings,
+    **{name: (candidate.Params, candidate.Params()) for name, candidate in CANDIDATES.items()},
+)
 
 
 class GateParams(_Strict):
@@ -86,25 +71,43 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ParamsError(f"override {item!r}: {part!r} is not a section")
-        node[leaf] = yaml.safe_load(text)
+        try:
+            node[leaf] = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ParamsError(f"override {item!r}: the value is not valid YAML ({e.problem})") from e
     return result
 
 
-def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
-    """Validate a params mapping; errors name the offending key."""
+def _blame(location: str, source: str, overrides: list[str], flag: str) -> str:
+    """Who set the offending key: the override whose key is (a prefix of) ``location``, else ``source``."""
+    for item in overrides:
+        key = item.partition("=")[0]
+        if location == key or location.startswith(key + "."):
+            return f"{flag} {item}"
+    return source
+
+
+def parse_params(
+    raw: dict[str, Any], source: str = "params", overrides: list[str] = (), flag: str = "override"
+) -> Params:
+    """Validate a params mapping; each error names the key and what set it (the file, or ``flag`` and the override)."""
     try:
         return Params.model_validate(raw)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise ParamsError(f"invalid {source}: {problems}") from e
+        problems = []
+        for err in e.errors():
+            location = ".".join(map(str, err["loc"]))
+            problems.append(f"{_blame(location, source, list(overrides), flag)}: {location}: {err['msg']}")
+        raise ParamsError("invalid parameters: " + "; ".join(problems)) from e
 
 
-def load_params(path: Path, overrides: list[str] = ()) -> Params:
-    """Read ``params.yaml``, apply overrides, validate."""
+def load_params(path: Path, overrides: list[str] = (), flag: str = "--set") -> Params:
+    """Read ``params.yaml``, apply overrides (as given to ``flag``), validate."""
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError as e:
         raise ParamsError(f"params file {path} not found") from e
     except yaml.YAMLError as e:
         raise ParamsError(f"params file {path} is not valid YAML: {e}") from e
-    return parse_params(apply_overrides(raw, list(overrides)), source=str(path))
+    overrides = list(overrides)
+    return parse_params(apply_overrides(raw, overrides), str(path), overrides, flag)

@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-
-@dataclass(frozen=True)
-class CandidateScore:
-    """Cross-validated RMSE of one candidate at its best grid point."""
-
-    name: str
-    cv_rmse_mean: float
-    cv_rmse_std: float
-    best_params: dict[str, Any]
+from core.model_card import CandidateScore
 
 
 def select(scores: list[CandidateScore], order: list[str] | None = None) -> CandidateScore:

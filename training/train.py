@@ -8,7 +8,7 @@ scikit-learn and so costs no second import of it.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +16,23 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold
 
+from core.errors import ParamsError
 from core.features import FEATURE_NAMES, TARGET
-from core.model_card import DataRef, ModelCard, feature_ranges, git_commit, save_model_dir
-from training.candidates import BUILDERS
+from core.model_card import CandidateScore, DataRef, HoldoutMetrics, Metrics, ModelCard, feature_ranges, save_model_dir
+from training.candidates import build
 from training.data import Dataset, holdout_split
 from training.evaluate import regression_metrics
 from training.params import Params, TrainParams
-from training.selection import CandidateScore, select
+from training.selection import select
+
+Progress = Callable[[CandidateScore], None]
 
 
 def score_candidate(name: str, train: pd.DataFrame, params: TrainParams) -> CandidateScore:
     """K-fold CV RMSE of a candidate on the training rows (grid-searched when it has a grid)."""
-    estimator, grid = BUILDERS[name](params)
+    if params.cv_folds > len(train):
+        raise ParamsError(f"train.cv_folds={params.cv_folds} is more than the {len(train)} training rows")
+    estimator, grid = build(name, params)
     folds = KFold(n_splits=params.cv_folds, shuffle=True, random_state=params.seed)
     search = GridSearchCV(estimator, grid or {}, cv=folds, scoring="neg_root_mean_squared_error", refit=False)
     search.fit(train[list(FEATURE_NAMES)], train[TARGET])
@@ -42,7 +47,7 @@ def score_candidate(name: str, train: pd.DataFrame, params: TrainParams) -> Cand
 
 def fit_selected(score: CandidateScore, train: pd.DataFrame, params: TrainParams):
     """Fit the selected candidate, at its best grid point, on all training rows."""
-    estimator, _ = BUILDERS[score.name](params)
+    estimator, _ = build(score.name, params)
     model = clone(estimator).set_params(**score.best_params)
     return model.fit(train[list(FEATURE_NAMES)], train[TARGET])
 
@@ -50,22 +55,21 @@ def fit_selected(score: CandidateScore, train: pd.DataFrame, params: TrainParams
 def card_fields(
     dataset: Dataset, params: Params, scores: list[CandidateScore], winner: CandidateScore, model, test, train
 ) -> dict[str, Any]:
-    """Model card content (all but id, creation time and library versions)."""
+    """Model card content (all but id, code version and library versions)."""
     holdout = regression_metrics(test[TARGET], model.predict(test[list(FEATURE_NAMES)]))
     features = train[list(FEATURE_NAMES)]
     return {
         "algorithm": winner.name,
-        "git_commit": git_commit(dataset.path.resolve().parent),
         "data": DataRef(path=str(params.data.path), md5=dataset.md5, rows=len(dataset.frame)),
         "params": {**params.model_dump(mode="json"), "selected": {winner.name: winner.best_params}},
-        "metrics": {
-            "cv_rmse_mean": winner.cv_rmse_mean,
-            "cv_rmse_std": winner.cv_rmse_std,
-            "holdout": holdout,
-            "train_rows": len(train),
-            "holdout_rows": len(test),
-            "candidates": {s.name: asdict(s) for s in scores},
-        },
+        "metrics": Metrics(
+            cv_rmse_mean=winner.cv_rmse_mean,
+            cv_rmse_std=winner.cv_rmse_std,
+            holdout=HoldoutMetrics(**holdout),
+            train_rows=len(train),
+            holdout_rows=len(test),
+            candidates={s.name: s for s in scores},
+        ),
         "features": feature_ranges(features.min().to_dict(), features.max().to_dict()),
     }
 
@@ -78,10 +82,14 @@ def train_candidate(name: str, dataset: Dataset, params: Params, out_dir: Path) 
     return save_model_dir(model, out_dir, **card_fields(dataset, params, [score], score, model, test_rows, train_rows))
 
 
-def train(dataset: Dataset, params: Params, out_dir: Path) -> ModelCard:
-    """Score every candidate, fit the best on the training rows, save the model directory."""
+def train(dataset: Dataset, params: Params, out_dir: Path, progress: Progress | None = None) -> ModelCard:
+    """Score every candidate (``progress`` hears of each as it finishes), fit the best, save the model directory."""
     train_rows, test_rows = holdout_split(dataset.frame, params.split.test_size, params.split.seed)
-    scores = [score_candidate(name, train_rows, params.train) for name in params.train.candidates]
+    scores = []
+    for name in params.train.candidates:
+        scores.append(score_candidate(name, train_rows, params.train))
+        if progress:
+            progress(scores[-1])
     winner = select(scores, params.train.candidates)
     model = fit_selected(winner, train_rows, params.train)
     fields = card_fields(dataset, params, scores, winner, model, test_rows, train_rows)

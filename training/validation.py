@@ -25,6 +25,8 @@ from core.features import (
 
 #: A data row's line in the CSV file: the header is line 1.
 FIRST_DATA_LINE = 2
+MISSING_DROPPED = "missing value; the row is dropped by cleaning"
+MISSING_TO_SCORE = "is the missing-value marker: scoring a car needs all seven features"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,12 @@ class ValidationReport:
         return not self.errors
 
     @property
+    def missing_columns(self) -> list[str]:
+        """Columns the table should have and does not (whole-file problems: no row can be read)."""
+        missing = {i.column for i in self.issues if i.line is None and i.message.startswith("column is missing")}
+        return [name for name in (*(f.name for f in FEATURES), TARGET) if name in missing]
+
+    @property
     def dropped_lines(self) -> list[int]:
         return sorted({i.line for i in self.issues if i.severity == "warning" and i.line is not None})
 
@@ -77,10 +85,9 @@ class ValidationReport:
         if len(self.issues) > limit:
             lines.append(f"... and {len(self.issues) - limit} more (see the JSON report)")
         verdict = "valid" if self.valid else "INVALID"
-        lines.append(
-            f"{verdict}: {self.rows} rows, {len(self.errors)} errors, "
-            f"{len(self.issues) - len(self.errors)} warnings, {len(self.dropped_lines)} rows dropped by cleaning"
-        )
+        warnings = len(self.issues) - len(self.errors)
+        dropped = f", {warnings} warnings, {len(self.dropped_lines)} rows dropped by cleaning" if warnings else ""
+        lines.append(f"{verdict}: {self.rows} rows, {len(self.errors)} errors{dropped}")
         return "\n".join(lines)
 
 
@@ -102,8 +109,9 @@ def _parse_column(
     """Parse one column to float, appending an issue per cell that is not a number; those become NaN."""
     values = _numbers(text, name, two_digit_years)
     missing = text == MISSING_MARKER
+    missing_message = MISSING_TO_SCORE if missing_is_error else MISSING_DROPPED
     problems = {
-        "missing value; the row is dropped by cleaning": missing,
+        missing_message: missing,
         "is empty; write ? for a missing value": text == "",
         "is not a number": values.isna() & ~missing & (text != ""),
     }
@@ -112,7 +120,7 @@ def _parse_column(
         problems["must be a finite number"] = np.isinf(values)
         problems[f"must be within [{low:g}, {high:g}] mpg"] = np.isfinite(values) & ~values.between(low, high)
     for message, mask in problems.items():
-        severity = "warning" if message.startswith("missing value") and not missing_is_error else "error"
+        severity = "warning" if message == MISSING_DROPPED else "error"
         for index in np.flatnonzero(mask.to_numpy()):
             issues.append(Issue(int(index) + FIRST_DATA_LINE, name, text.iat[index], message, severity))
     return values.where(~np.asarray(list(problems.values())).any(axis=0))
@@ -121,6 +129,8 @@ def _parse_column(
 def _check_domains(parsed: dict[str, pd.Series], text: pd.DataFrame, issues: list[Issue]) -> None:
     """The feature domains of ``core.features`` (the same checks the predictor applies); bad cells become NaN."""
     features = [f for f in FEATURES if f.name in parsed]
+    if not features:
+        return  # every feature column is missing: already reported, nothing to check
     matrix = np.column_stack([parsed[f.name].to_numpy() for f in features])
     for row, name, message in domain_problems(matrix, features):
         if np.isnan(parsed[name].iat[row]):
@@ -136,7 +146,8 @@ def validate_table(
 
     Args:
         table: the CSV read with every cell as a string (raw or canonical column names).
-        require_target: training data must carry ``mpg``; prediction input need not.
+        require_target: training data must carry ``mpg`` (and duplicates are dropped);
+            prediction input need not, and a repeated car is scored twice.
         missing_is_error: prediction input cannot skip a row, so ``?`` is an error there.
     """
     # The raw data's `year` column holds two digits (70 = 1970); `model_year` is four digits, as in the API.
@@ -157,7 +168,7 @@ def validate_table(
             continue
         parsed[name] = _parse_column(text[name], name, missing_is_error, two_digit_years, issues)
     _check_domains(parsed, text, issues)
-    duplicated = table.duplicated(keep="first").to_numpy()
+    duplicated = table.duplicated(keep="first").to_numpy() if require_target else []
     for index in np.flatnonzero(duplicated):
         issues.append(Issue(int(index) + FIRST_DATA_LINE, "*", "", "exact duplicate of an earlier row", "warning"))
     issues.sort(key=lambda i: (i.line or 0, i.column))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import MlopsError
@@ -15,28 +16,41 @@ class DataVersionError(MlopsError):
     """DVC could not fetch or store a data version."""
 
 
-def _run(root: Path, action: str, remote: str | None, targets: tuple[str, ...]) -> int:
+def _run(root: Path, action: str, remote: str | None, targets: tuple[str, ...]):
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     try:
         with Repo(str(root)) as repo:
-            result = getattr(repo, action)(targets=[str(root / t) for t in targets], remote=remote)
+            return getattr(repo, action)(targets=[str(root / t) for t in targets], remote=remote)
     except DvcException as e:
         where = f"remote {remote!r}" if remote else "the default remote"
         raise DataVersionError(f"dvc {action} from {where} failed: {e}") from e
-    # pull returns a stats dict, push a count of transferred files
-    return int(result["stats"]["fetched"]) if isinstance(result, dict) else int(result)
 
 
-def pull(root: Path, remote: str | None = None, targets: tuple[str, ...] = DATA_TARGETS) -> int:
-    """Fetch the data files pinned by the ``.dvc`` files into the workspace; returns files fetched."""
-    return _run(root, "pull", remote, targets)
+@dataclass(frozen=True)
+class Pulled:
+    downloaded: int  # files fetched from the remote into the cache
+    restored: list[str]  # workspace files written (added or modified) from the cache
+
+    def summary(self) -> str:
+        if not self.restored:
+            return "data up to date (nothing to fetch or restore)"
+        files = ", ".join(self.restored)
+        return f"restored {files} ({self.downloaded} file(s) downloaded, the rest from the local cache)"
+
+
+def pull(root: Path, remote: str | None = None, targets: tuple[str, ...] = DATA_TARGETS) -> Pulled:
+    """Fetch the data files pinned by the ``.dvc`` files into the workspace."""
+    result = _run(root, "pull", remote, targets)
+    base = Path(root).resolve()
+    restored = [(Path.cwd() / p).resolve().relative_to(base).as_posix() for p in result["added"] + result["modified"]]
+    return Pulled(int(result["stats"]["fetched"]), sorted(restored))
 
 
 def push(root: Path, remote: str | None = None, targets: tuple[str, ...] = DATA_TARGETS) -> int:
     """Upload the workspace's tracked data to a remote; returns files uploaded."""
-    return _run(root, "push", remote, targets)
+    return int(_run(root, "push", remote, targets))
 
 
 def read_versioned(path: str, repo: str, revision: str, remote: str | None = None) -> bytes:

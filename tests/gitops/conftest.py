@@ -64,7 +64,7 @@ def second_model(trained_dir: Path, out: Path) -> Path:
     """Another valid model (same behaviour, different pickle, its own card)."""
     model, card = load_model(trained_dir)
     model.steps[-1][1].fitted_marker_ = str(out)
-    save_model_dir(model, out, **card.model_dump(exclude={"id", "created_at", "libraries", "name", "target"}))
+    save_model_dir(model, out, **card.training_facts())
     return out
 
 
@@ -81,7 +81,8 @@ def world(tmp_path, root, trained_dir) -> GitOpsWorld:
         "MLOPS_CACHE_DIR": str(tmp_path / "cache"),
     }
     env.pop("MLOPS_S3_ENDPOINT_URL", None)
-    store = open_store(Settings(tmp_path / "store", None, REPOSITORY, tmp_path / "cache"))
+    settings = Settings(store_root=tmp_path / "store", model_repository=REPOSITORY, cache_dir=tmp_path / "cache")
+    store = open_store(settings)
     models = {"original": store.publish(trained_dir, REPOSITORY).uri}
     for name in ("b", "c"):
         models[name] = store.publish(second_model(trained_dir, tmp_path / name), REPOSITORY).uri

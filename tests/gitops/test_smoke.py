@@ -36,7 +36,7 @@ def behind_nginx(root):
 
 
 def store_env(tmp_path, *model_dirs) -> dict[str, str]:
-    settings = Settings(tmp_path / "store", None, REPOSITORY, tmp_path / "cache")
+    settings = Settings(store_root=tmp_path / "store", model_repository=REPOSITORY, cache_dir=tmp_path / "cache")
     for model_dir in model_dirs:
         open_store(settings).publish(model_dir, REPOSITORY)
     return {"MLOPS_STORE_ROOT": str(settings.store_root), "MLOPS_CACHE_DIR": str(settings.cache_dir)}

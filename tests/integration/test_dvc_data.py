@@ -10,7 +10,7 @@ import pytest
 from core.model_card import md5_file
 from tests.conftest import SEED_DATA
 from tests.integration.conftest import sh
-from training.versioning import DataVersionError, pull, push
+from training.versioning import DataVersionError, Pulled, pull, push
 
 
 @pytest.fixture
@@ -34,8 +34,19 @@ def test_local_remote_round_trip(data_repo, tmp_path):
     sh("dvc", "remote", "add", "-d", "tmp", tmp_path / "remote", cwd=data_repo)
     assert push(data_repo) == 1
     drop_cache_and_data(data_repo)
-    assert pull(data_repo) == 1
+    assert pull(data_repo) == Pulled(1, ["data/auto-mpg.csv"])
     assert md5_file(data_repo / "data" / "auto-mpg.csv") == md5_file(SEED_DATA)
+
+
+def test_pull_after_deleting_the_file_says_it_restored_it(data_repo):
+    """The cache still holds the data: nothing is downloaded, but the file is restored and the user told."""
+    (data_repo / "data" / "auto-mpg.csv").unlink()
+    shutil.copy(SEED_DATA.parents[2] / "params.yaml", data_repo)  # marks the project root for `mlops`
+    result = sh("mlops", "data", "pull", cwd=data_repo)
+    assert result.stdout.startswith("restored data/auto-mpg.csv (0 file(s) downloaded")
+    assert md5_file(data_repo / "data" / "auto-mpg.csv") == md5_file(SEED_DATA)
+    again = sh("mlops", "data", "pull", cwd=data_repo)
+    assert again.stdout.strip() == "data up to date (nothing to fetch or restore)"
 
 
 def test_s3_remote_round_trip_with_credentials_from_the_environment(data_repo, bucket, s3_env):
@@ -44,7 +55,7 @@ def test_s3_remote_round_trip_with_credentials_from_the_environment(data_repo, b
     assert "testing" not in (data_repo / ".dvc" / "config").read_text()
     assert push(data_repo, remote="s3") == 1
     drop_cache_and_data(data_repo)
-    assert pull(data_repo, remote="s3") == 1
+    assert pull(data_repo, remote="s3").downloaded == 1
     assert md5_file(data_repo / "data" / "auto-mpg.csv") == md5_file(SEED_DATA)
 
 

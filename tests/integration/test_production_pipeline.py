@@ -66,7 +66,7 @@ def test_compiled_pipeline_publishes_a_gated_model(first_run, store):
 def test_degraded_candidate_is_rejected_against_the_champion_and_nothing_is_published(first_run, project, store):
     champion = first_run[1]["model_uri"]
     result, summary = run(project, store, f"champion_uri={champion}", 'params_overrides=["train.candidates=[linear]"]')
-    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.returncode == 3, result.stdout + result.stderr
     assert summary["status"] == "rejected" and summary["model_uri"] is None
     assert any(r.startswith("rmse_increase_vs_champion") for r in summary["gate"]["reasons"])
     assert "rejected by the gate" in result.stdout

@@ -14,6 +14,7 @@ import pytest
 
 from core.model_card import read_card
 from tests.integration.conftest import sh
+from training.bench import copy_worktree
 
 PACKAGES = ("core", "training", "pipelines", "serving", "mlops")
 IMPORT_ALL = f"""
@@ -31,11 +32,13 @@ print(len(names))
 
 @pytest.fixture(scope="module")
 def runtime_python(tmp_path_factory, root) -> Path:
-    venv = tmp_path_factory.mktemp("runtime") / "venv"
+    """The Dockerfile's install, from a copy of the sources (building in place would leave build/ behind)."""
+    base = tmp_path_factory.mktemp("runtime")
+    source = copy_worktree(root, base / "source")
     uv = Path(sys.executable).parent / "uv"
-    sh(uv, "venv", "-q", "--python", sys._base_executable, venv, cwd=root)
-    python = venv / "bin" / "python"
-    sh(uv, "pip", "install", "-q", "--python", python, "-c", root / "constraints.txt", root, cwd=root)
+    sh(uv, "venv", "-q", "--python", sys._base_executable, base / "venv", cwd=base)
+    python = base / "venv" / "bin" / "python"
+    sh(uv, "pip", "install", "-q", "--python", python, "-c", source / "constraints.txt", source, cwd=base)
     return python
 
 

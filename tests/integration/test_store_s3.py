@@ -88,6 +88,11 @@ def test_tampered_object_at_a_published_uri_is_refused(s3_settings, bucket, trai
 
 
 def test_unreachable_endpoint_is_a_store_error_naming_it(tmp_path, trained_dir, s3_env):
-    settings = Settings(tmp_path, "http://127.0.0.1:9", "s3://nowhere/models/mpg", tmp_path / "cache")
+    settings = Settings(
+        store_root=tmp_path,
+        s3_endpoint_url="http://127.0.0.1:9",
+        model_repository="s3://nowhere/models/mpg",
+        cache_dir=tmp_path / "cache",
+    )
     with pytest.raises(StoreError, match="127.0.0.1:9"):
         open_store(settings).publish(trained_dir, settings.model_repository)

@@ -7,11 +7,12 @@ from click.testing import CliRunner
 
 from mlops.cli import main
 from pipelines.compile import IR_FILE
+from tests.conftest import one_line_error, run_mlops
 from tests.integration.kfp_standin import KfpStandIn
 
 
 def test_submit_creates_the_experiment_and_a_run_of_the_compiled_pipeline(root, tmp_path, monkeypatch):
-    monkeypatch.delenv("KFP_TOKEN", raising=False)
+    monkeypatch.delenv("MLOPS_KFP_TOKEN", raising=False)
     token = tmp_path / "token"
     token.write_text("sa-token-123\n")
     with KfpStandIn() as kfp:
@@ -60,5 +61,5 @@ def test_submit_rejects_unknown_parameters_before_calling_the_server(tmp_path):
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path):
-    result = CliRunner().invoke(main, ["pipeline", "submit", "--host", "http://127.0.0.1:9"])
-    assert result.exit_code == 1 and "submitting to http://127.0.0.1:9 failed" in result.output
+    line = one_line_error(run_mlops("pipeline", "submit", "--host", "http://127.0.0.1:9"))
+    assert "http://127.0.0.1:9 cannot be reached" in line and "check --host" in line

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 from sklearn.dummy import DummyRegressor
 from sklearn.pipeline import Pipeline
 
 from core.feature_matrix import FeatureMatrix
 from core.model_card import read_card, save_model_dir
-from mlops.cli import main
-from tests.conftest import SEED_DATA
+from tests.conftest import SEED_DATA, run_mlops
 from training.gate import run_gate
 from training.train import train
 
@@ -21,7 +19,7 @@ from training.train import train
 def constant_dir(tmp_path_factory, trained_dir, dataset):
     """A deliberately degraded candidate: predicts the mean mpg whatever the car."""
     model = Pipeline([("features", FeatureMatrix()), ("model", DummyRegressor())]).fit(dataset.X, dataset.y)
-    card = read_card(trained_dir).model_dump(exclude={"id", "created_at", "libraries", "name", "target"})
+    card = read_card(trained_dir).training_facts()
     out = tmp_path_factory.mktemp("constant") / "model"
     save_model_dir(model, out, **{**card, "algorithm": "constant"})
     return out
@@ -70,13 +68,14 @@ def test_champion_against_itself_passes(trained_dir, dataset, params):
 
 
 def test_gate_cli_exit_status_and_json_report(constant_dir, trained_dir, tmp_path):
-    runner = CliRunner()
-    good = runner.invoke(main, ["gate", "--candidate", str(trained_dir), "--data", str(SEED_DATA)])
-    assert good.exit_code == 0 and "gate PASSED" in good.output
+    """The real script: 0 passed, 3 rejected (distinct from 1, an error), the reasons in one stderr line."""
+    good = run_mlops("gate", "--candidate", trained_dir, "--data", SEED_DATA)
+    assert good.returncode == 0 and "gate PASSED" in good.stdout
     report = tmp_path / "gate.json"
-    bad = runner.invoke(
-        main, ["gate", "--candidate", str(constant_dir), "--data", str(SEED_DATA), "--report", str(report)]
-    )
-    assert bad.exit_code == 1 and "FAIL" in bad.output
+    bad = run_mlops("gate", "--candidate", constant_dir, "--data", SEED_DATA, "--report", report)
+    assert bad.returncode == 3 and "FAIL" in bad.stdout
+    assert bad.stderr.startswith("rejected by the gate: holdout_rmse") and len(bad.stderr.splitlines()) == 1
     decision = json.loads(report.read_text())
     assert decision["passed"] is False and decision["reasons"]
+    error = run_mlops("gate", "--candidate", constant_dir, "--data", tmp_path / "missing.csv")
+    assert error.returncode == 2, "a usage error is not a rejection"

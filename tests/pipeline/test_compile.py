@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -19,8 +20,16 @@ def test_committed_compiled_files_are_up_to_date(root):
     assert check_compiled(root) == [], "run `mlops pipeline compile` and commit the result"
 
 
-def test_compiling_twice_gives_identical_bytes():
-    assert render_compiled() == render_compiled()
+def test_compiling_in_two_processes_with_different_hash_seeds_gives_identical_bytes(tmp_path):
+    """Set and dict orders vary with PYTHONHASHSEED between processes, never within one."""
+    digests = []
+    for seed in ("1", "2"):
+        code = "import hashlib; from pipelines.compile import render; "
+        code += "print(hashlib.sha256(''.join(render().values()).encode()).hexdigest())"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        digests.append(result.stdout.strip())
+    assert digests[0] == digests[1] == hashlib.sha256("".join(render_compiled().values()).encode()).hexdigest()
 
 
 def test_check_reports_a_stale_file_and_exits_1(root, tmp_path):

@@ -27,7 +27,7 @@ def assert_up_and_not_ready(base: str, log, reason: str) -> None:
 
 
 def card_fields(trained_dir) -> dict:
-    return read_card(trained_dir).model_dump(exclude={"id", "created_at", "libraries", "name", "target"})
+    return read_card(trained_dir).training_facts()
 
 
 def test_a_pickle_that_is_not_a_trained_model_leaves_the_server_not_ready(tmp_path, trained_dir):
@@ -55,7 +55,7 @@ def test_a_symlinked_model_file_is_refused(tmp_path, trained_dir):
 
 @pytest.mark.parametrize("target", ["empty", "other"])
 def test_a_symlinked_cache_entry_is_replaced_by_the_published_model(tmp_path, trained_dir, model_copy, target):
-    settings = Settings(tmp_path / "store", None, REPOSITORY, tmp_path / "cache")
+    settings = Settings(store_root=tmp_path / "store", model_repository=REPOSITORY, cache_dir=tmp_path / "cache")
     uri = open_store(settings).publish(trained_dir, REPOSITORY).uri
     model_id = read_card(trained_dir).id
     elsewhere = tmp_path / "elsewhere"

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from serving.bench import free_port
-from serving.client import fallback_server, prepare_site, start_nginx
+from serving.client import fallback_server, prepare_site, running_nginx, start_nginx
 from tests.serving.conftest import wait_until
 
 LITRES_TO_CUBIC_INCHES, KW_TO_HP, KG_TO_LB = 61.0237441, 1.34102209, 2.20462262
@@ -188,3 +188,75 @@ def test_browser_shows_the_api_field_error_next_to_the_field(browser, nginx_site
     assert browser.find_element(By.ID, "result").get_attribute("hidden") is not None
     label = browser.find_element(By.CSS_SELECTOR, "label[for=weight]")
     assert label.text == "Weight"
+
+
+def wait_text(browser, element_id: str):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    element = browser.find_element(By.ID, element_id)
+    WebDriverWait(browser, 10).until(lambda _: element.text)
+    return element.text
+
+
+def result_hidden(browser) -> bool:
+    from selenium.webdriver.common.by import By
+
+    return browser.find_element(By.ID, "result").get_attribute("hidden") is not None
+
+
+def test_clearing_a_field_after_an_estimate_hides_the_old_estimate(browser, nginx_site):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(nginx_site + "/")
+    fill(browser, {})
+    WebDriverWait(browser, 10).until(ec.visibility_of_element_located((By.ID, "result")))
+    fill(browser, {"weight": ""})
+    assert wait_text(browser, "weight-error") == "enter a number"
+    assert result_hidden(browser), "the estimate was for other values"
+
+
+def test_metric_errors_and_labels_are_in_metric_units(browser, nginx_site):
+    from selenium.webdriver.common.by import By
+
+    browser.get(nginx_site + "/")
+    label = browser.find_element(By.CSS_SELECTOR, "label[for=acceleration]")
+    assert label.text == "Acceleration, 0-97 km/h"
+    fill(browser, {"weight": "50000"})
+    assert wait_text(browser, "weight-error") == "must be within [45.36, 9071.85] kg"
+    browser.find_element(By.CSS_SELECTOR, "input[name=units][value=us]").click()
+    assert label.text == "Acceleration, 0-60 mph"
+    fill(browser, {"weight": "50000"})
+    assert wait_text(browser, "weight-error") == "must be within [100, 20000] lb"
+
+
+def test_every_bad_field_is_marked_at_once(browser, nginx_site):
+    from selenium.webdriver.common.by import By
+
+    browser.get(nginx_site + "/")
+    fill(browser, {"cylinders": "7", "weight": "-5", "model_year": "76"})
+    assert wait_text(browser, "cylinders-error").startswith("must be one of 2, 3, 4")
+    assert wait_text(browser, "weight-error").startswith("must be within")
+    assert "four-digit year" in wait_text(browser, "model_year-error")
+    marked = browser.find_elements(By.CSS_SELECTOR, "[aria-invalid=true]")
+    assert {m.get_attribute("id") for m in marked} == {"cylinders", "weight", "model_year"}
+
+
+def test_the_extrapolation_note_names_features_as_people_do(browser, nginx_site):
+    browser.get(nginx_site + "/")
+    fill(browser, {"model_year": "2001"})
+    note = wait_text(browser, "extrapolation")
+    assert "model year" in note and "model_year" not in note
+
+
+def test_a_predictor_that_is_down_gives_a_plain_message(browser, root):
+    """nginx answers 502 with an HTML page when the predictor is down; the page must not try to parse it."""
+    port = free_port()
+    with running_nginx(root / "k8s" / "base" / "client", f"http://127.0.0.1:{free_port()}", port):
+        browser.get(f"http://127.0.0.1:{port}/")
+        fill(browser, {})
+        message = wait_text(browser, "form-error")
+    assert message == "The estimate service is unavailable (HTTP 502). Try again in a moment."
+    assert "Unexpected token" not in message and result_hidden(browser)

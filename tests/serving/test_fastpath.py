@@ -7,7 +7,7 @@ import pytest
 
 from core.model_card import read_card
 from serving.fastpath import TOLERANCE, fast_predictor
-from training.candidates import BUILDERS
+from training.candidates import build
 
 
 def ranges(trained_dir):
@@ -25,7 +25,7 @@ def ranges(trained_dir):
     ],
 )
 def test_each_candidate_gets_the_expected_path_and_the_same_predictions(name, path, dataset, params, trained_dir):
-    estimator, grid = BUILDERS[name](params.train)
+    estimator, grid = build(name, params.train)
     estimator.set_params(**{key: values[0] for key, values in grid.items()}).fit(dataset.X, dataset.y)
     predict, chosen = fast_predictor(estimator, *ranges(trained_dir))
     assert chosen == path

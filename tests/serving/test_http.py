@@ -79,8 +79,16 @@ def test_metadata_health_and_metrics(base_url, trained_dir):
     assert metadata["versions"] == [read_card(trained_dir).id]
     assert httpx.get(f"{base_url}/v2/health/ready").json() == {"ready": True}
     assert httpx.get(f"{base_url}/v2/models/mpg/ready").status_code == 200
-    metrics = httpx.get(f"{base_url}/metrics").text
-    assert "request_predict_seconds" in metrics or "# TYPE" in metrics
+
+    def predictions_counted() -> float:
+        text = httpx.get(f"{base_url}/metrics").text
+        line = next(li for li in text.splitlines() if li.startswith('request_predict_seconds_count{model_name="mpg"}'))
+        return float(line.split()[-1])
+
+    before = predictions_counted()
+    for _ in range(3):
+        v1(base_url, {"instances": [CAR]})
+    assert predictions_counted() == before + 3, "every prediction is timed on /metrics"
 
 
 def test_server_listens_on_loopback_only(server):

@@ -5,13 +5,23 @@ from __future__ import annotations
 import pytest
 
 from core.errors import ParamsError
-from training.params import Params, apply_overrides, load_params, parse_params
+from training.candidates import CANDIDATES
+from training.params import Params, TrainParams, apply_overrides, load_params, parse_params
 
 
-def test_committed_params_file_is_valid_and_names_every_default(root):
+def test_committed_params_file_is_valid_and_lists_every_registered_candidate(root):
     params = load_params(root / "params.yaml")
-    assert params == Params.model_validate(params.model_dump())
-    assert set(params.train.candidates) == {"poly_weight_year", "linear", "gradient_boosting", "svr"}
+    assert params.train.candidates == list(CANDIDATES), "params.yaml tries every candidate, in tie-breaking order"
+    for name, candidate in CANDIDATES.items():
+        assert isinstance(getattr(params.train, name), candidate.Params), f"train.{name} is that candidate's block"
+    assert params.train.svr.c == [1.0, 3.0] and params.gate.max_holdout_rmse == 2.8
+
+
+def test_a_candidate_is_one_registry_entry_and_one_params_block():
+    """The registry drives params: the allowed names, and each candidate's block with its own validation."""
+    assert set(TrainParams.model_fields) == {"seed", "cv_folds", "candidates", *CANDIDATES}
+    with pytest.raises(ParamsError, match="train.gradient_boosting.subsample"):
+        parse_params({"train": {"gradient_boosting": {"subsample": 1.5}}})
 
 
 def test_overrides_parse_yaml_values_without_touching_the_input():

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from core import store as store_module
-from core.features import FEATURE_NAMES
-from core.model_card import DataRef, feature_ranges, load_model, save_model_dir, sha256_file
+from core.model_card import load_model, read_card, save_model_dir, sha256_file
 from core.settings import Settings
 from core.store import StoreError, open_store
 from core.uri import ModelURIError
@@ -85,18 +84,10 @@ def test_interrupted_publish_leaves_nothing_at_the_final_uri_and_a_retry_succeed
     assert store.publish(trained_dir, REPOSITORY).created
 
 
-def test_publish_killed_mid_copy_leaves_the_final_uri_absent(tmp_path):
+def test_publish_killed_mid_copy_leaves_the_final_uri_absent(tmp_path, trained_dir):
     """A real SIGKILL of `mlops publish` while it copies a large model file."""
-    ranges = feature_ranges(dict.fromkeys(FEATURE_NAMES, 0.0), dict.fromkeys(FEATURE_NAMES, 1.0))
     big = save_model_dir(
-        np.random.default_rng(0).random(20_000_000),
-        tmp_path / "big",
-        algorithm="test",
-        git_commit=None,
-        data=DataRef(path="x", md5="0", rows=0),
-        params={},
-        metrics={},
-        features=ranges,
+        np.random.default_rng(0).random(20_000_000), tmp_path / "big", **read_card(trained_dir).training_facts()
     )
     env = {**os.environ, "MLOPS_STORE_ROOT": str(tmp_path / "store"), "MLOPS_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("MLOPS_S3_ENDPOINT_URL", None)
@@ -123,7 +114,7 @@ def other_model(tmp_path, trained_dir) -> Path:
 
     model, card = load_model(trained_dir)
     model.steps[-1][1].fitted_marker_ = 1  # changes the pickle, not the behaviour
-    fields = card.model_dump(exclude={"id", "created_at", "libraries", "name", "target"})
+    fields = card.training_facts()
     save_model_dir(model, tmp_path / "other", **fields)
     return tmp_path / "other"
 

@@ -1,5 +1,6 @@
 // Fuel-consumption client: converts the form to the model's units, calls the V1 API on the same
-// origin (nginx proxies /v1/), shows the estimate or the API's field errors next to each field.
+// origin (nginx proxies it), shows the estimate or every field error next to its field, in the
+// units the form is in.
 "use strict";
 
 const FEATURES = ["cylinders", "displacement", "horsepower", "weight", "acceleration", "model_year", "origin"];
@@ -8,6 +9,16 @@ const TO_US = {
   displacement: 61.0237441, // litres -> cubic inches
   horsepower: 1.34102209, // kW -> hp
   weight: 2.20462262, // kg -> lb
+};
+// What a person calls each feature (the API's names are for programs).
+const LABELS = {
+  cylinders: "cylinders",
+  displacement: "displacement",
+  horsepower: "power",
+  weight: "weight",
+  acceleration: "acceleration",
+  model_year: "model year",
+  origin: "origin",
 };
 const PREDICT_URL = "/v1/models/mpg:predict";
 
@@ -23,9 +34,14 @@ function setUnits(next, previous) {
       const converted = next === "us" ? value * factor : value / factor;
       input.value = String(Math.round(converted * 100) / 100);
     }
-    const label = input.parentElement.querySelector(".unit");
-    label.textContent = label.dataset[next === "us" ? "us" : "metric"];
   }
+  for (const element of document.querySelectorAll("[data-metric][data-us]")) {
+    element.textContent = element.dataset[next === "us" ? "us" : "metric"];
+  }
+}
+
+function hideResult() {
+  document.getElementById("result").hidden = true;
 }
 
 function clearErrors() {
@@ -36,14 +52,29 @@ function clearErrors() {
   }
 }
 
+function markField(name, text) {
+  document.getElementById(`${name}-error`).textContent = text;
+  document.getElementById(name).setAttribute("aria-invalid", "true");
+}
+
+// The API states bounds in the model's units ("must be within [100, 20000] lb"); in metric mode,
+// say them in the form's units ("must be within [45, 9072] kg").
+function inFormUnits(name, message) {
+  if (units() !== "metric" || !TO_US[name]) return message;
+  const unit = document.querySelector(`label[for=${name}] ~ .unit`).dataset.metric;
+  return message.replace(/\[([-\d.e+]+), ([-\d.e+]+)\] [^;]*$/, (_, low, high) => {
+    const convert = (text) => String(Math.round((parseFloat(text) / TO_US[name]) * 100) / 100);
+    return `[${convert(low)}, ${convert(high)}] ${unit}`;
+  });
+}
+
 function showErrors(message) {
   // The API names each problem as "instances[0].<field>: <what is wrong>", separated by "; ".
   let placed = false;
   for (const part of message.split("; ")) {
     const match = part.match(/^instances\[\d+\]\.(\w+): (.*)$/);
     if (match && FEATURES.includes(match[1])) {
-      document.getElementById(`${match[1]}-error`).textContent = match[2];
-      document.getElementById(match[1]).setAttribute("aria-invalid", "true");
+      markField(match[1], inFormUnits(match[1], match[2]));
       placed = true;
     }
   }
@@ -65,10 +96,23 @@ function showResult(prediction, modelId) {
   document.getElementById("mpg").textContent = prediction.mpg.toFixed(1);
   document.getElementById("model-id").textContent = modelId;
   const note = document.getElementById("extrapolation");
-  const outside = prediction.outside_training_range;
+  const outside = prediction.outside_training_range.map((name) => LABELS[name] || name);
   note.hidden = outside.length === 0;
-  note.textContent = outside.length ? `Outside the range the model was trained on: ${outside.join(", ")}.` : "";
+  note.textContent = outside.length
+    ? `Outside the range of the cars the model learned from: ${outside.join(", ")}. Treat the estimate with care.`
+    : "";
   document.getElementById("result").hidden = false;
+}
+
+// The body of an answer, or null when it is not JSON (an HTML error page from a proxy, say).
+async function jsonOf(response) {
+  const type = response.headers.get("content-type") || "";
+  if (!type.includes("json")) return null;
+  try {
+    return await response.json();
+  } catch {
+    return null;
+  }
 }
 
 async function estimate(event) {
@@ -77,32 +121,40 @@ async function estimate(event) {
   const car = instance();
   const missing = FEATURES.filter((name) => !Number.isFinite(car[name]));
   if (missing.length) {
-    for (const name of missing) {
-      document.getElementById(`${name}-error`).textContent = "enter a number";
-      document.getElementById(name).setAttribute("aria-invalid", "true");
-    }
+    hideResult(); // an estimate for other values must not stay on screen
+    for (const name of missing) markField(name, "enter a number");
     return;
   }
+  let response;
   try {
-    const response = await fetch(PREDICT_URL, {
+    response = await fetch(PREDICT_URL, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ instances: [car] }),
     });
-    const body = await response.json();
-    if (!response.ok) {
-      showErrors(body.error || `request failed (${response.status})`);
-      document.getElementById("result").hidden = true;
-      return;
-    }
-    showResult(body.predictions[0], body.model_id);
-  } catch (error) {
-    document.getElementById("form-error").textContent = `The service cannot be reached: ${error.message}`;
+  } catch {
+    hideResult();
+    document.getElementById("form-error").textContent =
+      "The estimate service cannot be reached. Check your connection and try again.";
+    return;
   }
+  const body = await jsonOf(response);
+  if (!response.ok || body === null) {
+    hideResult();
+    if (body && body.error && response.status < 500) {
+      showErrors(body.error);
+    } else {
+      document.getElementById("form-error").textContent =
+        `The estimate service is unavailable (HTTP ${response.status}). Try again in a moment.`;
+    }
+    return;
+  }
+  showResult(body.predictions[0], body.model_id);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   let current = units();
+  setUnits(current, current);
   for (const radio of document.querySelectorAll('input[name="units"]')) {
     radio.addEventListener("change", () => {
       setUnits(units(), current);
