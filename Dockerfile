@@ -20,6 +20,8 @@ COPY core core
 COPY training training
 COPY pipelines pipelines
 COPY serving serving
+COPY gitops gitops
+COPY monitoring monitoring
 COPY mlops mlops
 RUN pip install -c constraints.txt . && python -m compileall -q /usr/local/lib/python3.11/site-packages
 COPY params.yaml dvc.yaml ./

@@ -45,12 +45,13 @@ test: install ## System packages the tests drive (nginx, Chromium, Node), lint, 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-bench: install ## Benchmarks: training, production pipeline, serving (figures in the README)
+bench: install ## Benchmarks: training, production pipeline, serving, manifests, monitor (figures in the README)
 	scripts/system-deps.sh bench
 	$(BIN)/mlops bench training
 	$(BIN)/mlops bench pipeline
 	$(BIN)/mlops bench serve
 	$(BIN)/mlops bench manifests
+	$(BIN)/mlops bench monitor
 
 lock: ## Re-resolve constraints.txt from pyproject.toml (needs uv in .venv)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o constraints.txt

@@ -7,6 +7,7 @@ import click
 from core.cli import publish_command
 from core.errors import MlopsError
 from gitops.cli import bench_manifests, gitops_group, manifests_group
+from monitoring.cli import bench_monitor, ingest_command, monitor_group
 from pipelines.cli import bench_pipeline, pipeline_group
 from serving.cli import bench_serve, client_command, serve_command
 from training.cli import bench_training, data_group, evaluate_command, gate_command, predict_command, train_command
@@ -73,12 +74,15 @@ for command in (
     client_command,
     manifests_group,
     gitops_group,
+    monitor_group,
 ):
     main.add_command(command)
 bench_group.add_command(bench_training)
 bench_group.add_command(bench_pipeline)
+data_group.add_command(ingest_command)
 bench_group.add_command(bench_serve)
 bench_group.add_command(bench_manifests)
+bench_group.add_command(bench_monitor)
 
 
 if __name__ == "__main__":

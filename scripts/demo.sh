@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
 # `make demo`: fetch the data, run the experimental pipeline, then the compiled production
 # pipeline (gate + publish to the local model store), show what runs where, then serve the model
-# with the client page until Ctrl-C.
+# with the client page and the monitor (payload log, feedback) until Ctrl-C.
 #
-# Settings (make demo NAME=value): PREDICTOR_PORT (8080), CLIENT_PORT (8000), SERVE (1; 0 stops
-# before serving, for scripts).
+# Settings (make demo NAME=value): PREDICTOR_PORT (8080), CLIENT_PORT (8000), MONITOR_PORT (8081),
+# SERVE (1; 0 stops before serving, for scripts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PREDICTOR_PORT=${PREDICTOR_PORT:-8080}
 CLIENT_PORT=${CLIENT_PORT:-8000}
+MONITOR_PORT=${MONITOR_PORT:-8081}
 SERVE=${SERVE:-1}
 SERVER=""
 CLIENT=""
+MONITOR=""
 
 port_busy() {
     ! python -c 'import socket, sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 }
 
 if [ "$SERVE" != 0 ]; then  # say it now, not after minutes of training
-    for setting in PREDICTOR_PORT CLIENT_PORT; do
+    for setting in PREDICTOR_PORT CLIENT_PORT MONITOR_PORT; do
         if port_busy "${!setting}"; then
             echo "port ${!setting} on 127.0.0.1 is in use: stop what listens there, or run make demo $setting=<free port>" >&2
             exit 1
@@ -59,10 +61,11 @@ mlops gitops status
 stop() {
     [ -n "$CLIENT" ] && kill "$CLIENT" 2>/dev/null
     [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null
+    [ -n "$MONITOR" ] && kill "$MONITOR" 2>/dev/null
     wait 2>/dev/null || true
 }
 trap stop EXIT
-trap 'echo; echo "demo stopped: the predictor and the client page are shut down"; exit 0' INT TERM
+trap 'echo; echo "demo stopped: the predictor, the monitor and the client page are shut down"; exit 0' INT TERM
 
 if [ -n "$MODEL_URI" ]; then
     MODEL_ARGS=(--model-uri "$MODEL_URI")
@@ -71,8 +74,11 @@ else
     MODEL_ARGS=(--env staging)
 fi
 echo
-echo "==> mlops serve ${MODEL_ARGS[*]} --port $PREDICTOR_PORT  +  mlops client --port $CLIENT_PORT"
-mlops serve "${MODEL_ARGS[@]}" --port "$PREDICTOR_PORT" >.mlops/serve.log 2>&1 &
+echo "==> mlops monitor serve --port $MONITOR_PORT  +  mlops serve ${MODEL_ARGS[*]} --port $PREDICTOR_PORT --log-url ..."
+echo "    +  mlops client --port $CLIENT_PORT"
+mlops monitor serve --port "$MONITOR_PORT" >.mlops/monitor.log 2>&1 &
+MONITOR=$!
+mlops serve "${MODEL_ARGS[@]}" --port "$PREDICTOR_PORT" --log-url "http://127.0.0.1:$MONITOR_PORT/" >.mlops/serve.log 2>&1 &
 SERVER=$!
 python - "$PREDICTOR_PORT" "$SERVER" <<'PY'
 import os, sys, time, urllib.request
@@ -89,11 +95,14 @@ for _ in range(600):
         time.sleep(0.2)
 sys.exit("the predictor did not become ready in 2 minutes; see .mlops/serve.log")
 PY
-mlops client --predictor "http://127.0.0.1:$PREDICTOR_PORT" --port "$CLIENT_PORT" &
+mlops client --predictor "http://127.0.0.1:$PREDICTOR_PORT" --monitor "http://127.0.0.1:$MONITOR_PORT" \
+    --port "$CLIENT_PORT" &
 CLIENT=$!
 cat <<MSG
 
 Open http://127.0.0.1:$CLIENT_PORT/ for the client page (API: http://127.0.0.1:$PREDICTOR_PORT/v1/models/mpg:predict).
-Predictor log: .mlops/serve.log. Press Ctrl-C to stop.
+Every estimate is logged to the monitor (.mlops/monitor.db); report the actual consumption
+under an estimate, then: mlops monitor report --out report.html
+Logs: .mlops/serve.log, .mlops/monitor.log. Press Ctrl-C to stop.
 MSG
 wait "$SERVER"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages a make target needs, when they are missing.
-#   scripts/system-deps.sh test    nginx, Chromium + ChromeDriver, Node.js + npm (gitlab-ci-local)
+#   scripts/system-deps.sh test    nginx, Chromium + ChromeDriver, Node.js + npm (gitlab-ci-local),
+#                                  PostgreSQL (the monitor's multi-replica database)
 #   scripts/system-deps.sh demo    nginx (optional: without it the page is served by a Python stand-in)
-#   scripts/system-deps.sh bench   wrk (the HTTP load generator of `mlops bench serve`)
+#   scripts/system-deps.sh bench   wrk (the HTTP load generator of `mlops bench serve|monitor`),
+#                                  PostgreSQL (`mlops bench monitor` measures it too)
 # As root, or through sudo without a password; where there is no apt-get (or no way to be root),
 # one line names what to install and, for `test`, the command fails.
 set -euo pipefail
@@ -10,13 +12,16 @@ set -euo pipefail
 target=${1:-test}
 # command:package pairs
 case "$target" in
-    test) needs=(nginx:nginx-light chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm) ;;
+    test) needs=(nginx:nginx-light chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm initdb:postgresql) ;;
     demo) needs=(nginx:nginx-light) ;;
-    bench) needs=(wrk:wrk) ;;
+    bench) needs=(wrk:wrk initdb:postgresql) ;;
     *) echo "usage: $0 test|demo|bench" >&2; exit 2 ;;
 esac
 
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+have() {
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ] \
+        || compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null
+}
 
 missing=()
 for pair in "${needs[@]}"; do

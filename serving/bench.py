@@ -109,13 +109,15 @@ def pinned(cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and (os.cpu_count() or 1) >= 2 else []
 
 
-def run_wrk(url: str, body: str, seconds: int, connections: int = 16) -> dict[str, float]:
-    """Requests/s, p50 and p99 (ms) from one wrk run; non-2xx answers count as errors."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT.format(body=body))
-    command = [*pinned(0), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url]
+def run_wrk(url: str, body: str, seconds: int, connections: int = 16, script: str | None = None) -> dict[str, float]:
+    """Requests/s, p50 and p99 (ms) from one wrk run; non-2xx answers count as errors.
+
+    ``script``: a wrk Lua script of one's own instead of POSTing ``body``."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        lua.write(script or WRK_SCRIPT.format(body=body))
+    command = [*pinned(0), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", lua.name, url]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    Path(script.name).unlink()
+    Path(lua.name).unlink()
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if errors:
         raise BenchError(f"{errors.group(1)} failed requests against {url}:\n{output}")

@@ -26,13 +26,18 @@ from core.settings import project_root
     "--access-log", is_flag=True, help="Log every request (off: per-request logging costs more than a prediction)."
 )
 @click.option(
+    "--log-url",
+    help="Post every prediction to this monitor as KServe's payload logger would (local runs; "
+    "in the cluster the InferenceService's logger does it).",
+)
+@click.option(
     "--receive-timeout",
     type=click.FloatRange(0.1, 600),
     default=10.0,
     show_default=True,
     help="Seconds a client has to send a whole request (408 after).",
 )
-def serve_command(env, model_uri, source_uri, host, port, model_name, access_log, receive_timeout):
+def serve_command(env, model_uri, source_uri, host, port, model_name, access_log, log_url, receive_timeout):
     """Serve the model over KServe's V1 and V2 REST protocols until SIGINT/SIGTERM.
 
     With --env the URI comes from the rendered overlay (k8s/overlays/<env>), so local
@@ -50,6 +55,7 @@ def serve_command(env, model_uri, source_uri, host, port, model_name, access_log
     from core.settings import Settings
     from core.store import open_store
     from core.uri import LocalModelDir, parse_store_uri
+    from serving.payload_log import PayloadLog
     from serving.predictor import MpgModel
     from serving.server import serve
 
@@ -71,6 +77,7 @@ def serve_command(env, model_uri, source_uri, host, port, model_name, access_log
         access_log=access_log,
         announce=lambda url: click.echo(f"serving {uri} as {model_name} on {url}", err=True),
         receive_timeout=receive_timeout,
+        payload_log=PayloadLog(log_url, model_name, f"mpg-{env}" if env else "local") if log_url else None,
     )
 
 
@@ -81,9 +88,12 @@ class ClientStoppedError(MlopsError):
 @click.command("client")
 @click.option("--predictor", default="http://127.0.0.1:8080", show_default=True, help="Predictor base URL.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--monitor", default="http://127.0.0.1:8081", show_default=True, help="Monitor base URL (feedback goes there)."
+)
 @click.option("--python", "use_python", is_flag=True, help="Use the Python stand-in even if nginx is installed.")
-def client_command(predictor, port, use_python):
-    """Serve the client page on 127.0.0.1, proxying /v1/ and /v2/ to the predictor.
+def client_command(predictor, port, monitor, use_python):
+    """Serve the client page on 127.0.0.1, proxying the API routes to the predictor and /feedback to the monitor.
 
     Uses nginx with the repo's nginx.conf when nginx is installed, otherwise a Python
     stand-in that serves the same files with the same headers.
@@ -105,11 +115,11 @@ def client_command(predictor, port, use_python):
     client_dir = project_root() / "k8s" / "base" / "client"
     try:
         if nginx_binary() and not use_python:
-            with running_nginx(client_dir, predictor, port) as process:
+            with running_nginx(client_dir, predictor, port, monitor) as process:
                 click.echo(f"client (nginx) on http://127.0.0.1:{port}/ -> {predictor}", err=True)
                 process.wait()
             raise ClientStoppedError(f"nginx stopped on its own (status {process.returncode})")
-        server = fallback_server(client_dir, predictor, port)
+        server = fallback_server(client_dir, predictor, port, monitor)
         click.echo(f"client (Python stand-in for nginx) on http://127.0.0.1:{port}/ -> {predictor}", err=True)
         with server:
             server.serve_forever()

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -27,26 +28,31 @@ from urllib.parse import urlparse
 from core.errors import MlopsError
 
 API_ROOTS = ("/v1", "/v2")  # and everything under them
+DEFAULT_MONITOR = "http://127.0.0.1:8081"
 HEADER = re.compile(r'^\s*add_header\s+(\S+)\s+"([^"]*)"\s+always;', re.MULTILINE)
-ROUTE = re.compile(r"location = (?P<path>/v[12]/\S+) \{\s*if \(\$request_method != (?P<method>[A-Z]+)\)")
+ROUTE = re.compile(
+    r"location = (?P<path>/\S+) \{\s*if \(\$request_method != (?P<method>[A-Z]+)\) \{ return 405; \}"
+    r"\s*proxy_pass http://(?P<upstream>\w+);"
+)
 
 
-def proxied_routes(nginx_conf: str) -> dict[str, str]:
-    """Path -> method of every route nginx.conf proxies to the predictor."""
-    return {m["path"]: m["method"] for m in ROUTE.finditer(nginx_conf)}
+def proxied_routes(nginx_conf: str) -> dict[str, tuple[str, str]]:
+    """Path -> (method, upstream) of every route nginx.conf proxies."""
+    return {m["path"]: (m["method"], m["upstream"]) for m in ROUTE.finditer(nginx_conf)}
 
 
-def prepare_site(client_dir: Path, predictor_url: str, port: int) -> Path:
+def prepare_site(client_dir: Path, predictor_url: str, port: int, monitor_url: str = DEFAULT_MONITOR) -> Path:
     """A world-readable prefix dir (nginx workers may run as nobody) holding conf/ and html/."""
     prefix = Path(tempfile.mkdtemp(prefix="mpg-client-"))
     prefix.chmod(0o755)
     (prefix / "conf").mkdir(mode=0o755)
     conf = (client_dir / "nginx.conf").read_text()
     (prefix / "conf" / "nginx.conf").write_text(re.sub(r"listen 8080;", f"listen 127.0.0.1:{port};", conf))
-    target = urlparse(predictor_url)
-    (prefix / "conf" / "upstream.conf").write_text(
-        f"upstream predictor {{\n    server {target.hostname}:{target.port};\n    keepalive 16;\n}}\n"
+    upstreams = "".join(
+        f"upstream {name} {{\n    server {urlparse(url).hostname}:{urlparse(url).port};\n    keepalive 4;\n}}\n"
+        for name, url in (("predictor", predictor_url), ("monitor", monitor_url))
     )
+    (prefix / "conf" / "upstream.conf").write_text(upstreams)
     shutil.copytree(client_dir / "html", prefix / "html")
     for path in prefix.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
@@ -62,9 +68,11 @@ class ClientStartError(MlopsError):
 
 
 @contextlib.contextmanager
-def running_nginx(client_dir: Path, predictor_url: str, port: int, timeout: float = 10) -> Iterator[subprocess.Popen]:
+def running_nginx(
+    client_dir: Path, predictor_url: str, port: int, monitor_url: str = DEFAULT_MONITOR, timeout: float = 10
+) -> Iterator[subprocess.Popen]:
     """nginx on a prepared site, up and listening; stopped and its folder removed on exit, however it ends."""
-    prefix = prepare_site(client_dir, predictor_url, port)
+    prefix = prepare_site(client_dir, predictor_url, port, monitor_url)
     process = start_nginx(prefix)
     try:
         deadline = time.monotonic() + timeout
@@ -110,9 +118,10 @@ def start_nginx(prefix: Path) -> subprocess.Popen:
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    predictor: tuple[str, int]
+    upstreams: dict[str, tuple[str, int]]  # nginx.conf's upstream name -> (host, port)
     headers_to_add: list[tuple[str, str]]
-    routes: dict[str, str]
+    routes: dict[str, tuple[str, str]]
+    FORWARDED = ("Content-Type", "X-Request-Id")
 
     def end_headers(self):
         for name, value in self.headers_to_add:
@@ -122,26 +131,25 @@ class _Handler(SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def _proxy(self):
+    def _proxy(self, upstream: str):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
-        connection = http.client.HTTPConnection(*self.predictor, timeout=30)
+        connection = http.client.HTTPConnection(*self.upstreams[upstream], timeout=30)
+        headers = {name: self.headers[name] for name in self.FORWARDED if self.headers.get(name)}
+        headers["X-Request-Id"] = headers["Ce-Id"] = self.headers.get("X-Request-Id") or uuid.uuid4().hex  # as nginx
         try:
-            connection.request(
-                self.command,
-                self.path,
-                body=body,
-                headers={"Content-Type": self.headers.get("Content-Type", "application/json")},
-            )
+            connection.request(self.command, self.path, body=body, headers=headers)
             response = connection.getresponse()
             payload = response.read()
         except OSError as e:
-            self.send_error(502, f"predictor unreachable: {e}")
+            self.send_error(502, f"{upstream} unreachable: {e}")
             return
         finally:
             connection.close()
         self.send_response(response.status)
-        self.send_header("Content-Type", response.getheader("Content-Type", "application/json"))
+        for name in self.FORWARDED:
+            if response.getheader(name):
+                self.send_header(name, response.getheader(name))
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -150,8 +158,9 @@ class _Handler(SimpleHTTPRequestHandler):
         """Answer an API path as nginx does: proxy a listed route, 405 for another method, 404 otherwise."""
         path = urlparse(self.path).path
         if path in self.routes:
-            if self.routes[path] == self.command:
-                self._proxy()
+            method, upstream = self.routes[path]
+            if method == self.command:
+                self._proxy(upstream)
             else:
                 self.send_error(405)
             return True
@@ -176,17 +185,18 @@ class _Handler(SimpleHTTPRequestHandler):
             self.send_error(405)
 
 
-def fallback_server(client_dir: Path, predictor_url: str, port: int) -> ThreadingHTTPServer:
+def fallback_server(
+    client_dir: Path, predictor_url: str, port: int, monitor_url: str = DEFAULT_MONITOR
+) -> ThreadingHTTPServer:
     """The Python stand-in for nginx: same files, same proxied paths, same security headers."""
-    target = urlparse(predictor_url)
     conf = (client_dir / "nginx.conf").read_text()
+    upstreams = {
+        name: (urlparse(url).hostname, urlparse(url).port)
+        for name, url in (("predictor", predictor_url), ("monitor", monitor_url))
+    }
     handler = type(
         "ClientHandler",
         (_Handler,),
-        {
-            "predictor": (target.hostname, target.port),
-            "headers_to_add": HEADER.findall(conf),
-            "routes": proxied_routes(conf),
-        },
+        {"upstreams": upstreams, "headers_to_add": HEADER.findall(conf), "routes": proxied_routes(conf)},
     )
     return ThreadingHTTPServer(("127.0.0.1", port), partial(handler, directory=str(client_dir / "html")))

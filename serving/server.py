@@ -16,10 +16,15 @@ log levels are set after ``ModelServer`` is constructed (which reconfigures logg
 """
 
 import asyncio
+import contextlib
+import functools
 import logging
+import re
 import signal
 import socket
 import sys
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +32,7 @@ import orjson
 
 from core.errors import MlopsError
 from serving.limits import RECEIVE_TIMEOUT, BodyLimit, GuardedHttpToolsProtocol
+from serving.payload_log import PayloadLog
 from serving.schema import InvalidRequestError, decode_v2
 
 logger = logging.getLogger(__name__)
@@ -50,8 +56,71 @@ def _json(status: int, content: Any, headers: dict[str, str] | None = None):
     return Response(orjson.dumps(content), status, headers=headers, media_type="application/json")
 
 
-def build_app(dataplane, registry) -> Any:
-    """The FastAPI app: ``ROUTES`` over kserve's data plane, with this project's error handling."""
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+
+
+class Traffic:
+    """Prometheus figures of every answer, errors included (kserve's histograms time predictions only)."""
+
+    def __init__(self):
+        from prometheus_client import Counter, Histogram
+
+        self.answers = Counter("mpg_http_requests", "HTTP answers by route and status", ["route", "status"])
+        self.seconds = Histogram(
+            "mpg_http_request_seconds",
+            "Seconds from request to answer, by route",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+
+    @staticmethod
+    def route(path: str) -> str:
+        return "predict" if path.endswith(":predict") else "infer" if path.endswith("/infer") else "other"
+
+    def middleware(self, app):
+        async def counted(scope, receive, send):
+            if scope["type"] != "http":
+                return await app(scope, receive, send)
+            started, route, status = time.perf_counter(), self.route(scope["path"]), [500]
+
+            async def sending(message):
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, sending)
+            finally:
+                self.answers.labels(route, str(status[0])).inc()
+                self.seconds.labels(route).observe(time.perf_counter() - started)
+
+        return counted
+
+
+@functools.cache
+def traffic() -> Traffic:
+    """One set of counters per process (Prometheus refuses a second registration)."""
+    return Traffic()
+
+
+def request_id_of(headers: dict[str, str]) -> str:
+    """The id payload logging and feedback use: ``Ce-Id`` (what KServe's logger takes as the event
+    id), else ``X-Request-Id``, else a new one; checked either way."""
+    name = "ce-id" if "ce-id" in headers else "x-request-id"
+    given = headers.get(name)
+    if given is None:
+        return uuid.uuid4().hex
+    if not REQUEST_ID.fullmatch(given):
+        raise InvalidRequestError(f"{name}: at most 200 letters, digits and ._:- characters")
+    return given
+
+
+def build_app(dataplane, registry, payload_log: PayloadLog | None = None) -> Any:
+    """The FastAPI app: ``ROUTES`` over kserve's data plane, with this project's error handling.
+
+    Every prediction answers with ``X-Request-Id`` (the caller's, or a new one) and,
+    with a ``payload_log``, is logged as KServe's logger would.
+    """
     from fastapi import FastAPI, Request
     from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
     from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
@@ -61,7 +130,24 @@ def build_app(dataplane, registry) -> Any:
 
     from serving.predictor import PayloadTooLarge
 
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        if payload_log:
+            payload_log.start()
+        yield
+        if payload_log:
+            await payload_log.stop()
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+
+    def answer(request_id: str, body: bytes, content) -> Any:
+        from starlette.responses import Response
+
+        encoded = orjson.dumps(content)
+        if payload_log:
+            payload_log.emit(request_id, body, encoded)
+        headers = {"X-Request-Id": request_id}
+        return Response(encoded, 200, headers=headers, media_type="application/json")
 
     def ready_model(model_name: str):
         model = registry.get_model(model_name)
@@ -74,16 +160,18 @@ def build_app(dataplane, registry) -> Any:
     async def predict(model_name: str, request: Request):
         ready_model(model_name)
         body, headers = await request.body(), dict(request.headers)
+        request_id = request_id_of(headers)
         try:
             payload = orjson.loads(body)  # whatever the content type: curl's default is a form type
         except orjson.JSONDecodeError as e:
             raise InvalidRequestError(f"body: not valid JSON ({e})") from e
         response, _ = await dataplane.infer(model_name, payload, headers)
-        return _json(200, response)
+        return answer(request_id, body, response)
 
     async def infer(model_name: str, request: Request):
         ready_model(model_name)
         body, headers = await request.body(), dict(request.headers)
+        request_id = request_id_of(headers)
         decoded = decode_v2(body, headers.get("inference-header-content-length"))
         inputs = [InferInput(i.name, i.shape, i.datatype, i.data) for i in decoded.inputs]
         outputs = None if decoded.outputs is None else [RequestedOutput(name) for name in decoded.outputs]
@@ -92,7 +180,7 @@ def build_app(dataplane, registry) -> Any:
         )
         response, _ = await dataplane.infer(model_name, infer_request, headers)
         rest, _ = response.to_rest()
-        return _json(200, rest)
+        return answer(request_id, body, rest)
 
     async def metadata(model_name: str):
         card = getattr(registry.get_model(model_name), "card", None)
@@ -157,7 +245,7 @@ def build_app(dataplane, registry) -> Any:
     ):
         app.add_exception_handler(exc_class, handler)
     app.add_middleware(BodyLimit)
-    return app
+    return traffic().middleware(app)
 
 
 def _model_server_class():
@@ -168,16 +256,17 @@ def _model_server_class():
     class HostModelServer(ModelServer):
         """kserve's ModelServer with this module's app, on ``host``; a model that failed to load stays registered."""
 
-        def __init__(self, host: str, access_log: bool, receive_timeout: float, **kwargs):
+        def __init__(self, host: str, access_log: bool, receive_timeout: float, payload_log=None, **kwargs):
             super().__init__(enable_grpc=False, **kwargs)
             self.host, self.access_log, self.receive_timeout = host, access_log, receive_timeout
+            self.payload_log = payload_log
 
         def start(self, models, sock: socket.socket) -> None:
             for model in models:
                 model.enable_latency_logging = False
                 self.register_model(model)  # registered even when not ready: /ready says why not
             config = uvicorn.Config(
-                build_app(self.dataplane, self.registered_models),
+                build_app(self.dataplane, self.registered_models, self.payload_log),
                 host=self.host,
                 port=self.http_port,
                 http=type("Protocol", (GuardedHttpToolsProtocol,), {"receive_timeout": self.receive_timeout}),
@@ -233,6 +322,7 @@ def serve(
     access_log: bool = False,
     announce: Callable[[str], None] | None = None,
     receive_timeout: float = RECEIVE_TIMEOUT,
+    payload_log: PayloadLog | None = None,
 ) -> None:
     """Load ``models`` (each ``load()`` logs and stays not ready on failure) and serve them until SIGINT/SIGTERM.
 
@@ -248,7 +338,12 @@ def serve(
         signal.signal(signum, _exit_cleanly)
     server_class = _model_server_class()
     server = server_class(
-        host=host, access_log=access_log, receive_timeout=receive_timeout, http_port=port, enable_latency_logging=False
+        host=host,
+        access_log=access_log,
+        receive_timeout=receive_timeout,
+        payload_log=payload_log,
+        http_port=port,
+        enable_latency_logging=False,
     )
     # ModelServer's constructor configures logging: only now do levels set here stick.
     for name in QUIET:

@@ -51,11 +51,24 @@ class GateParams(_Strict):
     prediction_range: tuple[float, float] = (5.0, 80.0)
 
 
+class MonitorParams(_Strict):
+    """Alert thresholds of `mlops monitor report` (see monitoring/report.py)."""
+
+    min_rows: int = Field(100, ge=1)  # drift is judged only with at least this many served cars
+    psi_alert: float = Field(0.25, gt=0)  # population stability index of a feature or of the predictions
+    outside_range_alert: float = Field(0.2, ge=0, le=1)  # share of cars outside the training ranges
+    min_feedback: int = Field(20, ge=1)  # feedback-labelled cars needed to judge the error
+    error_ratio_alert: float = Field(1.5, gt=0)  # feedback RMSE / holdout RMSE
+    p99_latency_ms_alert: float = Field(250.0, gt=0)  # predictor's p99, from its /metrics
+    server_error_alert: float = Field(0.01, ge=0, le=1)  # share of 5xx answers, from its /metrics
+
+
 class Params(_Strict):
     data: DataParams = DataParams()
     split: SplitParams = SplitParams()
     train: TrainParams = TrainParams()
     gate: GateParams = GateParams()
+    monitor: MonitorParams = MonitorParams()
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -18,7 +18,18 @@ from sklearn.model_selection import GridSearchCV, KFold
 
 from core.errors import ParamsError
 from core.features import FEATURE_NAMES, TARGET
-from core.model_card import CandidateScore, DataRef, HoldoutMetrics, Metrics, ModelCard, feature_ranges, save_model_dir
+from core.model_card import (
+    CandidateScore,
+    DataRef,
+    FeatureProfile,
+    Histogram,
+    HoldoutMetrics,
+    Metrics,
+    ModelCard,
+    ReferenceProfile,
+    feature_ranges,
+    save_model_dir,
+)
 from training.candidates import build
 from training.data import Dataset, holdout_split
 from training.evaluate import regression_metrics
@@ -52,6 +63,26 @@ def fit_selected(score: CandidateScore, train: pd.DataFrame, params: TrainParams
     return model.fit(train[list(FEATURE_NAMES)], train[TARGET])
 
 
+FEW_VALUES = 16  # a feature with at most this many distinct training values also gets category shares
+
+
+def reference_profile(model, train: pd.DataFrame) -> ReferenceProfile:
+    """Histograms and category shares of the training rows and of the model's predictions on them."""
+    features = []
+    for name in FEATURE_NAMES:
+        column = train[name].astype(float)
+        shares = column.value_counts(normalize=True).sort_index()
+        categories = (
+            {f"{value:g}": round(float(share), 6) for value, share in shares.items()}
+            if len(shares) <= FEW_VALUES
+            else None
+        )
+        features.append(FeatureProfile(name=name, histogram=Histogram.of(column), categories=categories))
+    return ReferenceProfile(
+        rows=len(train), features=features, predictions=Histogram.of(model.predict(train[list(FEATURE_NAMES)]))
+    )
+
+
 def card_fields(
     dataset: Dataset, params: Params, scores: list[CandidateScore], winner: CandidateScore, model, test, train
 ) -> dict[str, Any]:
@@ -71,6 +102,7 @@ def card_fields(
             candidates={s.name: s for s in scores},
         ),
         "features": feature_ranges(features.min().to_dict(), features.max().to_dict()),
+        "profile": reference_profile(model, train),
     }
 
 

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from core.uri import parse_store_uri
 from tests.conftest import MLOPS, one_line_error
 
 STAGING, PRODUCTION = "k8s/overlays/staging/model.yaml", "k8s/overlays/production/model.yaml"
@@ -164,7 +165,8 @@ def test_status_shows_every_environment_with_its_card_and_commit(world):
         assert row["model_uri"] == world.models["original"] and row["algorithm"] == "svr"
         assert 1.5 < row["holdout"]["rmse"] < 2.8 and row["set_by_commit"]
     text = world.mlops("gitops", "status").stdout
-    assert "staging: model 790aaa2b9421" in text and "holdout RMSE" in text
+    served = parse_store_uri(world.models["original"]).model_id
+    assert f"staging: model {served[:12]}" in text and "holdout RMSE" in text
 
 
 def test_diff_shows_the_rendered_object_change(world):

@@ -84,6 +84,6 @@ def test_main_touching_the_production_model_file_verifies_production(repo):
 
 
 def test_a_bot_commit_never_retrains(repo):
-    message = "staging: serve model 790aaa2b9421\n\nMlops-Bot: bump"
+    message = "staging: serve model 0123456789ab\n\nMlops-Bot: bump"
     change(repo, "data/auto-mpg.csv.dvc", message)
     assert jobs(repo, f"CI_COMMIT_MESSAGE={message}") == []

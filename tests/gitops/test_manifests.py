@@ -3,6 +3,7 @@ fails with a finding naming the tree, the object and the field."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -87,12 +88,8 @@ BROKEN = {
         "Secret/mpg-s3-credentials: stringData: a Secret with data must not be in git",
     ),
     "mutable storageUri": (
-        lambda p: (p / "k8s/overlays/staging/model.yaml").write_text(
-            (p / "k8s/overlays/staging/model.yaml")
-            .read_text()
-            .replace(
-                "models/mpg/790aaa2b942171af1151da4cf0722f0848e2a5bff1b20bd29e89f075ab82ecf5/", "models/mpg/latest/"
-            )
+        lambda p: (model := p / "k8s/overlays/staging/model.yaml").write_text(
+            re.sub(r"models/mpg/[0-9a-f]{64}/", "models/mpg/latest/", model.read_text())
         ),
         "overlays/staging: InferenceService/mpg: spec.predictor.model.storageUri: must be an immutable model URI",
     ),

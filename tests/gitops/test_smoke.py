@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from core.model_card import read_card
 from core.settings import Settings
 from core.store import open_store
 from serving.bench import free_port
@@ -48,7 +49,8 @@ def test_smoke_passes_when_staging_serves_its_overlay_model(tmp_path, root, trai
         url = behind_nginx(predictor)
         result = run_mlops("gitops", "smoke", "--env", "staging", "--url", url, "--timeout", "30", env=env, cwd=root)
     assert result.returncode == 0, result.stderr
-    assert "staging serves model 790aaa2b9421" in result.stdout and "smoke cars:" in result.stdout
+    served = read_card(trained_dir).id[:12]
+    assert f"staging serves model {served}" in result.stdout and "smoke cars:" in result.stdout
 
 
 def test_smoke_fails_in_one_line_when_another_model_is_served(tmp_path, root, trained_dir, behind_nginx):
@@ -58,4 +60,4 @@ def test_smoke_fails_in_one_line_when_another_model_is_served(tmp_path, root, tr
         url = behind_nginx(predictor)
         args = ("gitops", "smoke", "--env", "staging", "--url", url, "--timeout", "1", "--interval", "0.2")
         line = one_line_error(run_mlops(*args, env=env, cwd=root))
-    assert "did not serve model 790aaa2b9421 within 1 s" in line
+    assert f"did not serve model {read_card(trained_dir).id[:12]} within 1 s" in line

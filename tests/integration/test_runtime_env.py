@@ -7,7 +7,9 @@ through the dev extras.
 
 from __future__ import annotations
 
+import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,13 @@ from core.model_card import read_card
 from tests.integration.conftest import sh
 from training.bench import copy_worktree
 
-PACKAGES = ("core", "training", "pipelines", "serving", "mlops")
+ROOT = Path(__file__).parents[2]
+PACKAGES = tuple(
+    name.rstrip("*")
+    for name in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"][
+        "include"
+    ]
+)
 IMPORT_ALL = f"""
 import importlib, pkgutil
 names = []
@@ -40,6 +48,11 @@ def runtime_python(tmp_path_factory, root) -> Path:
     python = base / "venv" / "bin" / "python"
     sh(uv, "pip", "install", "-q", "--python", python, "-c", source / "constraints.txt", source, cwd=base)
     return python
+
+
+def test_the_image_copies_every_package_the_project_installs():
+    copied = set(re.findall(r"^COPY (\w+) \1$", (ROOT / "Dockerfile").read_text(), flags=re.MULTILINE))
+    assert copied == set(PACKAGES)
 
 
 def test_every_product_module_imports_without_the_dev_extras(runtime_python, tmp_path):

@@ -8,11 +8,13 @@ from core.model_card import load_model, read_card
 from training.train import train
 
 
-def test_selected_model_meets_the_quality_targets(trained_dir):
+def test_selected_model_meets_the_gates_absolute_targets(trained_dir, params):
+    """The figures params.yaml's gate demands of any published model (the relative rule, no worse
+    than the champion, is the gate tests' business)."""
     metrics = read_card(trained_dir).metrics
-    assert metrics.cv_rmse_mean <= 2.7
-    assert metrics.holdout.rmse <= 2.8
-    assert metrics.holdout.r2 >= 0.87
+    assert metrics.holdout.rmse <= params.gate.max_holdout_rmse
+    assert metrics.holdout.r2 >= params.gate.min_holdout_r2
+    assert metrics.cv_rmse_mean <= params.gate.max_holdout_rmse + metrics.cv_rmse_std, "CV agrees within its spread"
 
 
 def test_selected_model_beats_the_original_baseline_and_the_linear_model(trained_dir):

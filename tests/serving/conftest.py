@@ -65,3 +65,16 @@ def server(tmp_path_factory, trained_dir):
 @pytest.fixture(scope="module")
 def base_url(server) -> str:
     return server[0]
+
+
+def fill(driver, values: dict[str, str]) -> None:
+    from selenium.webdriver.common.by import By
+
+    for name, value in values.items():
+        field = driver.find_element(By.ID, name)
+        if field.tag_name == "select":
+            field.find_element(By.CSS_SELECTOR, f"option[value='{value}']").click()
+        else:
+            field.clear()
+            field.send_keys(value)
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()

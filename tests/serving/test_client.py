@@ -10,7 +10,7 @@ import pytest
 
 from serving.bench import free_port
 from serving.client import fallback_server, prepare_site, running_nginx, start_nginx
-from tests.serving.conftest import wait_until
+from tests.serving.conftest import fill, wait_until
 
 LITRES_TO_CUBIC_INCHES, KW_TO_HP, KG_TO_LB = 61.0237441, 1.34102209, 2.20462262
 
@@ -79,6 +79,7 @@ EXPOSED = [
     ("GET", "/v2", 404),
     ("GET", "/v1/models/mpg:predict", 405),
     ("POST", "/v2/models/mpg", 405),
+    ("GET", "/feedback", 405),  # POST goes to the monitor (tests/monitoring/test_loop.py)
 ]
 BODIES = {
     "/v1/models/mpg:predict": {"instances": [[4, 140, 90, 2800, 15.5, 1976, 1]]},
@@ -95,44 +96,6 @@ def test_only_the_routes_the_page_and_api_users_need_are_proxied(request, base_u
         response = httpx.request(method, url + path, json=BODIES.get(path) if method == "POST" else None)
         assert response.status_code == status, (site, method, path, response.text)
     assert httpx.get(f"{base_url}/v2/models/mpg/ready").status_code == 200, "the model is still loaded"
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1000,1100",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
-    yield driver
-    driver.quit()
-
-
-def fill(driver, values: dict[str, str]) -> None:
-    from selenium.webdriver.common.by import By
-
-    for name, value in values.items():
-        field = driver.find_element(By.ID, name)
-        if field.tag_name == "select":
-            field.find_element(By.CSS_SELECTOR, f"option[value='{value}']").click()
-        else:
-            field.clear()
-            field.send_keys(value)
-    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
 
 def test_browser_gets_the_same_prediction_as_the_api(browser, nginx_site, tmp_path):

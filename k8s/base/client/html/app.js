@@ -1,6 +1,7 @@
 // Fuel-consumption client: converts the form to the model's units, calls the V1 API on the same
 // origin (nginx proxies it), shows the estimate or every field error next to its field, in the
-// units the form is in.
+// units the form is in. Each estimate carries an X-Request-Id; the "actual consumption" form
+// sends feedback for that id to the monitor (POST /feedback, same origin).
 "use strict";
 
 const FEATURES = ["cylinders", "displacement", "horsepower", "weight", "acceleration", "model_year", "origin"];
@@ -21,6 +22,9 @@ const LABELS = {
   origin: "origin",
 };
 const PREDICT_URL = "/v1/models/mpg:predict";
+const FEEDBACK_URL = "/feedback";
+const FEEDBACK_RETRY_MS = 1500; // the payload log may still be on its way to the monitor
+let lastRequestId = null;
 
 function units() {
   return document.querySelector('input[name="units"]:checked').value;
@@ -42,6 +46,8 @@ function setUnits(next, previous) {
 
 function hideResult() {
   document.getElementById("result").hidden = true;
+  document.getElementById("feedback").hidden = true;
+  lastRequestId = null;
 }
 
 function clearErrors() {
@@ -91,7 +97,12 @@ function instance() {
   return car;
 }
 
-function showResult(prediction, modelId) {
+function showResult(prediction, modelId, requestId) {
+  lastRequestId = requestId;
+  document.getElementById("feedback").hidden = !requestId;
+  document.getElementById("feedback-status").textContent = "";
+  document.getElementById("actual-error").textContent = "";
+  document.getElementById("actual").value = "";
   document.getElementById("l100km").textContent = prediction.l_per_100km.toFixed(1);
   document.getElementById("mpg").textContent = prediction.mpg.toFixed(1);
   document.getElementById("model-id").textContent = modelId;
@@ -129,7 +140,7 @@ async function estimate(event) {
   try {
     response = await fetch(PREDICT_URL, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", "X-Request-Id": crypto.randomUUID() },
       body: JSON.stringify({ instances: [car] }),
     });
   } catch {
@@ -149,7 +160,49 @@ async function estimate(event) {
     }
     return;
   }
-  showResult(body.predictions[0], body.model_id);
+  showResult(body.predictions[0], body.model_id, response.headers.get("X-Request-Id"));
+}
+
+async function postFeedback(body) {
+  const send = () =>
+    fetch(FEEDBACK_URL, { method: "POST", headers: { "Content-Type": "application/json" }, body });
+  let response = await send();
+  if (response.status === 404) {
+    await new Promise((resolve) => setTimeout(resolve, FEEDBACK_RETRY_MS));
+    response = await send();
+  }
+  return response;
+}
+
+async function sendFeedback(event) {
+  event.preventDefault();
+  const status = document.getElementById("feedback-status");
+  const error = document.getElementById("actual-error");
+  status.textContent = "";
+  error.textContent = "";
+  const value = Number(document.getElementById("actual").value.trim() || NaN);
+  if (!Number.isFinite(value) || value <= 0) {
+    error.textContent = "enter the consumption you observed, a positive number";
+    return;
+  }
+  const key = units() === "metric" ? "actual_l_per_100km" : "actual_mpg";
+  const shown = units() === "metric" ? `${value} L/100 km` : `${value} mpg`;
+  let response;
+  try {
+    response = await postFeedback(JSON.stringify({ request_id: lastRequestId, [key]: value }));
+  } catch {
+    error.textContent = "The feedback service cannot be reached. Try again later.";
+    return;
+  }
+  const body = await jsonOf(response);
+  if (!response.ok) {
+    error.textContent =
+      body && body.error && response.status < 500
+        ? body.error.replace(/^actual_(mpg|l_per_100km): /, "")
+        : `The feedback service is unavailable (HTTP ${response.status}). Try again later.`;
+    return;
+  }
+  status.textContent = `Thank you: ${shown} recorded for this estimate.`;
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -162,4 +215,5 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
   document.getElementById("car").addEventListener("submit", estimate);
+  document.getElementById("feedback-form").addEventListener("submit", sendFeedback);
 });

@@ -1,0 +1,318 @@
+"""``mlops monitor`` (serve, report) and ``mlops data ingest``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from core.cli import MODEL_URI
+from core.overlays import ENVIRONMENTS
+from core.settings import project_root
+
+DEFAULT_DB = ".mlops/monitor.db"
+db_option = click.option(
+    "--db",
+    "db_url",
+    envvar="MLOPS_MONITOR_DB",
+    default=None,
+    help=f"Database URL: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB [default: sqlite:///{DEFAULT_DB}].",
+)
+
+
+def database_url(db_url: str | None) -> str:
+    return db_url or f"sqlite:///{project_root() / DEFAULT_DB}"
+
+
+@click.group("monitor")
+def monitor_group():
+    """Watch the served model: its payload log, stakeholder feedback, drift and quality reports.
+
+    \b
+    Example:
+      mlops monitor serve &  mlops serve --env staging --log-url http://127.0.0.1:8081/
+    """
+
+
+@monitor_group.command("serve")
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 in a container.")
+@click.option("--port", default=8081, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--pair-timeout",
+    type=click.FloatRange(1, 86400),
+    default=600,
+    show_default=True,
+    help="Seconds a request (or response) event waits for its other half before it is dropped.",
+)
+def serve_command(db_url, host, port, pair_timeout):
+    """Receive KServe's inference-logger CloudEvents (POST /) and feedback (POST /feedback).
+
+    Request and response events are paired by ce-id and stored per car: the seven
+    features, the predictions, the model id, the environment, the time. GET /summary
+    counts them; /healthz, /readyz and /metrics are for Kubernetes and Prometheus.
+
+    \b
+    Example:
+      mlops monitor serve --db sqlite:///.mlops/monitor.db --port 8081
+    """
+    import asyncio
+    import signal
+
+    import uvicorn
+    import uvloop
+
+    from monitoring.db import connect
+    from monitoring.service import MonitorApp
+    from serving.limits import GuardedHttpToolsProtocol
+    from serving.server import bind
+
+    url = database_url(db_url)
+    sock = bind(host, port)
+    engine = connect(url)  # an unreachable or unusable database is one line, before serving
+    app = MonitorApp(engine, pair_timeout)
+    config = uvicorn.Config(
+        app,
+        http=GuardedHttpToolsProtocol,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,  # nothing here reads the client address
+        server_header=False,
+        timeout_keep_alive=65,
+    )
+
+    def stop(_signum, _frame):
+        raise SystemExit(0)  # uvicorn shuts down gracefully, then re-raises the signal here
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+    click.echo(f"monitor on http://{host}:{sock.getsockname()[1]} storing to {engine.url!r}", err=True)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(uvicorn.Server(config).serve(sockets=[sock]))
+
+
+def _since(text: str | None) -> float:
+    """Seconds since the epoch from an ISO time or a duration back from now (``24h``, ``7d``, ``30m``)."""
+    import re
+    import time
+    from datetime import datetime
+
+    if not text:
+        return 0.0
+    if match := re.fullmatch(r"(\d+(?:\.\d+)?)([mhd])", text):
+        return time.time() - float(match[1]) * {"m": 60, "h": 3600, "d": 86400}[match[2]]
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError as e:
+        raise click.BadParameter(
+            f"{text!r} is neither an ISO time nor a duration like 24h", param_hint="--since"
+        ) from e
+
+
+@monitor_group.command("report")
+@db_option
+@click.option("--model", "model_ref", type=MODEL_URI, help="Model URI or directory [default: the model recorded last].")
+@click.option("--env", type=click.Choice(ENVIRONMENTS), help="The model this environment's overlay serves.")
+@click.option("--since", help="Only events since: an ISO time, or a duration back from now (24h, 7d).")
+@click.option("--metrics-url", help="The predictor's Prometheus endpoint, for request rate, latency and errors.")
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True, help="FILE.html or FILE.json."
+)
+@click.option(
+    "--params",
+    "params_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Thresholds [params.yaml].",
+)
+def report_command(db_url, model_ref, env, since, metrics_url, out_path, params_path):
+    """Drift, quality and traffic of a served model, against its model card; exit 4 on an alert.
+
+    Input drift per feature and prediction drift (PSI over the card's training deciles
+    or categories, with a chi-square p-value), the share of cars outside the training
+    ranges, RMSE and MAE on the cars with feedback against the holdout figures, and
+    the predictor's request rate, p50/p99 latency and error shares (--metrics-url).
+    Thresholds: monitor: in params.yaml.
+
+    \b
+    Example:
+      mlops monitor report --env staging --since 7d --out report.html
+    """
+    import json
+
+    from core.atomic import atomic_write
+    from core.errors import EXIT_ALERT
+    from core.model_card import verify_model_dir
+    from core.overlays import read_model_uri
+    from core.settings import Settings
+    from core.store import open_store
+    from core.uri import LocalModelDir, parse_repository
+    from monitoring.db import connect
+    from monitoring.report import as_html, build_report, latest_model
+    from training.params import load_params
+
+    if model_ref and env:
+        raise click.UsageError("give at most one of --model and --env")
+    if out_path.suffix not in (".html", ".json"):
+        raise click.BadParameter(f"{out_path} must end in .html or .json", param_hint="--out")
+    thresholds = load_params(params_path or project_root() / "params.yaml").monitor
+    engine = connect(database_url(db_url))
+    settings = Settings.from_env()
+    if env:
+        model_ref = read_model_uri(project_root(), env)
+    elif model_ref is None:
+        model_ref = parse_repository(settings.model_repository).model(latest_model(engine))
+    card = (
+        verify_model_dir(model_ref.path)
+        if isinstance(model_ref, LocalModelDir)
+        else open_store(settings).card(model_ref)
+    )
+    report, frame = build_report(engine, card, thresholds, _since(since), metrics_url)
+    text = json.dumps(report.to_dict(), indent=2) if out_path.suffix == ".json" else as_html(report, frame)
+    atomic_write(out_path, lambda tmp: tmp.write_text(text + "\n"))
+    click.echo(f"{report.rows} served cars of model {card.id[:12]}: {len(report.alerts)} alert(s) -> {out_path}")
+    for alert in report.alerts:
+        click.echo(f"  ALERT {alert}")
+    if report.alerts:
+        raise SystemExit(EXIT_ALERT)
+
+
+@click.command("ingest")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
+@click.option("--from-feedback", is_flag=True, help="Ingest the feedback-labelled predictions of the monitor.")
+@db_option
+@click.option("--since", help="With --from-feedback: only feedback since (ISO time or 24h / 7d).")
+@click.option("--dvc-remote", help="DVC remote to push the new version to [default: the repository's].")
+@click.option("--branch", help="Put the new version on this branch (in a temporary worktree), not in the workspace.")
+@click.option("--commit", "do_commit", is_flag=True, help="Commit the new data version on --branch.")
+@click.option("--push", "do_push", is_flag=True, help="Push --branch and open a merge request (push options).")
+@click.option("--remote", default="origin", show_default=True, help="Git remote name or URL to push to.")
+@click.option("--target", default="main", show_default=True, help="Branch the merge request targets.")
+def ingest_command(path, from_feedback, db_url, since, dvc_remote, branch, do_commit, do_push, remote, target):
+    """Append new rows to the training data as a new DVC version (validated, deduplicated, pushed).
+
+    Rows come from a CSV (raw or canonical column names) or, with --from-feedback, from
+    the cars whose actual consumption was reported. Any invalid row stops it, named by
+    line and column, and nothing changes: not the CSV, not the .dvc file, not the
+    remote. With --branch --commit --push the new version is proposed as a merge
+    request; merging it retrains both pipelines (CI's rules on data/*.dvc).
+
+    \b
+    Example:
+      mlops data ingest new-cars.csv
+      mlops data ingest --from-feedback --since 7d --branch mlops/data --commit --push
+    """
+    from monitoring.ingest import feedback_rows, ingest
+    from training.data import read_table
+
+    if bool(path) == from_feedback:
+        raise click.UsageError("give a CSV file or --from-feedback, not both or neither")
+    if do_push and not do_commit or do_commit != bool(branch):
+        raise click.UsageError("--branch and --commit go together (--push needs both)")
+    root = project_root()
+    if from_feedback:
+        from monitoring.db import connect
+
+        table, source = feedback_rows(connect(database_url(db_url)), _since(since)), "the monitor's feedback"
+        if table.empty:
+            click.echo("no feedback to ingest" + (f" since {since}" if since else "") + ": nothing changed")
+            return
+    else:
+        table, source = read_table(path), str(path)
+    done = ingest(root, table, source, dvc_remote, workspace=not do_commit)
+    click.echo(done.summary())
+    if do_commit and done.added:
+        click.echo(_propose_data(root, done, source, dvc_remote, branch, do_push, remote, target))
+
+
+def _propose_data(root: Path, done, source: str, dvc_remote, branch: str, push: bool, remote: str, target: str) -> str:
+    from core.atomic import atomic_write
+    from gitops.changes import BOT_TRAILER
+    from gitops.git import toplevel
+    from gitops.mergerequest import Proposal, propose
+    from monitoring.ingest import DVC_FILE, object_in_repository
+
+    title = f"data: {done.added} new row(s), version {done.version.md5[:12]}"
+    description = "\n".join(
+        [
+            f"**{done.added} new row(s)** from {source} ({done.duplicates} duplicate(s) dropped): "
+            f"{done.rows_before} -> {done.rows_before + done.added} rows.",
+            "",
+            f"`{DVC_FILE}`: `{done.previous.md5}` -> `{done.version.md5}` (pushed to the DVC remote).",
+            "",
+            "Merging this retrains: CI submits the production pipeline on data changes, and the next",
+            "`dvc repro` uses the new version.",
+            "",
+            f"_Opened by `mlops data ingest` ({BOT_TRAILER})._",
+        ]
+    )
+
+    carried = object_in_repository(root, done.version, dvc_remote)  # the committed local remote travels in git
+
+    def edit(tree: Path) -> list[Path]:
+        atomic_write(tree / DVC_FILE, lambda tmp: tmp.write_text(done.dvc_text))
+        if carried is None:
+            return [DVC_FILE]
+        (tree / carried).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(tree / carried, lambda tmp: tmp.write_bytes((root / carried).read_bytes()))
+        return [DVC_FILE, carried]
+
+    message = f"{title}\n\n{BOT_TRAILER}: ingest\n"
+    proposal = Proposal(
+        branch=branch,
+        target=target,
+        remote=remote,
+        push=push,
+        title=title,
+        description=description,
+        labels=["mlops", "data"],
+    )
+    proposed = propose(toplevel(root), proposal, edit, message)
+    if proposed is None:
+        return f"{branch} already holds this data version: nothing to commit"
+    where = (
+        f"pushed to {remote} {branch} (merge request into {target})" if proposed.pushed else f"committed on {branch}"
+    )
+    return f"{title}: {where} {proposed.commit[:12]}"
+
+
+@click.command("monitor")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default="models/candidate",
+    show_default=True,
+    help="Model directory the predictor serves and the events name.",
+)
+@click.option("--seconds", default=5, show_default=True, type=click.IntRange(1, 600), help="Each wrk run.")
+@click.option("--rows", default=100_000, show_default=True, type=click.IntRange(1), help="Predictions to report on.")
+def bench_monitor(model_dir, seconds, rows):
+    """Benchmark: monitor ingest vs the predictor's request rate (SQLite, PostgreSQL), and the report's cost.
+
+    PostgreSQL is a throwaway local cluster (Debian's postgresql package; skipped, and
+    said, when it is not installed).
+
+    \b
+    Example:
+      mlops bench monitor --seconds 5
+    """
+    import contextlib
+    import tempfile
+
+    from monitoring.bench import ingest, ingest_table, report
+    from monitoring.local_postgres import LocalPostgresError, postgres_cluster
+
+    model_dir = model_dir.resolve()
+    with tempfile.TemporaryDirectory(prefix="mpg-bench-monitor-") as folder, contextlib.ExitStack() as stack:
+        databases = {"SQLite": f"sqlite:///{Path(folder) / 'ingest.db'}"}
+        try:
+            databases["PostgreSQL"] = stack.enter_context(postgres_cluster(durable=True))
+        except LocalPostgresError as e:
+            click.echo(f"PostgreSQL skipped: {e}")
+        click.echo(ingest_table(ingest(model_dir, databases, seconds)))
+        seconds_by_format = report(model_dir, rows, Path(folder))
+    click.echo(
+        f"report over {rows} predictions: JSON {seconds_by_format['json']:.2f} s, "
+        f"HTML {seconds_by_format['html']:.2f} s (target <= 10 s)"
+    )

@@ -1,0 +1,261 @@
+"""The monitor's database, reached through a URL (SQLAlchemy Core): SQLite by default, PostgreSQL for replicas.
+
+Tables: ``halves`` (one side of a prediction waiting for the other), ``predictions``
+(one row per car, request and response paired), ``feedback`` (the consumption a
+stakeholder observed for a prediction). The schema is versioned: ``MIGRATIONS`` are
+applied in order, each in its own transaction, and ``schema_version`` records the
+last one, so any older database is brought up to date on start.
+
+Every write is idempotent: halves and predictions have natural primary keys and are
+inserted with ON CONFLICT DO NOTHING, so a redelivered event changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from core.errors import MlopsError
+from core.features import FEATURE_NAMES
+from monitoring.events import Half
+
+metadata = sa.MetaData()
+schema_version = sa.Table("schema_version", metadata, sa.Column("version", sa.Integer, nullable=False))
+halves = sa.Table(
+    "halves",
+    metadata,
+    sa.Column("event_id", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("service", sa.String(200), nullable=False),
+    sa.Column("namespace", sa.String(200), nullable=False),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("received", sa.Float, nullable=False),
+    sa.Column("model_id", sa.String(64)),
+    sa.Column("rows", sa.Text, nullable=False),
+)
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("request_id", sa.String(200), primary_key=True),
+    sa.Column("row", sa.Integer, primary_key=True),
+    sa.Column("model_id", sa.String(64), nullable=False),
+    sa.Column("service", sa.String(200), nullable=False),
+    sa.Column("namespace", sa.String(200), nullable=False),
+    sa.Column("time", sa.Float, nullable=False),
+    *(sa.Column(name, sa.Float, nullable=False) for name in FEATURE_NAMES),
+    sa.Column("mpg", sa.Float, nullable=False),
+    sa.Column("l_per_100km", sa.Float, nullable=False),
+    sa.Column("outside_training_range", sa.String(200), nullable=False),
+)
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("request_id", sa.String(200), primary_key=True),
+    sa.Column("row", sa.Integer, primary_key=True),
+    sa.Column("actual_mpg", sa.Float, nullable=False),
+    sa.Column("reported", sa.Float, nullable=False),
+)
+
+
+class MonitorDatabaseError(MlopsError):
+    """The database URL is unusable or the database cannot be reached."""
+
+
+def _v1(connection: Connection) -> None:
+    for table in (halves, predictions, feedback):
+        table.create(connection)
+
+
+def _v2(connection: Connection) -> None:
+    """Reports read by model and time, expiry by arrival: index both (plain DDL: a migration is a fixed step,
+    not the current table definitions, which a later migration may change)."""
+    connection.exec_driver_sql("CREATE INDEX predictions_model_time ON predictions (model_id, time)")
+    connection.exec_driver_sql("CREATE INDEX halves_received ON halves (received)")
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+
+
+def current_version(connection: Connection) -> int:
+    if not sa.inspect(connection).has_table("schema_version"):
+        return 0
+    return connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+
+
+def migrate(engine: Engine, upto: int | None = None) -> int:
+    """Apply the migrations the database has not seen (up to ``upto``); returns its version."""
+    target = len(MIGRATIONS) if upto is None else upto
+    with engine.begin() as connection:
+        if not sa.inspect(connection).has_table("schema_version"):
+            schema_version.create(connection)
+    version = 0
+    while True:
+        with engine.begin() as connection:
+            version = current_version(connection)
+            if version >= target:
+                return version
+            MIGRATIONS[version](connection)
+            connection.execute(sa.insert(schema_version).values(version=version + 1))
+
+
+def connect(url: str) -> Engine:
+    """An engine for ``url`` with the schema up to date; one clear line when that is impossible."""
+    try:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as e:
+        raise MonitorDatabaseError(f"{url!r} is not a database URL (sqlite:///PATH or postgresql+psycopg://...)") from e
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if database and database != ":memory:" and not Path(database).parent.is_dir():
+            raise MonitorDatabaseError(f"the folder of the database {database} does not exist; create it first")
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(connection, _record):
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers (reports) never block the writer
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.close()
+
+    try:
+        migrate(engine)
+    except sa.exc.OperationalError as e:
+        raise MonitorDatabaseError(f"cannot open the monitor database {engine.url!r}: {e.orig}") from e
+    return engine
+
+
+def _insert_ignore(connection: Connection, table: sa.Table, rows: list[dict]) -> None:
+    """Insert ``rows`` (all with the same keys), skipping any whose key is already stored.
+
+    Plain SQL through the driver's executemany: the ingest path's hottest statement, and
+    SQLAlchemy's per-statement compilation and row processing cost more than the insert.
+    ``INSERT ... ON CONFLICT DO NOTHING`` is the same text in SQLite and PostgreSQL.
+    """
+    if not rows:
+        return
+    columns = list(rows[0])
+    quote = connection.dialect.identifier_preparer.quote
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    names, marks = ", ".join(map(quote, columns)), ", ".join([mark] * len(columns))
+    sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"  # noqa: S608 - schema names
+    connection.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in rows])
+
+
+def _paired_rows(request: dict, response: dict) -> list[dict]:
+    cars, answers = orjson.loads(request["rows"]), orjson.loads(response["rows"])
+    if len(cars) != len(answers):
+        return []  # a response for other cars: never a prediction (the halves expire)
+    return [
+        {
+            "request_id": request["event_id"],
+            "row": index,
+            "model_id": response["model_id"],
+            "service": response["service"] or request["service"],
+            "namespace": response["namespace"] or request["namespace"],
+            "time": response["time"],
+            **dict(zip(FEATURE_NAMES, car, strict=True)),
+            "mpg": mpg,
+            "l_per_100km": litres,
+            "outside_training_range": ",".join(flags),
+        }
+        for index, (car, (mpg, litres, flags)) in enumerate(zip(cars, answers, strict=True))
+    ]
+
+
+def pair(connection: Connection, event_ids: Iterable[str] | None = None) -> int:
+    """Turn every complete pair of halves (among ``event_ids``, or all) into prediction rows; returns how many."""
+    query = sa.select(halves)
+    if event_ids is not None:
+        query = query.where(halves.c.event_id.in_(list(event_ids)))
+    else:  # the sweep: ids with both halves, which replicas racing on one pair may have left
+        complete = sa.select(halves.c.event_id).group_by(halves.c.event_id).having(sa.func.count() == 2)
+        query = query.where(halves.c.event_id.in_(complete))
+    found: dict[str, dict[str, dict]] = {}
+    for row in connection.execute(query).mappings():
+        found.setdefault(row["event_id"], {})[row["kind"]] = dict(row)
+    complete_pairs = {eid: sides for eid, sides in found.items() if len(sides) == 2}
+    rows = [r for sides in complete_pairs.values() for r in _paired_rows(sides["request"], sides["response"])]
+    _insert_ignore(connection, predictions, rows)
+    if complete_pairs:
+        connection.execute(sa.delete(halves).where(halves.c.event_id.in_(list(complete_pairs))))
+    return len(rows)
+
+
+def _half_row(h: Half, now: float) -> dict:
+    return {
+        "event_id": h.event_id,
+        "kind": h.kind,
+        "service": h.service,
+        "namespace": h.namespace,
+        "time": h.time,
+        "received": now,
+        "model_id": h.model_id,
+        "rows": orjson.dumps(h.rows).decode(),
+    }
+
+
+def store_halves(connection: Connection, received: list[Half], now: float) -> int:
+    """Store a batch of halves; returns prediction rows added.
+
+    A pair complete within the batch (the usual case: the logger posts request and
+    response a moment apart) becomes prediction rows at once, never touching ``halves``;
+    the rest are inserted there and paired with what earlier batches left. A redelivered
+    event changes nothing either way.
+    """
+    by_id: dict[str, dict[str, dict]] = {}
+    for h in received:
+        by_id.setdefault(h.event_id, {})[h.kind] = _half_row(h, now)
+    complete = [sides for sides in by_id.values() if len(sides) == 2]
+    rows = [r for sides in complete for r in _paired_rows(sides["request"], sides["response"])]
+    _insert_ignore(connection, predictions, rows)
+    single = [row for sides in by_id.values() if len(sides) == 1 for row in sides.values()]
+    _insert_ignore(connection, halves, single)
+    return len(rows) + (pair(connection, {row["event_id"] for row in single}) if single else 0)
+
+
+def expire(connection: Connection, older_than: float) -> int:
+    """Drop halves whose other side never came (received before ``older_than``); returns how many."""
+    return connection.execute(sa.delete(halves).where(halves.c.received < older_than)).rowcount
+
+
+def add_feedback(connection: Connection, request_id: str, row: int, actual_mpg: float) -> bool:
+    """Record (or correct) what a car really did; False when no such prediction is stored."""
+    known = connection.execute(
+        sa.select(predictions.c.row).where(predictions.c.request_id == request_id, predictions.c.row == row)
+    ).first()
+    if known is None:
+        return False
+    connection.execute(sa.delete(feedback).where(feedback.c.request_id == request_id, feedback.c.row == row))
+    connection.execute(
+        sa.insert(feedback).values(request_id=request_id, row=row, actual_mpg=actual_mpg, reported=time.time())
+    )
+    return True
+
+
+def summary(connection: Connection) -> dict:
+    """Counts, the models seen (latest first) and the feedback coverage."""
+    total = connection.execute(sa.select(sa.func.count()).select_from(predictions)).scalar()
+    labelled = connection.execute(sa.select(sa.func.count()).select_from(feedback)).scalar()
+    waiting = connection.execute(sa.select(sa.func.count()).select_from(halves)).scalar()
+    models = connection.execute(
+        sa.select(
+            predictions.c.model_id,
+            predictions.c.namespace,
+            sa.func.count().label("predictions"),
+            sa.func.max(predictions.c.time).label("last_seen"),
+        )
+        .group_by(predictions.c.model_id, predictions.c.namespace)
+        .order_by(sa.desc("last_seen"))
+    ).mappings()
+    return {
+        "predictions": total,
+        "feedback": labelled,
+        "feedback_coverage": round(labelled / total, 6) if total else 0.0,
+        "unpaired_halves": waiting,
+        "models": [{str(key): value for key, value in m.items()} for m in models],  # quoted_name keys: plain str
+    }

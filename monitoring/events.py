@@ -1,0 +1,179 @@
+"""KServe's inference-logger CloudEvents: parsed, checked, reduced to what the monitor stores.
+
+The logger posts one event for the request and one for the response of every
+prediction, both with the request's id (``ce-id``), in binary mode (``ce-*`` headers,
+the payload as the body) or structured mode (``application/cloudevents+json``, the
+payload in ``data`` or ``data_base64``). A request half carries the cars (V1
+``instances`` or V2 ``inputs``, checked by the predictor's own parsers); a response
+half carries the predictions and the model id. Anything else is an ``EventError``
+naming what is wrong, answered 4xx, and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from serving.schema import InvalidRequestError, decode_v2, parse_v1, parse_v2
+
+REQUEST_TYPE = "org.kubeflow.serving.inference.request"
+RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
+KINDS = {REQUEST_TYPE: "request", RESPONSE_TYPE: "response"}
+STRUCTURED = "application/cloudevents+json"
+MAX_ID = 200
+OUTPUTS = ("mpg", "l_per_100km", "outside_training_range")
+
+
+class ClientError(ValueError):
+    """A request the monitor refuses: ``str`` names the problem; ``status`` is the HTTP answer."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+class EventError(ClientError):
+    """A malformed event (400, or 415 when it is no CloudEvent at all)."""
+
+
+@dataclass(frozen=True)
+class Half:
+    """One side of a prediction, checked and reduced: ``rows`` are cars (request) or predictions (response)."""
+
+    event_id: str
+    kind: str  # request | response
+    service: str
+    namespace: str
+    time: float  # seconds since the epoch: the event's ce-time, else when it arrived
+    rows: list[list[Any]]
+    model_id: str | None = None
+
+
+def _attribute(attributes: dict[str, Any], name: str, required: bool = True) -> str | None:
+    value = attributes.get(name)
+    if value is None or value == "":
+        if required:
+            raise EventError(f"ce-{name}: required CloudEvents attribute is missing")
+        return None
+    if not isinstance(value, str) or len(value) > MAX_ID:
+        raise EventError(f"ce-{name}: must be a string of at most {MAX_ID} characters")
+    return value
+
+
+def _time(value: str | None, received: float) -> float:
+    if value is None:
+        return received
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError as e:
+        raise EventError(f"ce-time: {value[:40]!r} is not an RFC 3339 time") from e
+
+
+def _json(body: bytes, where: str) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise EventError(f"{where}: not valid JSON ({e})") from e
+
+
+def split(headers: dict[str, str], body: bytes) -> tuple[dict[str, Any], bytes]:
+    """CloudEvents attributes and the payload bytes, from either content mode."""
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == STRUCTURED:
+        envelope = _json(body, "body")
+        if not isinstance(envelope, dict):
+            raise EventError("body: a structured CloudEvent must be a JSON object")
+        attributes = {k: v for k, v in envelope.items() if k not in ("data", "data_base64")}
+        if "data_base64" in envelope:
+            try:
+                payload = base64.b64decode(envelope["data_base64"], validate=True)
+            except (ValueError, TypeError) as e:
+                raise EventError("data_base64: not valid base64") from e
+        elif "data" in envelope:
+            payload = orjson.dumps(envelope["data"])
+        else:
+            raise EventError("data: a structured CloudEvent needs data or data_base64")
+        return attributes, payload
+    if "ce-id" not in headers and "ce-type" not in headers:
+        raise EventError(
+            f"content-type {content_type or 'missing'}: send a CloudEvent (ce-* headers or {STRUCTURED})", 415
+        )
+    attributes = {key[3:]: value for key, value in headers.items() if key.startswith("ce-")}
+    return attributes, body
+
+
+def _request_rows(payload: Any) -> list[list[Any]]:
+    try:
+        if isinstance(payload, dict) and "inputs" in payload:
+            decoded = decode_v2(orjson.dumps(payload))
+            matrix = parse_v2([(i.name, i.shape, i.datatype, i.data) for i in decoded.inputs])
+        else:
+            matrix = parse_v1(payload)
+    except InvalidRequestError as e:
+        raise EventError(f"data: {e}") from e
+    return matrix.tolist()
+
+
+def _response_rows(payload: Any) -> tuple[list[list[Any]], str]:
+    if not isinstance(payload, dict):
+        raise EventError("data: a response must be a JSON object")
+    if "predictions" in payload:  # V1
+        model_id, predictions = payload.get("model_id"), payload["predictions"]
+        if not isinstance(predictions, list) or not predictions:
+            raise EventError("data.predictions: must be a non-empty list")
+        rows = []
+        for index, prediction in enumerate(predictions):
+            if not isinstance(prediction, dict) or not all(k in prediction for k in OUTPUTS):
+                raise EventError(f"data.predictions[{index}]: must hold {', '.join(OUTPUTS)}")
+            rows.append([prediction[k] for k in OUTPUTS])
+    elif "outputs" in payload:  # V2
+        model_id = (payload.get("parameters") or {}).get("model_id")
+        outputs = {o.get("name"): o.get("data") for o in payload["outputs"] if isinstance(o, dict)}
+        if not all(isinstance(outputs.get(k), list) for k in OUTPUTS) or len({len(outputs[k]) for k in OUTPUTS}) != 1:
+            raise EventError(f"data.outputs: must hold {', '.join(OUTPUTS)} of one length")
+        columns = zip(*(outputs[k] for k in OUTPUTS), strict=True)
+        rows = [
+            [mpg, litres, flags.split(",") if isinstance(flags, str) and flags else flags or []]
+            for mpg, litres, flags in columns
+        ]
+    else:
+        raise EventError("data: a response holds predictions (V1) or outputs (V2)")
+    if not isinstance(model_id, str) or len(model_id) != 64:
+        raise EventError("data: the response names no model id (model_id / parameters.model_id)")
+    for index, (mpg, litres, flags) in enumerate(rows):
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (mpg, litres)):
+            raise EventError(f"data: prediction {index} is not a number")
+        if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+            raise EventError(f"data: prediction {index}: outside_training_range must be a list of names")
+    return rows, model_id
+
+
+def parse_event(headers: dict[str, str], body: bytes, received: float) -> Half:
+    """A checked half of a prediction, or ``EventError`` naming the problem."""
+    attributes, payload_bytes = split(headers, body)
+    event_type = _attribute(attributes, "type")
+    if event_type not in KINDS:
+        raise EventError(f"ce-type: {event_type[:60]!r} is not {REQUEST_TYPE} or {RESPONSE_TYPE}")
+    event_id = _attribute(attributes, "id")
+    _attribute(attributes, "source")
+    if attributes.get("specversion") != "1.0":
+        raise EventError("ce-specversion: must be 1.0")
+    payload = _json(payload_bytes, "data")
+    kind = KINDS[event_type]
+    if kind == "request":
+        rows, model_id = _request_rows(payload), None
+    else:
+        rows, model_id = _response_rows(payload)
+    return Half(
+        event_id=event_id,
+        kind=kind,
+        service=_attribute(attributes, "inferenceservicename", required=False) or "",
+        namespace=_attribute(attributes, "namespace", required=False) or "",
+        time=_time(_attribute(attributes, "time", required=False), received),
+        rows=rows,
+        model_id=model_id,
+    )

@@ -1,0 +1,293 @@
+"""The monitor service: receives the predictor's payload log and stakeholder feedback.
+
+Routes (a plain ASGI app: the ingest path is hot, so no framework routing on it):
+
+- ``POST /``          a CloudEvent from KServe's inference logger (binary or structured);
+                      202 once accepted (idempotent), 4xx naming the problem (nothing stored),
+                      503 when the writer is ``QUEUE`` events behind
+- ``POST /feedback``  ``{"request_id": ..., "row": 0, "actual_mpg" | "actual_l_per_100km": ...}``
+- ``GET /summary``    counts, the models seen, feedback coverage
+- ``GET /healthz``    alive; ``GET /readyz`` the database answers; ``GET /metrics`` Prometheus
+
+Events are written by group commit: a 202 means the event is valid and queued; one
+writer commits every event that arrived while its previous transaction ran (up to
+``BATCH``), so the database sees one commit per batch, not per event, with no timer
+adding latency. Answering before the commit is what lets one process keep up with the
+predictors (a 202 after it would cap each logger connection at one event per commit);
+it costs nothing in durability the logger could use: KServe's agent never retries a
+post, so an event in flight when a monitor dies is lost either way. SIGTERM drains the
+queue before exit; a kill -9 loses the queued events (milliseconds of traffic). Reads
+(/summary, /feedback) first wait for what was accepted before them to be committed.
+Halves whose other side never comes are dropped after ``pair_timeout`` seconds; a
+sweep pairs what replicas racing on one pair may have left unpaired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from core.features import MPG_L100KM_FACTOR, TARGET_DOMAIN
+from monitoring import db
+from monitoring.events import KINDS, ClientError, Half, parse_event
+from serving.limits import MAX_BODY_BYTES
+
+logger = logging.getLogger(__name__)
+BATCH = 1000  # events per transaction at most
+QUEUE = 50_000  # events accepted and not yet committed, at most (then 503)
+SWEEP_EVERY = 1.0  # seconds between sweeps (pair leftovers, expire halves)
+FEEDBACK_KEYS = {"request_id", "row", "actual_mpg", "actual_l_per_100km"}
+
+
+def parse_feedback(body: bytes) -> tuple[str, int, float]:
+    """(request id, row, actual mpg) from a feedback body, or ``ClientError`` naming the field."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise ClientError(f"body: not valid JSON ({e})") from e
+    if not isinstance(payload, dict):
+        raise ClientError('body: send {"request_id": ..., "actual_mpg": ...}')
+    unknown = sorted(set(payload) - FEEDBACK_KEYS)
+    if unknown:
+        raise ClientError(f"{unknown[0]}: unknown field; expected {', '.join(sorted(FEEDBACK_KEYS))}")
+    request_id, row = payload.get("request_id"), payload.get("row", 0)
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= 200:
+        raise ClientError("request_id: required, the id the estimate came with (X-Request-Id)")
+    if type(row) is not int or row < 0:
+        raise ClientError("row: must be a whole number >= 0 (the car's position in its request)")
+    given = [key for key in ("actual_mpg", "actual_l_per_100km") if key in payload]
+    if len(given) != 1:
+        raise ClientError("actual_mpg or actual_l_per_100km: give exactly one")
+    value = payload[given[0]]
+    if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
+        raise ClientError(f"{given[0]}: must be a positive number")
+    mpg = value if given[0] == "actual_mpg" else MPG_L100KM_FACTOR / value
+    low, high = TARGET_DOMAIN
+    if not low <= mpg <= high:
+        raise ClientError(f"{given[0]}: {value:g} is not a plausible consumption ({low:g}-{high:g} mpg)")
+    return request_id, row, float(mpg)
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            "mpg_monitor_events",
+            "Inference-logger events by kind and result",
+            ["kind", "result"],
+            registry=self.registry,
+        )
+        self.predictions = Counter("mpg_monitor_predictions", "Prediction rows stored", registry=self.registry)
+        self.lost = Counter(
+            "mpg_monitor_events_lost", "Accepted events a failed commit lost (database down)", registry=self.registry
+        )
+        self.feedback = Counter("mpg_monitor_feedback", "Feedback posts by result", ["result"], registry=self.registry)
+        self.commit_seconds = Histogram(
+            "mpg_monitor_commit_seconds", "Seconds per group commit", registry=self.registry
+        )
+
+
+class Writer:
+    """Group commit: events wait in a queue; one transaction stores each batch and pairs what completes."""
+
+    def __init__(self, engine, metrics: Metrics, pair_timeout: float):
+        self.engine, self.metrics, self.pair_timeout = engine, metrics, pair_timeout
+        self.queue: asyncio.Queue[Half] = asyncio.Queue(maxsize=QUEUE)
+        self.settled = asyncio.Event()  # set: nothing accepted is waiting to be committed
+        self.settled.set()
+        self.last_sweep = 0.0
+        self.connection = None  # the writer's own, kept open: no pool checkout or ping per batch
+
+    def submit(self, half: Half) -> None:
+        try:
+            self.queue.put_nowait(half)
+        except asyncio.QueueFull:
+            raise ClientError(f"the monitor is {QUEUE} events behind its database: retry later", 503) from None
+        self.settled.clear()
+
+    async def drain(self) -> None:
+        """Return once every event accepted so far is committed (or its batch failed)."""
+        await self.settled.wait()
+
+    def _commit(self, batch: list[Half]) -> int:
+        now = time.time()
+        if self.connection is None:
+            self.connection = self.engine.connect()
+        connection = self.connection
+        try:
+            with self.metrics.commit_seconds.time(), connection.begin():
+                added = db.store_halves(connection, batch, now) if batch else 0
+                if now - self.last_sweep > SWEEP_EVERY:
+                    added += db.pair(connection)
+                    db.expire(connection, now - self.pair_timeout)
+                    self.last_sweep = now
+        except Exception:
+            self.connection = None  # the next batch starts on a fresh connection (the server may have restarted)
+            connection.invalidate()
+            raise
+        return added
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                first = await asyncio.wait_for(self.queue.get(), timeout=SWEEP_EVERY)
+                batch = [first]
+            except TimeoutError:
+                batch = []  # nothing arrived: still sweep and expire
+            while batch and len(batch) < BATCH and not self.queue.empty():  # all that came during the last commit
+                batch.append(self.queue.get_nowait())
+            try:
+                added = await loop.run_in_executor(None, self._commit, batch)
+            except Exception as e:  # noqa: BLE001 - logged and counted; the writer carries on
+                logger.error("storing %d events failed: %s: %s", len(batch), type(e).__name__, e)
+                self.metrics.lost.inc(len(batch))
+            else:
+                self.metrics.predictions.inc(added)
+            if self.queue.empty():
+                self.settled.set()
+
+
+async def _body(receive) -> bytes:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client went away")
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > MAX_BODY_BYTES:
+            raise ClientError(f"body: larger than {MAX_BODY_BYTES} bytes", 413)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _send(send, status: int, content: Any, content_type: bytes = b"application/json") -> None:
+    body = content if isinstance(content, bytes) else orjson.dumps(content)
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class MonitorApp:
+    """The ASGI application over an engine from ``db.connect`` (schema up to date)."""
+
+    def __init__(self, engine, pair_timeout: float = 600.0):
+        self.engine, self.pair_timeout = engine, pair_timeout
+        self.metrics = Metrics()
+        self.writer: Writer | None = None
+        self._task: asyncio.Task | None = None
+        self.routes = {
+            ("POST", "/"): self.event,
+            ("POST", "/feedback"): self.feedback,
+            ("GET", "/summary"): self.summary,
+            ("GET", "/healthz"): self.healthz,
+            ("GET", "/readyz"): self.readyz,
+            ("GET", "/metrics"): self.prometheus,
+        }
+
+    def start(self) -> None:
+        self.writer = Writer(self.engine, self.metrics, self.pair_timeout)
+        self._task = asyncio.get_running_loop().create_task(self.writer.run())
+
+    async def stop(self) -> None:
+        if self.writer:
+            await self.writer.drain()  # what was accepted gets stored
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.engine.dispose()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        if scope["type"] != "http":
+            return None
+        handler = self.routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            known = any(path == scope["path"] for _, path in self.routes)
+            status = 405 if known else 404
+            return await _send(send, status, {"error": f"{scope['method']} {scope['path']}: not served here"})
+        try:
+            return await handler(scope, receive, send)
+        except ClientError as e:
+            return await _send(send, e.status, {"error": str(e)})
+        except ConnectionError:
+            return None
+        except Exception as e:  # noqa: BLE001 - one line, a 503 the logger will retry
+            logger.error("%s %s failed: %s: %s", scope["method"], scope["path"], type(e).__name__, e)
+            return await _send(send, 503, {"error": f"the monitor cannot store this now ({type(e).__name__})"})
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def event(self, scope, receive, send) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            half = parse_event(headers, await _body(receive), time.time())
+        except ClientError:
+            self.metrics.events.labels(KINDS.get(headers.get("ce-type", ""), "unknown"), "rejected").inc()
+            raise
+        self.writer.submit(half)
+        self.metrics.events.labels(half.kind, "accepted").inc()
+        await _send(send, 202, {"id": half.event_id, "kind": half.kind})
+
+    async def feedback(self, scope, receive, send) -> None:
+        request_id, row, mpg = parse_feedback(await _body(receive))
+        await self.writer.drain()  # the prediction may have been accepted a moment ago
+        loop = asyncio.get_running_loop()
+
+        def write() -> bool:
+            with self.engine.begin() as connection:
+                return db.add_feedback(connection, request_id, row, mpg)
+
+        if not await loop.run_in_executor(None, write):
+            self.metrics.feedback.labels("unknown").inc()
+            raise ClientError(
+                f"request_id: no prediction {request_id!r} row {row} is stored (yet): retry in a few seconds", 404
+            )
+        self.metrics.feedback.labels("stored").inc()
+        await _send(send, 201, {"request_id": request_id, "row": row, "actual_mpg": round(mpg, 4)})
+
+    async def summary(self, scope, receive, send) -> None:
+        await self.writer.drain()
+
+        def read() -> dict:
+            with self.engine.connect() as connection:
+                return db.summary(connection)
+
+        await _send(send, 200, await asyncio.get_running_loop().run_in_executor(None, read))
+
+    async def healthz(self, scope, receive, send) -> None:
+        await _send(send, 200, {"live": True})
+
+    async def readyz(self, scope, receive, send) -> None:
+        def ping() -> None:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, ping)
+        except Exception as e:  # noqa: BLE001 - not ready, and why
+            return await _send(send, 503, {"ready": False, "error": f"{type(e).__name__}: {e}"[:300]})
+        await _send(send, 200, {"ready": True})
+
+    async def prometheus(self, scope, receive, send) -> None:
+        await _send(send, 200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST.encode())

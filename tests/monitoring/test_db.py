@@ -1,0 +1,145 @@
+"""The monitor's storage: pairing in either order, redelivery, expiry, feedback, migrations (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from monitoring import db
+from monitoring.events import Half
+
+MODEL = "7" * 64
+CAR = [4.0, 140.0, 90.0, 2800.0, 15.5, 1976.0, 1.0]
+
+
+def request(event_id: str = "r1", cars=(CAR,)) -> Half:
+    return Half(event_id, "request", "mpg", "mpg-staging", 1000.0, [list(c) for c in cars])
+
+
+def response(event_id: str = "r1", answers=((23.4, 10.05, []),)) -> Half:
+    return Half(event_id, "response", "mpg", "mpg-staging", 1000.5, [list(a) for a in answers], MODEL)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    if request.param == "sqlite":
+        yield db.connect(f"sqlite:///{tmp_path / 'monitor.db'}")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        engine = db.connect(url)
+        yield engine
+        with engine.begin() as connection:  # the session's server is shared: leave it empty
+            for table in (db.predictions, db.feedback, db.halves):
+                connection.execute(sa.delete(table))
+
+
+def store(engine, *halves: Half, now: float = 2000.0) -> int:
+    with engine.begin() as connection:
+        return db.store_halves(connection, list(halves), now)
+
+
+def rows(engine) -> list[dict]:
+    with engine.connect() as connection:
+        return [dict(r) for r in connection.execute(sa.select(db.predictions)).mappings()]
+
+
+@pytest.mark.parametrize("order", ["request first", "response first"])
+def test_a_request_and_its_response_pair_in_either_order(engine, order):
+    first, second = (request(), response()) if order == "request first" else (response(), request())
+    assert store(engine, first) == 0
+    assert store(engine, second) == 1
+    [row] = rows(engine)
+    assert row["request_id"] == "r1" and row["model_id"] == MODEL and row["weight"] == 2800.0
+    assert row["mpg"] == 23.4 and row["namespace"] == "mpg-staging" and row["time"] == 1000.5
+    with engine.connect() as connection:
+        assert db.summary(connection)["unpaired_halves"] == 0
+
+
+def test_redelivered_events_change_nothing(engine):
+    store(engine, request(), response())
+    for _ in range(3):
+        store(engine, request())
+        store(engine, response())
+    assert len(rows(engine)) == 1
+
+
+def test_a_batch_of_cars_becomes_one_row_each(engine):
+    cars = (CAR, [8.0, 350.0, 165.0, 3693.0, 11.5, 1970.0, 1.0])
+    store(engine, request("b", cars), response("b", ((23.4, 10.0, []), (13.0, 18.1, ["weight"]))))
+    assert [(r["row"], r["outside_training_range"]) for r in sorted(rows(engine), key=lambda r: r["row"])] == [
+        (0, ""),
+        (1, "weight"),
+    ]
+
+
+def test_an_unpaired_half_expires(engine):
+    store(engine, request("lonely"), now=1000.0)
+    with engine.begin() as connection:
+        assert db.expire(connection, older_than=999.0) == 0
+        assert db.expire(connection, older_than=1001.0) == 1
+    store(engine, response("lonely"))
+    assert rows(engine) == [], "the other half arrived too late: no prediction"
+
+
+def test_the_sweep_pairs_halves_stored_by_different_replicas(engine):
+    """Two replicas each store one half in their own transaction: neither saw the other; the sweep pairs them."""
+    with engine.begin() as connection:
+        db._insert_ignore(connection, db.halves, [_raw(request())])
+    with engine.begin() as connection:
+        db._insert_ignore(connection, db.halves, [_raw(response())])
+    with engine.begin() as connection:
+        assert db.pair(connection) == 1
+    assert len(rows(engine)) == 1
+
+
+def _raw(half: Half) -> dict:
+    import orjson
+
+    return {
+        "event_id": half.event_id,
+        "kind": half.kind,
+        "service": half.service,
+        "namespace": half.namespace,
+        "time": half.time,
+        "received": 1.0,
+        "model_id": half.model_id,
+        "rows": orjson.dumps(half.rows).decode(),
+    }
+
+
+def test_feedback_needs_a_stored_prediction_and_a_correction_replaces_it(engine):
+    with engine.begin() as connection:
+        assert not db.add_feedback(connection, "r1", 0, 25.0)
+    store(engine, request(), response())
+    with engine.begin() as connection:
+        assert db.add_feedback(connection, "r1", 0, 25.0)
+        assert not db.add_feedback(connection, "r1", 3, 25.0), "no row 3 in that request"
+        assert db.add_feedback(connection, "r1", 0, 26.0)
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(db.feedback.c.actual_mpg)).scalars().all() == [26.0]
+        summary = db.summary(connection)
+    assert summary["feedback"] == 1 and summary["feedback_coverage"] == 1.0
+    assert summary["models"][0]["model_id"] == MODEL
+
+
+def test_migrations_bring_an_old_database_up_to_date_and_keep_its_rows(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    assert db.migrate(engine, upto=1) == 1
+    with engine.begin() as connection:
+        db.store_halves(connection, [request(), response()], 2000.0)
+        assert "predictions_model_time" not in {i["name"] for i in sa.inspect(connection).get_indexes("predictions")}
+    upgraded = db.connect(f"sqlite:///{tmp_path / 'old.db'}")
+    with upgraded.connect() as connection:
+        assert db.current_version(connection) == len(db.MIGRATIONS) == 2
+        assert "predictions_model_time" in {i["name"] for i in sa.inspect(connection).get_indexes("predictions")}
+    assert len(rows(upgraded)) == 1
+    assert db.migrate(upgraded) == 2, "running them again changes nothing"
+
+
+def test_a_bad_database_url_is_one_clear_error(tmp_path):
+    with pytest.raises(db.MonitorDatabaseError, match="not a database URL"):
+        db.connect("monitor.db")
+    with pytest.raises(db.MonitorDatabaseError, match="does not exist"):
+        db.connect(f"sqlite:///{tmp_path / 'no' / 'monitor.db'}")
+    with pytest.raises(db.MonitorDatabaseError, match="cannot open the monitor database"):
+        db.connect("postgresql+psycopg://nobody@127.0.0.1:9/none")

@@ -1,0 +1,218 @@
+"""`mlops data ingest`: new rows become a new DVC version on a real remote, or nothing changes at all.
+
+Each test runs in a copy of the project (git + DVC, the committed folder remote
+``data/dvc-remote``); the merge-request test pushes to a bare git remote standing in
+for GitLab (tests/gitops/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.model_card import load_model, md5_file
+from monitoring import db
+from monitoring.ingest import DATA_FILE, DVC_FILE, JOURNAL, read_version
+from tests.conftest import MLOPS, SEED_DATA, one_line_error, run_mlops
+from tests.gitops.conftest import make_remote
+from tests.integration.conftest import command_env, sh
+from tests.monitoring.conftest import sample, served
+from training.bench import copy_worktree
+
+HEADER = "mpg,cyl,dpl,hp,wght,acc,year,org,name\n"
+NEW_CARS = "31.5,4,98,68,2045,18.5,81,3,honda civic 1500 gl\n24,4,121,110,2800,15.4,81,2,saab 900s\n"
+EXISTING = "18,8,307,130,3507,12,70,1,chevrolet chevelle malibu\n"
+
+
+@pytest.fixture
+def project(tmp_path, root) -> Path:
+    """A clone of the project with the tracked data checked out (the state after `mlops data pull`)."""
+    clone = copy_worktree(root, tmp_path / "repo")
+    shutil.copy(SEED_DATA, clone / DATA_FILE)
+    assert md5_file(clone / DATA_FILE) == read_version(clone).md5
+    return clone
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file of the data, its .dvc file, the DVC remote and the cache (what an ingest may touch)."""
+    files = [root / DATA_FILE, root / DVC_FILE]
+    for folder in (root / "data" / "dvc-remote", root / ".dvc" / "cache"):
+        files += sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    return {str(p.relative_to(root)): p.read_bytes() for p in files}
+
+
+def ingest(project: Path, *args, env=None):
+    return run_mlops("data", "ingest", *args, cwd=project, env=env or command_env())
+
+
+def remote_object(project: Path, md5: str) -> Path:
+    return project / "data" / "dvc-remote" / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def test_new_rows_become_a_new_version_on_the_remote_and_pull_back(project, tmp_path):
+    original = (project / DATA_FILE).read_text()
+    rows_before = len(original.splitlines()) - 1
+    new = tmp_path / "new.csv"
+    new.write_text(HEADER + NEW_CARS + EXISTING)
+    result = ingest(project, new)
+    assert result.returncode == 0, result.stderr
+    version = read_version(project)
+    assert result.stdout.startswith(f"data version {version.md5[:12]}")
+    assert f"{rows_before} -> {rows_before + 2} rows, 2 added, 1 duplicate(s) dropped" in result.stdout
+    text = (project / DATA_FILE).read_text()
+    assert text == original + NEW_CARS
+    assert md5_file(project / DATA_FILE) == version.md5 and (project / DATA_FILE).stat().st_size == version.size
+    assert remote_object(project, version.md5).read_bytes() == text.encode()
+    assert not (project / JOURNAL).exists() and not list((project / ".mlops" / "ingest").iterdir())
+    status = sh("dvc", "status", "validate", cwd=project).stdout
+    assert "modified:" in status and "data/auto-mpg.csv" in status, "`dvc repro` will run on the new version"
+    # the remote really holds it: without cache and workspace file, a pull brings this version back
+    shutil.rmtree(project / ".dvc" / "cache")
+    (project / DATA_FILE).unlink()
+    assert run_mlops("data", "pull", cwd=project, env=command_env()).returncode == 0
+    assert md5_file(project / DATA_FILE) == version.md5
+
+
+def test_canonical_columns_and_four_digit_years_are_written_as_the_data_file_writes_them(project, tmp_path):
+    new = tmp_path / "canonical.csv"
+    new.write_text(
+        "mpg,cylinders,displacement,horsepower,weight,acceleration,model_year,origin\n"
+        "18,8,307,130,3507,12,1970,1\n"  # the first car of the data, in canonical form: a duplicate
+        "34.5,4.0,86,70,1945,16.8,1977,3\n"
+    )
+    result = ingest(project, new)
+    assert result.returncode == 0, result.stderr
+    assert "1 added, 1 duplicate(s) dropped" in result.stdout
+    assert (project / DATA_FILE).read_text().endswith("\n34.5,4,86,70,1945,16.8,77,3,\n")
+
+
+def test_an_invalid_row_is_named_and_nothing_changes(project, tmp_path):
+    before = snapshot(project)
+    new = tmp_path / "bad.csv"
+    new.write_text(HEADER + NEW_CARS + "22,4,140,ninety,2600,16,78,1,bad car\n")
+    result = ingest(project, new)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "line 4" in result.stderr and "horsepower" in result.stderr and "nothing changed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert snapshot(project) == before
+
+
+def test_rows_already_in_the_data_change_nothing(project, tmp_path):
+    before = snapshot(project)
+    new = tmp_path / "old.csv"
+    new.write_text(HEADER + EXISTING + EXISTING)
+    result = ingest(project, new)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("nothing new: 2 duplicate row(s)")
+    assert snapshot(project) == before
+
+
+def test_a_hand_edited_data_file_is_not_overwritten(project, tmp_path):
+    with (project / DATA_FILE).open("a") as data:
+        data.write("25,4,98,80,2100,16,82,1,my own car\n")
+    before = snapshot(project)
+    new = tmp_path / "new.csv"
+    new.write_text(HEADER + NEW_CARS)
+    result = ingest(project, new)
+    assert result.returncode == 1
+    assert "dvc add data/auto-mpg.csv" in one_line_error(result)
+    assert snapshot(project) == before
+
+
+def test_an_ingest_interrupted_after_its_commit_point_is_finished_by_the_next(project, tmp_path):
+    """The state a kill between the .dvc rename and the data rename leaves: the .dvc names the new
+    version, the workspace still holds the old one, the journal says so."""
+    original = (project / DATA_FILE).read_bytes()
+    previous = read_version(project)
+    first = tmp_path / "first.csv"
+    first.write_text(HEADER + NEW_CARS)
+    assert ingest(project, first).returncode == 0
+    version = read_version(project)
+    (project / DATA_FILE).write_bytes(original)
+    (project / JOURNAL).write_text(json.dumps({"from": previous.md5, "to": version.md5, "size": version.size}))
+    second = tmp_path / "second.csv"
+    second.write_text(HEADER + "26.1,4,139,71,2561,14.1,79,1,test coupe\n")
+    result = ingest(project, second)
+    assert result.returncode == 0, result.stderr
+    assert f"(was {version.md5[:12]})" in result.stdout
+    text = (project / DATA_FILE).read_text()
+    assert text.endswith(NEW_CARS + "26.1,4,139,71,2561,14.1,79,1,test coupe\n")
+    assert md5_file(project / DATA_FILE) == read_version(project).md5 and not (project / JOURNAL).exists()
+
+
+def test_feedback_becomes_a_data_merge_request_that_checks_out_with_its_object(project, tmp_path, trained_dir, dataset):
+    remote = make_remote(tmp_path / "remote.git")
+    sh("git", "remote", "add", "origin", remote, cwd=project)
+    sh("git", "push", "-q", "origin", "main", cwd=project)
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    model, card = load_model(trained_dir)
+    cars, actual = sample(dataset, 12, seed=3)
+    served(db.connect(url), model, card, cars, "fb", actual[:5] + 1.5)
+    before = snapshot(project)
+
+    result = ingest(project, "--from-feedback", "--db", url, "--branch", "mlops/data", "--commit", "--push")
+    assert result.returncode == 0, result.stderr
+    assert "5 added" in result.stdout and "pushed to origin mlops/data" in result.stdout
+    after = {k: v for k, v in snapshot(project).items() if "cache" not in k}
+    (pushed,) = set(after) - set(before)  # the DVC remote gained the new object, and nothing else changed
+    assert {k: v for k, v in after.items() if k != pushed} == {k: v for k, v in before.items() if "cache" not in k}
+    (push,) = (json.loads(line) for line in (remote / "pushes.jsonl").read_text().splitlines()[1:])
+    assert "merge_request.create" in push["options"] and "merge_request.target=main" in push["options"]
+
+    checkout = tmp_path / "checkout"
+    sh("git", "clone", "-q", "-b", "mlops/data", remote, checkout, cwd=tmp_path)
+    assert run_mlops("data", "pull", cwd=checkout, env=command_env()).returncode == 0
+    rows = (checkout / DATA_FILE).read_text().splitlines()
+    assert len(rows) == len(before[str(DATA_FILE)].decode().splitlines()) + 5
+    assert [r.rsplit(",", 1)[1] for r in rows[-5:]] == [f"feedback fb-{i}/0" for i in range(5)]
+    version = read_version(checkout)
+    assert md5_file(checkout / DATA_FILE) == version.md5
+    assert remote_object(project, version.md5) == project / pushed
+
+
+def test_no_feedback_changes_nothing(project, tmp_path):
+    before = snapshot(project)
+    result = ingest(project, "--from-feedback", "--db", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "no feedback to ingest: nothing changed"
+    assert snapshot(project) == before
+
+
+def test_kill_9_at_any_point_keeps_the_previous_version_and_a_retry_succeeds(root, tmp_path):
+    """SIGKILL at moments spread over a whole ingest (measured first): after each, the .dvc file names
+    the previous version or the new one, the version it names is in the remote, and the same
+    command run again ends with the new rows in the data exactly once."""
+    new = tmp_path / "new.csv"
+    new.write_text(HEADER + NEW_CARS)
+    timed = copy_worktree(root, tmp_path / "timed")
+    shutil.copy(SEED_DATA, timed / DATA_FILE)
+    started = time.monotonic()
+    assert ingest(timed, new).returncode == 0
+    duration = time.monotonic() - started
+    outcomes = set()
+    for attempt, delay in enumerate(np.linspace(0.05, duration, 8)):
+        project = copy_worktree(root, tmp_path / f"try{attempt}")
+        shutil.copy(SEED_DATA, project / DATA_FILE)
+        previous = read_version(project)
+        process = subprocess.Popen(
+            [str(MLOPS), "data", "ingest", str(new)], cwd=project, env=command_env(), stdout=subprocess.DEVNULL
+        )
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        named = read_version(project).md5
+        assert named in (previous.md5, read_version(timed).md5)
+        assert remote_object(project, named).is_file(), "the version the .dvc file names can be pulled"
+        outcomes.add("new" if named != previous.md5 else "previous")
+        again = ingest(project, new)
+        assert again.returncode == 0, again.stderr
+        assert (project / DATA_FILE).read_text() == SEED_DATA.read_text() + NEW_CARS
+        assert md5_file(project / DATA_FILE) == read_version(project).md5 == read_version(timed).md5
+    assert "previous" in outcomes, "some kills landed before the commit point"

@@ -1,0 +1,133 @@
+"""`mlops monitor report`: drift, quality and traffic against the model card; exit 4 on an alert."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+
+from core.features import FEATURE_NAMES
+from core.model_card import load_model
+from monitoring import db
+from monitoring.report import _quantile_from_buckets, psi
+from tests.conftest import one_line_error, run_mlops
+from tests.monitoring.conftest import sample, served
+from tests.serving.conftest import running_server
+
+
+@pytest.fixture
+def world(tmp_path, trained_dir, dataset):
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    model, card = load_model(trained_dir)
+    return url, db.connect(url), model, card, dataset
+
+
+def report(url, trained_dir, tmp_path, *args):
+    out = tmp_path / "report.json"
+    result = run_mlops("monitor", "report", "--db", url, "--model", trained_dir, "--out", out, *args)
+    return result, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def test_cars_like_the_training_data_raise_no_alert(world, trained_dir, tmp_path):
+    url, engine, model, card, dataset = world
+    cars, actual = sample(dataset, 400, seed=1)
+    served(engine, model, card, cars, "calm", actual[:60])
+    result, figures = report(url, trained_dir, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert figures["rows"] == 400 and figures["alerts"] == []
+    assert max(f["psi"] for f in figures["features"]) < 0.1 and figures["predictions"]["psi"] < 0.1
+    assert figures["feedback"]["rows"] == 60 and figures["feedback"]["rmse_ratio"] < 1.5
+
+
+def test_a_shifted_batch_raises_drift_alerts_and_exits_4(world, trained_dir, tmp_path):
+    url, engine, model, card, dataset = world
+    cars, _ = sample(dataset, 400, seed=2)
+    cars[:, FEATURE_NAMES.index("weight")] *= 1.45
+    cars[:, FEATURE_NAMES.index("model_year")] = 1995
+    served(engine, model, card, cars, "shifted")
+    result, figures = report(url, trained_dir, tmp_path)
+    assert result.returncode == 4, result.stdout + result.stderr
+    drifted = {alert.split()[1] for alert in figures["alerts"] if alert.startswith("drift:")}
+    assert {"weight", "model_year"} <= drifted and "cylinders" not in drifted
+    assert figures["outside_range_share"] > 0.9 and any(a.startswith("extrapolation") for a in figures["alerts"])
+    assert "ALERT drift: weight PSI" in result.stdout
+
+
+def test_feedback_much_worse_than_the_holdout_raises_an_error_alert(world, trained_dir, tmp_path):
+    url, engine, model, card, dataset = world
+    cars, actual = sample(dataset, 200, seed=3)
+    served(engine, model, card, cars, "wrong", actual * 0.7)  # cars doing 30 % worse than the model thinks
+    result, figures = report(url, trained_dir, tmp_path)
+    assert result.returncode == 4
+    assert figures["feedback"]["rmse_ratio"] > 1.5 and any(a.startswith("error:") for a in figures["alerts"])
+
+
+def test_too_few_cars_are_not_judged_for_drift(world, trained_dir, tmp_path):
+    url, engine, model, card, dataset = world
+    cars, _ = sample(dataset, 20, seed=4)
+    cars[:, FEATURE_NAMES.index("weight")] *= 2
+    served(engine, model, card, cars, "few")
+    result, figures = report(url, trained_dir, tmp_path)
+    assert result.returncode == 0 and any("fewer than min_rows" in note for note in figures["notes"])
+
+
+def test_html_report_has_the_plots_and_traffic_from_the_predictor(world, trained_dir, tmp_path):
+    url, engine, model, card, dataset = world
+    cars, actual = sample(dataset, 150, seed=5)
+    served(engine, model, card, cars, "html", actual[:30])
+    with running_server(str(trained_dir), tmp_path) as (base, _, _log):
+        for _ in range(20):
+            httpx.post(f"{base}/v1/models/mpg:predict", json={"instances": [cars[0].tolist()]})
+        for _ in range(5):
+            httpx.post(f"{base}/v1/models/mpg:predict", json={"instances": [[1]]})
+        out = tmp_path / "report.html"
+        result = run_mlops(
+            "monitor", "report", "--db", url, "--model", trained_dir, "--out", out, "--metrics-url", f"{base}/metrics"
+        )
+    assert result.returncode == 0, result.stderr
+    html = out.read_text()
+    assert html.count("<img") == 2 and "Drift" in html and "Quality on feedback" in html and "Traffic" in html
+    json_out = tmp_path / "r.json"
+    with running_server(str(trained_dir), tmp_path) as (base, _, _log):
+        for _ in range(8):
+            httpx.post(f"{base}/v1/models/mpg:predict", json={"instances": [cars[0].tolist()]})
+        httpx.post(f"{base}/v1/models/mpg:predict", json={"instances": [[1]]})
+        run_mlops(
+            "monitor",
+            "report",
+            "--db",
+            url,
+            "--model",
+            trained_dir,
+            "--out",
+            json_out,
+            "--metrics-url",
+            f"{base}/metrics",
+        )
+    traffic = json.loads(json_out.read_text())["traffic"]
+    assert traffic["requests"] == 9 and traffic["client_error_share"] == pytest.approx(1 / 9)
+    assert traffic["server_error_share"] == 0 and 0 < traffic["p99_ms"] < 1000
+
+
+def test_without_a_model_the_one_recorded_with_the_events_is_reported(world, trained_dir, tmp_path, monkeypatch):
+    url, engine, model, card, dataset = world
+    out = tmp_path / "r.json"
+    line = one_line_error(run_mlops("monitor", "report", "--db", url, "--out", out))
+    assert "no prediction is recorded yet" in line
+    cars, _ = sample(dataset, 10, seed=6)
+    served(engine, model, card, cars, "latest")
+    line = one_line_error(
+        run_mlops("monitor", "report", "--db", url, "--out", out, env={"MLOPS_STORE_ROOT": str(tmp_path / "empty")})
+    )
+    assert f"no model at s3://mpg-mlops/models/mpg/{card.id}/" in line
+
+
+def test_psi_and_histogram_quantiles():
+    assert psi(np.full(10, 0.1), np.full(10, 0.1)) == 0.0
+    assert psi(np.array([0.5, 0.5]), np.array([0.1, 0.9])) > 0.25
+    buckets = [(0.001, 10.0), (0.01, 90.0), (0.1, 100.0), (float("inf"), 100.0)]
+    assert _quantile_from_buckets(buckets, 0.5) == pytest.approx(0.001 + 0.009 * (40 / 80))
+    assert _quantile_from_buckets(buckets, 0.99) == pytest.approx(0.01 + 0.09 * (9 / 10))
+    assert _quantile_from_buckets([], 0.5) is None

@@ -1,0 +1,189 @@
+"""The monitor over HTTP (the real `mlops monitor serve`, SQLite and PostgreSQL): events, feedback, summary."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import orjson
+import pytest
+
+from tests.monitoring.conftest import CAR, MODEL, binary_event, post_event, v1_request, v1_response
+
+
+def summary(base: str) -> dict:
+    return httpx.get(f"{base}/summary").json()
+
+
+def test_binary_events_pair_in_either_order_and_redelivery_changes_nothing(monitor):
+    before = summary(monitor)["predictions"]
+    assert post_event(monitor, "a", "request", v1_request()).status_code == 202
+    assert post_event(monitor, "a", "response", v1_response()).status_code == 202
+    assert post_event(monitor, "b", "response", v1_response()).status_code == 202
+    assert post_event(monitor, "b", "request", v1_request()).status_code == 202
+    for _ in range(2):
+        post_event(monitor, "a", "request", v1_request())
+        post_event(monitor, "a", "response", v1_response())
+    state = summary(monitor)
+    assert state["predictions"] == before + 2 and state["models"][0]["model_id"] == MODEL
+    assert state["models"][0]["namespace"] == "mpg-staging"
+
+
+def test_structured_events_and_v2_payloads(monitor):
+    before = summary(monitor)["predictions"]
+    request = {
+        "specversion": "1.0",
+        "id": "s1",
+        "type": "org.kubeflow.serving.inference.request",
+        "source": "test",
+        "data": {"inputs": [{"name": "x", "shape": [1, 7], "datatype": "FP64", "data": CAR}]},
+    }
+    response_payload = {
+        "outputs": [
+            {"name": "mpg", "shape": [1], "datatype": "FP64", "data": [22.0]},
+            {"name": "l_per_100km", "shape": [1], "datatype": "FP64", "data": [10.7]},
+            {"name": "outside_training_range", "shape": [1], "datatype": "BYTES", "data": ["weight"]},
+        ],
+        "parameters": {"model_id": MODEL},
+    }
+    response = {
+        **request,
+        "type": "org.kubeflow.serving.inference.response",
+        "data_base64": base64.b64encode(orjson.dumps(response_payload)).decode(),
+    }
+    del response["data"]
+    for event in (request, response):
+        answer = httpx.post(f"{monitor}/", json=event, headers={"content-type": "application/cloudevents+json"})
+        assert answer.status_code == 202, answer.text
+    assert summary(monitor)["predictions"] == before + 1
+
+
+MALFORMED = [
+    # (id, headers changed, body, status, named)
+    (
+        "not-a-cloudevent",
+        {"ce-id": None, "ce-type": None, "content-type": "application/json"},
+        v1_request(),
+        415,
+        "send a CloudEvent",
+    ),
+    ("no-id", {"ce-id": None}, v1_request(), 400, "ce-id"),
+    ("no-type", {"ce-type": None}, v1_request(), 400, "ce-type"),
+    ("unknown-type", {"ce-type": "com.example.other"}, v1_request(), 400, "ce-type"),
+    ("no-source", {"ce-source": None}, v1_request(), 400, "ce-source"),
+    ("bad-specversion", {"ce-specversion": "0.3"}, v1_request(), 400, "ce-specversion"),
+    ("bad-time", {"ce-time": "yesterday"}, v1_request(), 400, "ce-time"),
+    ("id-too-long", {"ce-id": "x" * 300}, v1_request(), 400, "ce-id"),
+    ("not-json", {}, b'{"instances": [', 400, "not valid JSON"),
+    ("no-instances", {}, {"rows": [CAR]}, 400, "instances"),
+    ("short-car", {}, {"instances": [CAR[:6]]}, 400, "instances[0]"),
+    ("car-out-of-domain", {}, {"instances": [[4, 140, 90, -1, 15.5, 1976, 1]]}, 400, "instances[0].weight"),
+    (
+        "response-without-model",
+        {"ce-type": "org.kubeflow.serving.inference.response"},
+        {"predictions": [{"mpg": 1, "l_per_100km": 2, "outside_training_range": []}]},
+        400,
+        "model id",
+    ),
+    (
+        "response-not-numbers",
+        {"ce-type": "org.kubeflow.serving.inference.response"},
+        {"model_id": MODEL, "predictions": [{"mpg": "a", "l_per_100km": 2, "outside_training_range": []}]},
+        400,
+        "not a number",
+    ),
+    (
+        "response-missing-output",
+        {"ce-type": "org.kubeflow.serving.inference.response"},
+        {"model_id": MODEL, "predictions": [{"mpg": 1}]},
+        400,
+        "predictions[0]",
+    ),
+    (
+        "response-neither",
+        {"ce-type": "org.kubeflow.serving.inference.response"},
+        {"model_id": MODEL},
+        400,
+        "predictions (V1) or outputs (V2)",
+    ),
+    ("structured-not-object", {"content-type": "application/cloudevents+json"}, [1, 2], 400, "JSON object"),
+    (
+        "structured-bad-base64",
+        {"content-type": "application/cloudevents+json"},
+        {
+            "specversion": "1.0",
+            "id": "x",
+            "type": "org.kubeflow.serving.inference.request",
+            "source": "s",
+            "data_base64": "%%%",
+        },
+        400,
+        "data_base64",
+    ),
+    ("too-large", {}, b'{"instances": [' + b"[4,140,90,2800,15.5,1976,1]," * 60000 + b"[1]]}", 413, "larger than"),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "body", "status", "named"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
+def test_a_malformed_event_is_a_4xx_naming_the_problem_and_stores_nothing(monitor, changes, body, status, named):
+    before = summary(monitor)
+    headers, content = binary_event("bad", "request", body)
+    for key, value in changes.items():
+        if value is None:
+            headers.pop(key)
+        else:
+            headers[key] = value
+    answer = httpx.post(f"{monitor}/", content=content, headers=headers)
+    assert answer.status_code == status, answer.text
+    assert named in answer.json()["error"]
+    assert summary(monitor) == before
+
+
+def test_feedback_in_mpg_or_litres_for_a_stored_prediction(monitor):
+    post_event(monitor, "f", "request", v1_request())
+    post_event(monitor, "f", "response", v1_response())
+    before = summary(monitor)["feedback"]
+    stored = httpx.post(f"{monitor}/feedback", json={"request_id": "f", "actual_l_per_100km": 9.41})
+    assert stored.status_code == 201 and stored.json()["actual_mpg"] == pytest.approx(25.0, abs=0.01)
+    assert summary(monitor)["feedback"] == before + 1
+    unknown = httpx.post(f"{monitor}/feedback", json={"request_id": "nope", "actual_mpg": 20})
+    assert unknown.status_code == 404 and "no prediction 'nope'" in unknown.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"actual_mpg": 20}, "request_id"),
+        ({"request_id": "f"}, "give exactly one"),
+        ({"request_id": "f", "actual_mpg": 20, "actual_l_per_100km": 11}, "give exactly one"),
+        ({"request_id": "f", "actual_mpg": -3}, "positive"),
+        ({"request_id": "f", "actual_mpg": "twenty"}, "positive"),
+        ({"request_id": "f", "actual_mpg": 5000}, "not a plausible consumption"),
+        ({"request_id": "f", "row": -1, "actual_mpg": 20}, "row"),
+        ({"request_id": "f", "actual_mpg": 20, "colour": "red"}, "colour"),
+    ],
+)
+def test_malformed_feedback_is_a_400_naming_the_field(monitor, body, named):
+    answer = httpx.post(f"{monitor}/feedback", json=body)
+    assert answer.status_code == 400 and named in answer.json()["error"]
+
+
+def test_health_readiness_metrics_and_unknown_routes(monitor):
+    assert httpx.get(f"{monitor}/healthz").json() == {"live": True}
+    assert httpx.get(f"{monitor}/readyz").json() == {"ready": True}
+
+    def counted(result: str) -> float:
+        text = httpx.get(f"{monitor}/metrics").text
+        prefix = f'mpg_monitor_events_total{{kind="request",result="{result}"}} '
+        return next((float(line.removeprefix(prefix)) for line in text.splitlines() if line.startswith(prefix)), 0.0)
+
+    stored, rejected, waiting = counted("accepted"), counted("rejected"), summary(monitor)["unpaired_halves"]
+    post_event(monitor, "m-lonely", "request", v1_request())
+    post_event(monitor, "m-bad", "request", {"rows": []})
+    assert (counted("accepted"), counted("rejected")) == (stored + 1, rejected + 1)
+    assert httpx.get(f"{monitor}/nowhere").status_code == 404
+    assert httpx.get(f"{monitor}/feedback").status_code == 405
+    assert json.loads(httpx.get(f"{monitor}/summary").text)["unpaired_halves"] == waiting + 1
