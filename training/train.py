@@ -8,6 +8,8 @@ scikit-learn and so costs no second import of it.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,8 @@ def score_candidate(name: str, train: pd.DataFrame, params: TrainParams) -> Cand
     estimator, grid = build(name, params)
     folds = KFold(n_splits=params.cv_folds, shuffle=True, random_state=params.seed)
     search = GridSearchCV(estimator, grid or {}, cv=folds, scoring="neg_root_mean_squared_error", refit=False)
-    search.fit(train[list(FEATURE_NAMES)], train[TARGET])
+    with exact_kernel_is_fine():
+        search.fit(train[list(FEATURE_NAMES)], train[TARGET])
     best = search.best_index_
     return CandidateScore(
         name=name,
@@ -60,7 +63,17 @@ def fit_selected(score: CandidateScore, train: pd.DataFrame, params: TrainParams
     """Fit the selected candidate, at its best grid point, on all training rows."""
     estimator, _ = build(score.name, params)
     model = clone(estimator).set_params(**score.best_params)
-    return model.fit(train[list(FEATURE_NAMES)], train[TARGET])
+    with exact_kernel_is_fine():
+        return model.fit(train[list(FEATURE_NAMES)], train[TARGET])
+
+
+@contextlib.contextmanager
+def exact_kernel_is_fine():
+    """Silence Nystroem's warning that it uses every row when there are fewer than its components:
+    on small data the exact kernel is what we want (kernel_ridge)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="n_components > n_samples", category=UserWarning)
+        yield
 
 
 FEW_VALUES = 16  # a feature with at most this many distinct training values also gets category shares

@@ -34,7 +34,7 @@ def test_bump_pushes_a_one_line_change_with_merge_request_options(world, trained
     [push] = world.pushes()
     assert "merge_request.create" in push["options"] and option(push, "target") == "main"
     model_id = uri.rstrip("/").rsplit("/", 1)[1]
-    assert option(push, "title").startswith(f"staging: serve model {model_id[:12]} (svr, holdout RMSE 2.")
+    assert option(push, "title").startswith(f"staging: serve model {model_id[:12]} (kernel_ridge, holdout RMSE 2.")
     description = option(push, "description")
     assert "\\n" in description and "\n" not in description, "newlines travel as a literal \\n (git forbids LF)"
     assert "Rendered diff" in description and "InferenceService/mpg-staging/mpg" in description
@@ -162,7 +162,7 @@ def test_status_shows_every_environment_with_its_card_and_commit(world):
     status = json.loads(result.stdout)
     assert set(status) == {"staging", "production"}
     for row in status.values():
-        assert row["model_uri"] == world.models["original"] and row["algorithm"] == "svr"
+        assert row["model_uri"] == world.models["original"] and row["algorithm"] == "kernel_ridge"
         assert 1.5 < row["holdout"]["rmse"] < 2.8 and row["set_by_commit"]
     text = world.mlops("gitops", "status").stdout
     served = parse_store_uri(world.models["original"]).model_id

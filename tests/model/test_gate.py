@@ -27,11 +27,11 @@ def constant_dir(tmp_path_factory, trained_dir, dataset):
 
 @pytest.fixture(scope="module")
 def baseline_dir(tmp_path_factory, dataset, params):
-    """The SVR at a grid point cross-validation did not choose: good enough on its own, worse than
-    the selected model on the holdout."""
+    """The kernel ridge at a grid point cross-validation did not choose: good enough on its own,
+    worse than the selected model on the holdout."""
     out = tmp_path_factory.mktemp("baseline") / "model"
-    svr = params.train.svr.model_copy(update={"c": [3.0], "gamma": [0.1]})
-    only = params.train.model_copy(update={"candidates": ["svr"], "svr": svr})
+    kernel = params.train.kernel_ridge.model_copy(update={"gamma": [0.01], "alpha": [0.001]})
+    only = params.train.model_copy(update={"candidates": ["kernel_ridge"], "kernel_ridge": kernel})
     train(dataset, params.model_copy(update={"train": only}), out)
     return out
 
