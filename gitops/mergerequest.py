@@ -4,7 +4,9 @@ The change is made in a temporary worktree based on the remote's branch (or its
 target), so the user's own checkout is never touched. A push rejected because the
 branch moved meanwhile is fetched, the change re-applied on top and pushed again:
 two bumps racing both land, in order, nothing lost. Any other rejection is one clear
-error, and the local branch keeps the commit for a later push.
+error, and the local branch keeps the commit for a later push. The worktree lives in
+``<git dir>/mlops-worktrees/`` (``core.staging``): the folder and the registration a
+killed run leaves are removed by the next, so no dead worktree ever holds the branch.
 
 GitLab opens (or updates) the merge request from the push options
 (``merge_request.create``, ``.target``, ``.title``, ``.description``, ``.label``);
@@ -14,12 +16,11 @@ description back into one (gitlab-org/gitlab!87020).
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from core.staging import staging_dir
 from gitops.git import GitError, git
 
 RETRIES = 5
@@ -110,34 +111,47 @@ def propose(
         if base is None:
             raise GitError(f"{proposal.remote} has no branch {proposal.target!r} to propose against")
     base = base or proposal.target
-    worktree = Path(tempfile.mkdtemp(prefix="mlops-gitops-"))
-    git("worktree", "add", "--quiet", "--force", "-B", proposal.branch, str(worktree), base, cwd=root)
-    try:
+    common = Path(git("rev-parse", "--git-common-dir", cwd=root).stdout.strip())
+    with staging_dir((root / common) / "mlops-worktrees") as worktree:  # a killed run's folder is removed here
+        git("worktree", "prune", cwd=root)  # and its registration, which would hold the branch, here
+        git("worktree", "add", "--quiet", "--force", "-B", proposal.branch, str(worktree), base, cwd=root)
+        try:
+            return _commit_and_push(root, proposal, worktree, edit, message, describe)
+        finally:
+            git("worktree", "remove", "--force", str(worktree), cwd=root, check=False)
+
+
+def _commit_and_push(
+    root: Path,
+    proposal: Proposal,
+    worktree: Path,
+    edit: Callable[[Path], list[Path]],
+    message: str,
+    describe: Callable[[Path], str] | None,
+) -> Proposed | None:
+    """Commit ``edit`` in ``worktree`` and push it, replaying on top when the branch moved meanwhile."""
+    if not _commit(worktree, edit, message):
+        return None
+    attempts = 0
+    while proposal.push:
+        attempts += 1
+        if describe is not None:
+            proposal = replace(proposal, description=describe(worktree))
+        result = git(
+            "push", "--porcelain", *push_options(proposal), proposal.remote,
+            f"HEAD:refs/heads/{proposal.branch}", cwd=worktree, check=False,
+        )  # fmt: skip
+        if result.returncode == 0:
+            break
+        if not (_moved(result.stdout + result.stderr) and attempts < RETRIES):
+            reason = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()][-2:]
+            raise GitError(
+                f"{proposal.remote} refused the push of {proposal.branch} ({' / '.join(reason)}); "
+                f"the commit stays on the local branch {proposal.branch}"
+            )
+        moved_to = _fetch(root, proposal.remote, proposal.branch)  # the branch moved: replay on top
+        git("reset", "--quiet", "--hard", moved_to, cwd=worktree)
         if not _commit(worktree, edit, message):
-            return None
-        attempts = 0
-        while proposal.push:
-            attempts += 1
-            if describe is not None:
-                proposal = replace(proposal, description=describe(worktree))
-            result = git(
-                "push", "--porcelain", *push_options(proposal), proposal.remote,
-                f"HEAD:refs/heads/{proposal.branch}", cwd=worktree, check=False,
-            )  # fmt: skip
-            if result.returncode == 0:
-                break
-            if not (_moved(result.stdout + result.stderr) and attempts < RETRIES):
-                reason = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()][-2:]
-                raise GitError(
-                    f"{proposal.remote} refused the push of {proposal.branch} ({' / '.join(reason)}); "
-                    f"the commit stays on the local branch {proposal.branch}"
-                )
-            moved_to = _fetch(root, proposal.remote, proposal.branch)  # the branch moved: replay on top
-            git("reset", "--quiet", "--hard", moved_to, cwd=worktree)
-            if not _commit(worktree, edit, message):
-                break  # someone else made the same change
-        commit = git("rev-parse", "HEAD", cwd=worktree).stdout.strip()
-        return Proposed(proposal.branch, commit, proposal.push, attempts)
-    finally:
-        git("worktree", "remove", "--force", str(worktree), cwd=root, check=False)
-        shutil.rmtree(worktree, ignore_errors=True)
+            break  # someone else made the same change
+    commit = git("rev-parse", "HEAD", cwd=worktree).stdout.strip()
+    return Proposed(proposal.branch, commit, proposal.push, attempts)

@@ -112,3 +112,34 @@ def browser(tmp_path_factory):
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1, a random port (as dvc-s3's own tests do)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """Credentials for the moto server, from the environment as in production."""
+    values = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return {"endpoint": s3_server, **values}
+
+
+@pytest.fixture
+def bucket(s3_env, request) -> str:
+    """An empty bucket on the moto server, named after the test."""
+    import boto3
+
+    name = request.node.name.lower().replace("_", "-")[:50].strip("-")  # a valid S3 bucket name
+    boto3.client("s3", endpoint_url=s3_env["endpoint"]).create_bucket(Bucket=name)
+    return name

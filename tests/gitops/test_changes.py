@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -178,3 +181,28 @@ def test_diff_shows_the_rendered_object_change(world):
     assert "overlays/production" not in text
     markdown = world.mlops("gitops", "diff", "--base", "HEAD", "--format", "markdown").stdout
     assert "#### `overlays/staging`" in markdown and "```diff" in markdown
+
+
+def test_a_bump_killed_during_its_push_leaves_everything_as_it_was_and_a_retry_lands(world):
+    """SIGKILL of the bump and its git children while the remote holds the push in its hook."""
+    hook = world.remote / "hooks" / "pre-receive"
+    recording = hook.read_text()
+    hook.write_text(recording + "import time; time.sleep(30)\n")
+    main_before = world.git("rev-parse", "main").stdout
+    command = [str(MLOPS), "gitops", "bump", "--env", "staging", "--model-uri", world.models["b"]]
+    command += ["--branch", "mlops/bump-staging", *MR]
+    process = subprocess.Popen(command, cwd=world.clone, env=world.env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not world.pushes() and time.monotonic() < deadline:  # the push has reached the remote's hook
+        time.sleep(0.1)
+    assert world.pushes(), "the push started"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    branch = world.git("rev-parse", "--verify", "-q", "refs/heads/mlops/bump-staging", cwd=world.remote, check=False)
+    assert branch.returncode != 0, "the remote kept its refs: no branch half-made"
+    assert world.git("rev-parse", "main").stdout == main_before and world.git("status", "--porcelain").stdout == ""
+    hook.write_text(recording)
+    retry = world.mlops("gitops", "bump", "--env", "staging", "--model-uri", world.models["b"],
+                        "--branch", "mlops/bump-staging", *MR)  # fmt: skip
+    assert retry.returncode == 0, retry.stderr
+    assert world.models["b"] in world.remote_file("mlops/bump-staging", STAGING)
