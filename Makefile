@@ -53,10 +53,13 @@ bench: install ## Benchmarks: training, production pipeline, serving, manifests,
 	$(BIN)/mlops bench manifests
 	$(BIN)/mlops bench monitor
 
+fuzz: install ## Long fuzzing: hypothesis on every parser, schemathesis >= 10,000 requests per service
+	FUZZ_EXAMPLES=5000 FUZZ_MIN_REQUESTS=10000 $(BIN)/python -m pytest -q -s tests/fuzz
+
 lock: ## Re-resolve constraints.txt from pyproject.toml (needs uv in .venv)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o constraints.txt
 
 clean: ## Remove the virtualenv, local model store and untracked outputs
 	rm -rf $(VENV) models .mlops .pytest_cache tests/tools/node_modules
 
-.PHONY: help install demo test lint bench lock clean
+.PHONY: help install demo test lint bench lock clean fuzz

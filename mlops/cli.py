@@ -9,7 +9,7 @@ from core.errors import MlopsError
 from gitops.cli import bench_manifests, gitops_group, manifests_group
 from monitoring.cli import bench_monitor, ingest_command, monitor_group
 from pipelines.cli import bench_pipeline, pipeline_group
-from serving.cli import bench_serve, client_command, serve_command
+from serving.cli import bench_load, bench_serve, client_command, serve_command
 from training.cli import bench_training, data_group, evaluate_command, gate_command, predict_command, train_command
 
 
@@ -83,6 +83,7 @@ data_group.add_command(ingest_command)
 bench_group.add_command(bench_serve)
 bench_group.add_command(bench_manifests)
 bench_group.add_command(bench_monitor)
+bench_group.add_command(bench_load)
 
 
 if __name__ == "__main__":

@@ -99,9 +99,8 @@ def split(headers: dict[str, str], body: bytes) -> tuple[dict[str, Any], bytes]:
             raise EventError("data: a structured CloudEvent needs data or data_base64")
         return attributes, payload
     if "ce-id" not in headers and "ce-type" not in headers:
-        raise EventError(
-            f"content-type {content_type or 'missing'}: send a CloudEvent (ce-* headers or {STRUCTURED})", 415
-        )
+        given = repr(content_type[:40]) if content_type else "missing"
+        raise EventError(f"content-type: {given}, and no ce-* headers: send a CloudEvent (ce-* or {STRUCTURED})", 415)
     attributes = {key[3:]: value for key, value in headers.items() if key.startswith("ce-")}
     return attributes, body
 

@@ -4,7 +4,8 @@ Routes (a plain ASGI app: the ingest path is hot, so no framework routing on it)
 
 - ``POST /``          a CloudEvent from KServe's inference logger (binary or structured);
                       202 once accepted (idempotent), 4xx naming the problem (nothing stored),
-                      503 when the writer is ``QUEUE`` events behind
+                      when the writer is ``QUEUE`` events behind, the answer waits for room
+                      (backpressure on the logger) and is a 503 after ``ADMIT_WAIT`` seconds
 - ``POST /feedback``  ``{"request_id": ..., "row": 0, "actual_mpg" | "actual_l_per_100km": ...}``
 - ``GET /summary``    counts, the models seen, feedback coverage
 - ``GET /healthz``    alive; ``GET /readyz`` the database answers; ``GET /metrics`` Prometheus
@@ -39,10 +40,12 @@ from core.features import MPG_L100KM_FACTOR, TARGET_DOMAIN
 from monitoring import db
 from monitoring.events import KINDS, ClientError, Half, parse_event
 from serving.limits import MAX_BODY_BYTES
+from serving.schema import MAX_INSTANCES, field
 
 logger = logging.getLogger(__name__)
 BATCH = 1000  # events per transaction at most
-QUEUE = 50_000  # events accepted and not yet committed, at most (then 503)
+QUEUE = 5 * BATCH  # events accepted and not yet committed, at most (then new ones wait for room)
+ADMIT_WAIT = 5.0  # seconds an event waits for room in the queue before a 503
 SWEEP_EVERY = 1.0  # seconds between sweeps (pair leftovers, expire halves)
 FEEDBACK_KEYS = {"request_id", "row", "actual_mpg", "actual_l_per_100km"}
 
@@ -57,12 +60,13 @@ def parse_feedback(body: bytes) -> tuple[str, int, float]:
         raise ClientError('body: send {"request_id": ..., "actual_mpg": ...}')
     unknown = sorted(set(payload) - FEEDBACK_KEYS)
     if unknown:
-        raise ClientError(f"{unknown[0]}: unknown field; expected {', '.join(sorted(FEEDBACK_KEYS))}")
+        raise ClientError(f"{field(unknown[0])}: unknown field; expected {', '.join(sorted(FEEDBACK_KEYS))}")
     request_id, row = payload.get("request_id"), payload.get("row", 0)
     if not isinstance(request_id, str) or not 0 < len(request_id) <= 200:
         raise ClientError("request_id: required, the id the estimate came with (X-Request-Id)")
-    if type(row) is not int or row < 0:
-        raise ClientError("row: must be a whole number >= 0 (the car's position in its request)")
+    if isinstance(row, bool) or not isinstance(row, int | float) or not 0 <= row < MAX_INSTANCES or row % 1:
+        raise ClientError(f"row: must be a whole number from 0 to {MAX_INSTANCES - 1} (the car's place in its request)")
+    row = int(row)
     given = [key for key in ("actual_mpg", "actual_l_per_100km") if key in payload]
     if len(given) != 1:
         raise ClientError("actual_mpg or actual_l_per_100km: give exactly one")
@@ -106,11 +110,16 @@ class Writer:
         self.last_sweep = 0.0
         self.connection = None  # the writer's own, kept open: no pool checkout or ping per batch
 
-    def submit(self, half: Half) -> None:
+    async def submit(self, half: Half) -> None:
+        """Queue ``half``; when the queue is full, wait for room (the sender slows down), then a 503."""
         try:
             self.queue.put_nowait(half)
         except asyncio.QueueFull:
-            raise ClientError(f"the monitor is {QUEUE} events behind its database: retry later", 503) from None
+            try:
+                await asyncio.wait_for(self.queue.put(half), ADMIT_WAIT)
+            except TimeoutError:
+                message = f"the monitor has been {QUEUE} events behind its database for {ADMIT_WAIT:.0f} s: retry later"
+                raise ClientError(message, 503) from None
         self.settled.clear()
 
     async def drain(self) -> None:
@@ -170,9 +179,11 @@ async def _body(receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _send(send, status: int, content: Any, content_type: bytes = b"application/json") -> None:
+async def _send(
+    send, status: int, content: Any, content_type: bytes = b"application/json", headers: list | None = None
+) -> None:
     body = content if isinstance(content, bytes) else orjson.dumps(content)
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *(headers or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -214,9 +225,11 @@ class MonitorApp:
             return None
         handler = self.routes.get((scope["method"], scope["path"]))
         if handler is None:
-            known = any(path == scope["path"] for _, path in self.routes)
-            status = 405 if known else 404
-            return await _send(send, status, {"error": f"{scope['method']} {scope['path']}: not served here"})
+            allowed = [method for method, path in self.routes if path == scope["path"]]
+            error = {"error": f"{scope['method']} {scope['path']}: not served here"}
+            if allowed:
+                return await _send(send, 405, error, headers=[(b"allow", ", ".join(allowed).encode())])
+            return await _send(send, 404, error)
         try:
             return await handler(scope, receive, send)
         except ClientError as e:
@@ -245,7 +258,7 @@ class MonitorApp:
         except ClientError:
             self.metrics.events.labels(KINDS.get(headers.get("ce-type", ""), "unknown"), "rejected").inc()
             raise
-        self.writer.submit(half)
+        await self.writer.submit(half)
         self.metrics.events.labels(half.kind, "accepted").inc()
         await _send(send, 202, {"id": half.event_id, "kind": half.kind})
 

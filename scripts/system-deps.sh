@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages a make target needs, when they are missing.
 #   scripts/system-deps.sh test    nginx, Chromium + ChromeDriver, Node.js + npm (gitlab-ci-local),
-#                                  PostgreSQL (the monitor's multi-replica database)
+#                                  PostgreSQL (the monitor's multi-replica database), wrk (load tests)
 #   scripts/system-deps.sh demo    nginx (optional: without it the page is served by a Python stand-in)
 #   scripts/system-deps.sh bench   wrk (the HTTP load generator of `mlops bench serve|monitor`),
 #                                  PostgreSQL (`mlops bench monitor` measures it too)
@@ -12,7 +12,7 @@ set -euo pipefail
 target=${1:-test}
 # command:package pairs
 case "$target" in
-    test) needs=(nginx:nginx-light chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm initdb:postgresql) ;;
+    test) needs=(nginx:nginx-light chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm initdb:postgresql wrk:wrk) ;;
     demo) needs=(nginx:nginx-light) ;;
     bench) needs=(wrk:wrk initdb:postgresql) ;;
     *) echo "usage: $0 test|demo|bench" >&2; exit 2 ;;

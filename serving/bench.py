@@ -29,6 +29,18 @@ from core.features import FEATURE_NAMES
 
 ROLES = ("predictor", "reference", "trivial")
 WRK_SCRIPT = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[{body}]==]\n'
+# Appended to every script: count 5xx answers per thread and print their sum (wrk lumps 4xx and 5xx).
+COUNT_5XX = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) server_errors = 0 end
+function response(status, headers, body) if status >= 500 then server_errors = server_errors + 1 end end
+function done(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do total = total + t:get("server_errors") end
+  io.write(string.format("server_errors: %d\\n", total))
+end
+"""
 
 
 class BenchError(MlopsError):
@@ -109,22 +121,36 @@ def pinned(cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and (os.cpu_count() or 1) >= 2 else []
 
 
-def run_wrk(url: str, body: str, seconds: int, connections: int = 16, script: str | None = None) -> dict[str, float]:
-    """Requests/s, p50 and p99 (ms) from one wrk run; non-2xx answers count as errors.
+def run_wrk(
+    url: str,
+    body: str,
+    seconds: int,
+    connections: int = 16,
+    script: str | None = None,
+    errors_expected: bool = False,
+    cpu: int = 0,
+) -> dict[str, float]:
+    """Requests, requests/s, p50 and p99 (ms), non-2xx and 5xx answers from one wrk run.
 
-    ``script``: a wrk Lua script of one's own instead of POSTing ``body``."""
+    ``script``: a wrk Lua script of one's own instead of POSTing ``body``. Unless
+    ``errors_expected``, any non-2xx answer is a ``BenchError`` (and 5xx are not counted apart).
+    """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
-        lua.write(script or WRK_SCRIPT.format(body=body))
-    command = [*pinned(0), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", lua.name, url]
+        # the 5xx count costs wrk a Lua call per answer: only where answers may fail on purpose
+        lua.write((script or WRK_SCRIPT.format(body=body)) + (COUNT_5XX if errors_expected else ""))
+    command = [*pinned(cpu), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", lua.name, url]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     Path(lua.name).unlink()
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if errors:
+    if errors and not errors_expected:
         raise BenchError(f"{errors.group(1)} failed requests against {url}:\n{output}")
     return {
+        "requests": float(re.search(r"(\d+) requests in", output).group(1)),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
         "p50_ms": _seconds(re.search(r"^\s+50%\s+(\S+)$", output, re.MULTILINE).group(1)) * 1e3,
         "p99_ms": _seconds(re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE).group(1)) * 1e3,
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+        "server_errors": float(re.search(r"server_errors: (\d+)", output).group(1)) if errors_expected else 0.0,
     }
 
 

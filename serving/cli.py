@@ -150,3 +150,35 @@ def bench_serve(model_dir, seconds, rounds):
     from serving.bench import benchmark, table
 
     click.echo(table(benchmark(Path(model_dir).resolve(), seconds, rounds)))
+
+
+@click.command("load")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default="models/candidate",
+    show_default=True,
+    help="Model directory the predictor serves.",
+)
+@click.option("--seconds", default=60, show_default=True, type=click.IntRange(1, 3600), help="Each of the four runs.")
+def bench_load(model_dir, seconds):
+    """Load: the predictor through nginx and the monitor's ingest, 64 connections, alone and with malformed requests.
+
+    Exit 1 when a good request was not answered 2xx, a malformed one was answered 5xx
+    or accepted, or a server's resident memory grew by 10 % or more.
+
+    \b
+    Example:
+      mlops bench load --seconds 60
+    """
+    from pathlib import Path
+
+    from serving.bench import BenchError
+    from serving.loadtest import load, table
+
+    runs = load(Path(model_dir).resolve(), seconds)
+    click.echo(table(runs))
+    problems = [f"{run.target}{' +bad' if run.malformed else ''}: {p}" for run in runs for p in run.problems()]
+    if problems:
+        raise BenchError("; ".join(problems))

@@ -8,6 +8,7 @@ domain check for the whole batch); named instances go through pydantic.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core.features import FEATURE_NAMES, ORIGIN_NAMES, domain_problems
 
 MAX_INSTANCES = 1000
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NUMBER = (int, float)  # exact types: JSON true/false arrive as bool, a subclass of int
 MAX_REPORTED = 5
 OriginName = Literal["usa", "europe", "japan", "USA", "Europe", "Japan"]
@@ -58,7 +60,7 @@ class NamedInstance(BaseModel):
 
 
 def _problems_message(problems: list[tuple[int, str, str]], where: str) -> str:
-    shown = "; ".join(f"{where}[{row}].{name}: {message}" for row, name, message in problems[:MAX_REPORTED])
+    shown = "; ".join(f"{field(name, f'{where}[{row}]')}: {message}" for row, name, message in problems[:MAX_REPORTED])
     return shown + (f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else "")
 
 
@@ -95,14 +97,14 @@ def _positional(index: int, instance: list) -> list[float]:
 
 
 def _named_problem(error: dict) -> tuple[str, str]:
-    field = str(error["loc"][0]) if error["loc"] else "?"
+    name = str(error["loc"][0]) if error["loc"] else "?"
     if error["type"] == "extra_forbidden":
-        return field, f"unknown field; expected {', '.join(FEATURE_NAMES)}"
+        return name, f"unknown field; expected {', '.join(FEATURE_NAMES)}"
     if error["type"] == "missing":
-        return field, "is required"
-    if field == "origin":
-        return field, "must be 1, 2, 3 or usa, europe, japan"
-    return field, f"must be a finite number, got {error.get('input')!r}"
+        return name, "is required"
+    if name == "origin":
+        return name, "must be 1, 2, 3 or usa, europe, japan"
+    return name, f"must be a finite number, got {error.get('input')!r}"
 
 
 def _named(index: int, instance: dict) -> list[float]:
@@ -121,7 +123,9 @@ def parse_v1(payload: Any) -> np.ndarray:
         raise InvalidRequestError('instances: required; send {"instances": [...]}')
     unknown = sorted(set(payload) - {"instances", "parameters"})
     if unknown:
-        raise InvalidRequestError(f'{unknown[0]}: unknown top-level field; send {{"instances": [...]}}')
+        raise InvalidRequestError(f'{field(unknown[0])}: unknown top-level field; send {{"instances": [...]}}')
+    if "parameters" in payload and not isinstance(payload["parameters"], dict):
+        raise InvalidRequestError("parameters: must be an object")
     instances = payload["instances"]
     if not isinstance(instances, list):
         raise InvalidRequestError("instances: must be a list")
@@ -233,17 +237,30 @@ def _binary_values(raw: bytes, datatype: str, count: int, where: str) -> list:
     return values.tolist()
 
 
+def field(name: str, parent: str = "") -> str:
+    """The path of a client-named field in a message: ``parent.name`` for a plain name; an odd one
+    (spaces, newlines, 200 characters) quoted and cut, so a message stays one readable line."""
+    if _PLAIN_NAME.fullmatch(name):
+        return f"{parent}.{name}" if parent else name
+    return f"{parent}[{name[:40]!r}]"
+
+
+def _input_path(name: str) -> str:
+    return field(name, "inputs")
+
+
 def _v2_input(item: Any, index: int, binary: memoryview, offset: int) -> tuple[V2Input, int]:
     where = f"inputs[{index}]"
     if not isinstance(item, dict):
         raise InvalidRequestError(f"{where}: must be an object with name, shape, datatype and data")
     unknown = sorted(set(item) - V2_INPUT_KEYS)
     if unknown:
-        raise InvalidRequestError(f"{where}.{unknown[0]}: unknown field; expected {', '.join(sorted(V2_INPUT_KEYS))}")
+        expected = ", ".join(sorted(V2_INPUT_KEYS))
+        raise InvalidRequestError(f"{field(unknown[0], where)}: unknown field; expected {expected}")
     name, shape, datatype = item.get("name"), item.get("shape"), item.get("datatype")
     if not isinstance(name, str) or not name:
         raise InvalidRequestError(f"{where}.name: required, a non-empty string")
-    where = f"inputs.{name}"
+    where = _input_path(name)
     if not isinstance(shape, list) or not 1 <= len(shape) <= 2 or any(type(d) is not int or d < 0 for d in shape):
         raise InvalidRequestError(f"{where}.shape: must be [n] or [n, {len(FEATURE_NAMES)}] with whole n >= 0")
     if datatype not in V2_DATATYPES:
@@ -287,7 +304,7 @@ def decode_v2(body: bytes, header_length: str | None = None) -> V2Request:
     unknown = sorted(set(payload) - V2_REQUEST_KEYS)
     if unknown:
         expected = ", ".join(sorted(V2_REQUEST_KEYS))
-        raise InvalidRequestError(f"{unknown[0]}: unknown top-level field; expected {expected}")
+        raise InvalidRequestError(f"{field(unknown[0])}: unknown top-level field; expected {expected}")
     request_id, parameters = payload.get("id"), payload.get("parameters")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidRequestError("id: must be a string")
@@ -299,7 +316,7 @@ def decode_v2(body: bytes, header_length: str | None = None) -> V2Request:
     for index, item in enumerate(payload["inputs"]):
         decoded, offset = _v2_input(item, index, view, offset)
         if any(i.name == decoded.name for i in inputs):
-            raise InvalidRequestError(f"inputs.{decoded.name}: given twice; each input name once")
+            raise InvalidRequestError(f"{_input_path(decoded.name)}: given twice; each input name once")
         inputs.append(decoded)
     if offset != len(binary):
         raise InvalidRequestError(f"body: {len(binary) - offset} bytes of binary data are not claimed by any input")
@@ -322,7 +339,7 @@ def _v2_values(name: str, values: list, datatype: str) -> np.ndarray:
             raise InvalidRequestError(f"inputs.origin: {unknown[0]!r} is not 1, 2, 3 or usa, europe, japan")
         return np.array([ORIGIN_NAMES[n.lower()] for n in values], dtype=float)
     if datatype in {"BYTES", "BOOL"}:
-        raise InvalidRequestError(f"inputs.{name}: datatype {datatype} is not numeric; use FP64, FP32 or INT*")
+        raise InvalidRequestError(f"{_input_path(name)}: datatype {datatype} is not numeric; use FP64, FP32 or INT*")
     return np.asarray(values, dtype=float)
 
 
@@ -335,16 +352,16 @@ def parse_v2(inputs: list[tuple[str, list[int], str, list]]) -> np.ndarray:
     if len(inputs) == 1 and inputs[0][0] not in FEATURE_NAMES:
         name, shape, datatype, data = inputs[0]
         if len(shape) != 2 or shape[1] != len(FEATURE_NAMES):
-            raise InvalidRequestError(f"inputs.{name}: shape must be [n, {len(FEATURE_NAMES)}], got {shape}")
-        _check_count(shape[0], f"inputs.{name}")
+            raise InvalidRequestError(f"{_input_path(name)}: shape must be [n, {len(FEATURE_NAMES)}], got {shape}")
+        _check_count(shape[0], _input_path(name))
         matrix = _v2_values(name, data, datatype)
-        return _checked(matrix.reshape(shape[0], len(FEATURE_NAMES)), f"inputs.{name}")
+        return _checked(matrix.reshape(shape[0], len(FEATURE_NAMES)), _input_path(name))
     by_name = {}
     for name, shape, datatype, data in inputs:
         if name not in FEATURE_NAMES:
-            raise InvalidRequestError(f"inputs.{name}: unknown input; expected {', '.join(FEATURE_NAMES)}")
+            raise InvalidRequestError(f"{_input_path(name)}: unknown input; expected {', '.join(FEATURE_NAMES)}")
         if len(shape) != 1:
-            raise InvalidRequestError(f"inputs.{name}: shape must be [n], got {shape}")
+            raise InvalidRequestError(f"{_input_path(name)}: shape must be [n], got {shape}")
         by_name[name] = _v2_values(name, data, datatype)
     missing = [n for n in FEATURE_NAMES if n not in by_name]
     if missing:

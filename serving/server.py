@@ -204,9 +204,15 @@ def build_app(dataplane, registry, payload_log: PayloadLog | None = None) -> Any
             return _json(503, {"ready": False})
         return _json(200, {"ready": True})
 
+    async def v1_model_ready(model_name: str):
+        # GET /v1/models/mpg:predict lands here (a path segment may hold ":"): the route exists, for POST
+        if model_name.endswith(":predict"):
+            return _json(405, {"error": "GET: /v1/models/<name>:predict takes POST"}, {"Allow": "POST"})
+        return await model_ready(model_name)
+
     handlers = {
         "/v1/models/{model_name}:predict": predict,
-        "/v1/models/{model_name}": model_ready,
+        "/v1/models/{model_name}": v1_model_ready,
         "/v2/models/{model_name}/infer": infer,
         "/v2/models/{model_name}": metadata,
         "/v2/models/{model_name}/ready": model_ready,

@@ -19,7 +19,7 @@ from training.bench import copy_worktree
 
 ROOT = Path(__file__).resolve().parents[2]
 GITLAB_CI_LOCAL = ROOT / "tests" / "tools" / "node_modules" / ".bin" / "gitlab-ci-local"
-CHECKS = ["lint", "tests", "manifests", "kubeconform", "compiled-pipeline", "gitops-diff"]
+CHECKS = ["lint", "tests", "manifests", "kubeconform", "compiled-pipeline", "gitops-diff", "dependency-audit"]
 
 
 @pytest.fixture
@@ -61,6 +61,10 @@ def test_a_merge_request_changing_params_runs_the_checks_and_the_model_gate(repo
 def test_a_merge_request_changing_docs_runs_the_checks_only(repo):
     change(repo, "README.md", branch="docs")
     assert jobs(repo, *MERGE_REQUEST) == CHECKS
+
+
+def test_the_nightly_schedule_runs_the_dependency_audit_only(repo):
+    assert jobs(repo, "CI_PIPELINE_SOURCE=schedule") == ["dependency-audit"]
 
 
 def test_main_touching_a_data_version_submits_training(repo):
