@@ -45,13 +45,11 @@ test: install ## System packages the tests drive (nginx, Chromium, Node), lint, 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-bench: install ## Benchmarks: training, production pipeline, serving, manifests, monitor (figures in the README)
+bench: install ## Every benchmark (training, pipeline, serving, manifests, monitor, load): one table, BENCHMARKS.md
 	scripts/system-deps.sh bench
-	$(BIN)/mlops bench training
-	$(BIN)/mlops bench pipeline
-	$(BIN)/mlops bench serve
-	$(BIN)/mlops bench manifests
-	$(BIN)/mlops bench monitor
+	$(BIN)/mlops data pull
+	$(BIN)/dvc repro
+	$(BIN)/mlops bench all --out BENCHMARKS.md
 
 fuzz: install ## Long fuzzing: hypothesis on every parser, schemathesis >= 10,000 requests per service
 	FUZZ_EXAMPLES=5000 FUZZ_MIN_REQUESTS=10000 $(BIN)/python -m pytest -q -s tests/fuzz

@@ -275,20 +275,6 @@ def bench_manifests(runs):
     Example:
       mlops bench manifests --runs 5
     """
-    import statistics
-    import time
+    from gitops.bench import section
 
-    from gitops.manifests import render_all, validate_all
-
-    root = project_root()
-    timings = {"render (kustomize, 4 trees)": [], "validate (render + schemas + policy)": []}
-    for _ in range(runs):
-        for label, work in zip(timings, (lambda: render_all(root), lambda: validate_all(root)), strict=True):
-            started = time.perf_counter()
-            work()
-            timings[label].append(time.perf_counter() - started)
-    medians = {label: statistics.median(values) for label, values in timings.items()}
-    for label, seconds in medians.items():
-        click.echo(f"{label:<40} {seconds:6.2f} s")
-    render, validate = medians.values()
-    click.echo(f"{'ratio validate / render':<40} {validate / render:6.2f}   (target: validate <= 5 s)")
+    click.echo(section(project_root(), runs).detail)

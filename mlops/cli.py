@@ -86,5 +86,64 @@ bench_group.add_command(bench_monitor)
 bench_group.add_command(bench_load)
 
 
+@bench_group.command("all")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default="models/candidate",
+    show_default=True,
+    help="Model directory the serving, monitor and load benchmarks serve (dvc repro makes it).",
+)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default="BENCHMARKS.md", show_default=True)
+@click.option("--factors", default="1,10,100", show_default=True, help="Training data sizes, as multiples.")
+@click.option("--serve-seconds", default=5, show_default=True, type=click.IntRange(1, 600), help="Each serving run.")
+@click.option("--load-seconds", default=60, show_default=True, type=click.IntRange(1, 3600), help="Each load run.")
+def bench_all(model_dir, out_path, factors, serve_seconds, load_seconds):
+    """Every benchmark in turn; one table of figures against their baselines, written to BENCHMARKS.md.
+
+    Exit 1 when a load run missed a target (the file is written first, with the problem).
+
+    \b
+    Example:
+      mlops bench all --load-seconds 60 --out BENCHMARKS.md
+    """
+    from pathlib import Path
+
+    from core.atomic import atomic_write
+    from core.benchmarks import markdown, summary_table
+    from core.settings import project_root
+    from gitops import bench as manifests
+    from monitoring import bench as monitor
+    from pipelines import bench as pipeline
+    from serving import bench as serving
+    from serving import loadtest
+    from serving.bench import BenchError
+    from training.cli import training_section
+
+    model = Path(model_dir).resolve()
+    out = Path(out_path)
+    runs = {
+        "training": lambda: training_section(factors),
+        "production pipeline": lambda: pipeline.section(project_root()),
+        "serving": lambda: serving.section(model, serve_seconds),
+        "manifests": lambda: manifests.section(project_root()),
+        "monitor": lambda: monitor.section(model),
+        "load": lambda: loadtest.section(model, load_seconds),
+    }
+    sections = []
+    for name, run in runs.items():
+        click.echo(f"==> {name}", err=True)
+        sections.append(run())
+        click.echo(sections[-1].detail, err=True)
+    click.echo(summary_table(sections))
+    command = f"mlops bench all --factors {factors} --serve-seconds {serve_seconds} --load-seconds {load_seconds}"
+    atomic_write(out, lambda tmp: tmp.write_text(markdown(sections, command)))
+    click.echo(f"written to {out}", err=True)
+    problems = [problem for section in sections for problem in section.problems]
+    if problems:
+        raise BenchError("; ".join(problems))
+
+
 if __name__ == "__main__":
     main()

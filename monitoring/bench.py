@@ -19,6 +19,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from core.benchmarks import Figure, Section
 from core.features import FEATURE_NAMES, MPG_L100KM_FACTOR
 from core.model_card import read_card
 from serving.bench import WRK_SCRIPT, BenchError, _wait_ready, bodies, free_port, run_wrk
@@ -185,3 +187,33 @@ def report(model_dir: Path, rows: int, folder: Path) -> dict[str, float]:
         if result.returncode not in (0, 4):
             raise BenchError(f"mlops monitor report failed: {result.stderr.strip()}")
     return seconds
+
+
+def section(model_dir: Path, seconds: int = 5, rows: int = 100_000) -> Section:
+    """Ingest on SQLite and PostgreSQL (when installed) against 2 x the predictor's rate; the report's cost."""
+    from monitoring.local_postgres import LocalPostgresError, postgres_cluster
+
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="mpg-bench-monitor-") as folder, contextlib.ExitStack() as stack:
+        databases = {"SQLite": f"sqlite:///{Path(folder) / 'ingest.db'}"}
+        try:
+            databases["PostgreSQL"] = stack.enter_context(postgres_cluster(durable=True))
+        except LocalPostgresError as e:
+            lines.append(f"PostgreSQL skipped: {e}")
+        results = ingest(model_dir, databases, seconds)
+        seconds_by_format = report(model_dir, rows, Path(folder))
+    lines.append(ingest_table(results))
+    lines.append(
+        f"report over {rows} predictions: JSON {seconds_by_format['json']:.2f} s, "
+        f"HTML {seconds_by_format['html']:.2f} s (target <= 10 s)"
+    )
+    events_needed = 2 * results["predictor (baseline)"]["rps"]
+    figures = [
+        Figure(f"ingest, {name}", results[f"monitor, {name}"]["rps"], "events/s", "2 x predictor req/s", events_needed)
+        for name in databases
+    ]
+    figures += [
+        Figure(f"report over {rows:,} predictions, {fmt.upper()}", spent, "s", target="<= 10 s")
+        for fmt, spent in seconds_by_format.items()
+    ]
+    return Section("Monitor", "\n".join(lines), figures)

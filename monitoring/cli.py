@@ -297,22 +297,6 @@ def bench_monitor(model_dir, seconds, rows):
     Example:
       mlops bench monitor --seconds 5
     """
-    import contextlib
-    import tempfile
+    from monitoring.bench import section
 
-    from monitoring.bench import ingest, ingest_table, report
-    from monitoring.local_postgres import LocalPostgresError, postgres_cluster
-
-    model_dir = model_dir.resolve()
-    with tempfile.TemporaryDirectory(prefix="mpg-bench-monitor-") as folder, contextlib.ExitStack() as stack:
-        databases = {"SQLite": f"sqlite:///{Path(folder) / 'ingest.db'}"}
-        try:
-            databases["PostgreSQL"] = stack.enter_context(postgres_cluster(durable=True))
-        except LocalPostgresError as e:
-            click.echo(f"PostgreSQL skipped: {e}")
-        click.echo(ingest_table(ingest(model_dir, databases, seconds)))
-        seconds_by_format = report(model_dir, rows, Path(folder))
-    click.echo(
-        f"report over {rows} predictions: JSON {seconds_by_format['json']:.2f} s, "
-        f"HTML {seconds_by_format['html']:.2f} s (target <= 10 s)"
-    )
+    click.echo(section(model_dir.resolve(), seconds, rows).detail)

@@ -13,6 +13,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from core.benchmarks import Figure, Section
+
 #: What each step imports before doing any work (kfp's executor itself is light at run time).
 STEP_IMPORTS = {
     "fetch-data": "pipelines.steps, training.params",
@@ -88,3 +90,19 @@ def step_table(summaries: list[dict]) -> dict[str, float]:
         for step in summary["steps"]:
             seconds[step["name"]].append(step["seconds"])
     return {name: sum(v) / len(v) for name, v in seconds.items()}
+
+
+def section(root: Path, runs: int = 2) -> Section:
+    """Each step and the whole run against their floors."""
+    summaries = pipeline_runs(root, runs)
+    steps = step_table(summaries)
+    floors = floor()
+    wall = sum(s["wall_seconds"] for s in summaries) / len(summaries)
+    critical = sum(floors[name] * times for name, times in CRITICAL_PATH.items())
+    lines = [f"{'step':<18} {'seconds':>8} {'floor':>8} {'ratio':>6}"]
+    lines += [f"{n:<18} {s:8.2f} {floors[n]:8.2f} {s / floors[n]:6.2f}" for n, s in steps.items()]
+    lines.append(f"{'whole run (wall)':<18} {wall:8.2f} {critical:8.2f} {wall / critical:6.2f}")
+    lines.append("floor: start Python and import the step's modules; whole run: the floors on the critical path")
+    figures = [Figure(f"step {n}", s, "s", "start Python + import", floors[n]) for n, s in steps.items()]
+    figures.append(Figure("whole run, kfp.local (wall)", wall, "s", "floors on the critical path", critical))
+    return Section("Production pipeline", "\n".join(lines), figures)

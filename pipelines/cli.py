@@ -146,15 +146,6 @@ def bench_pipeline(runs):
     Example:
       mlops bench pipeline --runs 3
     """
-    from pipelines.bench import CRITICAL_PATH, floor, pipeline_runs, step_table
+    from pipelines.bench import section
 
-    summaries = pipeline_runs(project_root(), runs)
-    steps = step_table(summaries)
-    floors = floor()
-    wall = sum(s["wall_seconds"] for s in summaries) / len(summaries)
-    click.echo(f"{'step':<18} {'seconds':>8} {'floor':>8} {'ratio':>6}")
-    for name, seconds in steps.items():
-        click.echo(f"{name:<18} {seconds:8.2f} {floors[name]:8.2f} {seconds / floors[name]:6.2f}")
-    critical = sum(floors[name] * times for name, times in CRITICAL_PATH.items())
-    click.echo(f"{'whole run (wall)':<18} {wall:8.2f} {critical:8.2f} {wall / critical:6.2f}")
-    click.echo("floor: start Python and import the step's modules; whole run: the floors on the critical path")
+    click.echo(section(project_root(), runs).detail)

@@ -3,7 +3,7 @@
 #   scripts/system-deps.sh test    nginx, Chromium + ChromeDriver, Node.js + npm (gitlab-ci-local),
 #                                  PostgreSQL (the monitor's multi-replica database), wrk (load tests)
 #   scripts/system-deps.sh demo    nginx (optional: without it the page is served by a Python stand-in)
-#   scripts/system-deps.sh bench   wrk (the HTTP load generator of `mlops bench serve|monitor`),
+#   scripts/system-deps.sh bench   wrk (the HTTP load generator of `mlops bench serve|monitor|load`), nginx (load),
 #                                  PostgreSQL (`mlops bench monitor` measures it too)
 # As root, or through sudo without a password; where there is no apt-get (or no way to be root),
 # one line names what to install and, for `test`, the command fails.
@@ -14,7 +14,7 @@ target=${1:-test}
 case "$target" in
     test) needs=(nginx:nginx-light chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm initdb:postgresql wrk:wrk) ;;
     demo) needs=(nginx:nginx-light) ;;
-    bench) needs=(wrk:wrk initdb:postgresql) ;;
+    bench) needs=(wrk:wrk initdb:postgresql nginx:nginx-light) ;;
     *) echo "usage: $0 test|demo|bench" >&2; exit 2 ;;
 esac
 

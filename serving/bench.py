@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from kserve import Model
 
+from core.benchmarks import Figure, Section
 from core.errors import MlopsError
 from core.features import FEATURE_NAMES
 
@@ -219,3 +220,64 @@ def table(results: dict[tuple[str, str], dict[str, float]]) -> str:
             f"predictor/trivial {ours / results[(load, 'trivial')]['rps']:.0%}"
         )
     return "\n".join(lines)
+
+
+def time_split(model_dir: Path, repeat: int = 20_000) -> dict[str, float]:
+    """Microseconds per single-instance V1 request spent in each part of the predictor's own work, in process.
+
+    The same calls the server makes, in its order: JSON decode, V1 validation, the
+    compiled model (with L/100 km), range flags and the response dict, JSON encode.
+    """
+    import timeit
+
+    import orjson
+
+    from core.features import to_l_per_100km
+    from core.settings import Settings
+    from core.store import open_store
+    from serving.predictor import MpgModel
+    from serving.schema import parse_v1
+
+    model = MpgModel("mpg", str(model_dir), open_store(Settings.from_env()))
+    if not model.load():
+        raise BenchError(f"cannot load {model_dir}: {model.load_error}")
+    raw = bodies(model_dir)["1 instance"].encode()
+    payload = orjson.loads(raw)
+    matrix = parse_v1(payload)
+    answer = model.predict(payload)
+    parts = {
+        "JSON decode": lambda: orjson.loads(raw),
+        "V1 validation": lambda: parse_v1(payload),
+        "model (compiled) + L/100 km": lambda: to_l_per_100km(model._predict(matrix)),
+        "predict() as a whole": lambda: model.predict(payload),
+        "JSON encode": lambda: orjson.dumps(answer),
+    }
+    micros = {name: min(timeit.repeat(call, number=repeat, repeat=3)) / repeat * 1e6 for name, call in parts.items()}
+    micros["range flags + response dict"] = (
+        micros["predict() as a whole"] - micros["V1 validation"] - micros["model (compiled) + L/100 km"]
+    )
+    return micros
+
+
+def section(model_dir: Path, seconds: int = 5, rounds: int = 3) -> Section:
+    """The three servers at both loads: this predictor's throughput and p99 against the trivial and generic ones."""
+    results = benchmark(model_dir, seconds, rounds)
+    split = time_split(model_dir)
+    framework = 1e6 / results[("1 instance", "trivial")]["rps"]
+    served = 1e6 / results[("1 instance", "predictor")]["rps"]
+    lines = [table(results), "", "time per single-instance V1 request (us):"]
+    lines.append(f"  {'framework (1 / trivial req/s, under load)':<44} {framework:7.1f}")
+    lines.append(f"  {'predictor (1 / predictor req/s, under load)':<44} {served:7.1f}")
+    lines.append(f"  {'difference under load':<44} {served - framework:7.1f}")
+    lines.append("  the predictor's own work, in process (warm caches):")
+    lines += [f"    {name:<42} {micros:7.1f}" for name, micros in split.items()]
+    own = split["predict() as a whole"]
+    figures = [Figure("predictor's own work per request", own, "us", "framework per request", framework)]
+    for load in dict.fromkeys(load for load, _ in results):
+        ours, trivial, reference = (results[(load, role)] for role in ROLES)
+        figures += [
+            Figure(f"{load}: predictor req/s", ours["rps"], "req/s", "trivial kserve model", trivial["rps"], ">= 0.85"),
+            Figure(f"{load}: predictor p99", ours["p99_ms"], "ms", "trivial kserve model", trivial["p99_ms"], "<= 1.2"),
+            Figure(f"{load}: predictor req/s", ours["rps"], "req/s", "generic sklearn server", reference["rps"]),
+        ]
+    return Section("Serving", "\n".join(lines), figures)

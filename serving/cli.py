@@ -147,9 +147,9 @@ def bench_serve(model_dir, seconds, rounds):
     """
     from pathlib import Path
 
-    from serving.bench import benchmark, table
+    from serving.bench import section
 
-    click.echo(table(benchmark(Path(model_dir).resolve(), seconds, rounds)))
+    click.echo(section(Path(model_dir).resolve(), seconds, rounds).detail)
 
 
 @click.command("load")
@@ -175,10 +175,9 @@ def bench_load(model_dir, seconds):
     from pathlib import Path
 
     from serving.bench import BenchError
-    from serving.loadtest import load, table
+    from serving.loadtest import section
 
-    runs = load(Path(model_dir).resolve(), seconds)
-    click.echo(table(runs))
-    problems = [f"{run.target}{' +bad' if run.malformed else ''}: {p}" for run in runs for p in run.problems()]
-    if problems:
-        raise BenchError("; ".join(problems))
+    result = section(Path(model_dir).resolve(), seconds)
+    click.echo(result.detail)
+    if result.problems:
+        raise BenchError("; ".join(result.problems))

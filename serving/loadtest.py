@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.benchmarks import Figure, Section
 from serving.bench import WRK_SCRIPT, BenchError, _wait_ready, bodies, free_port, run_wrk
 
 MLOPS = Path(sys.executable).parent / "mlops"
@@ -181,3 +182,23 @@ def table(runs: list[LoadRun]) -> str:
             f"{run.bad_requests:>7.0f} {run.bad_5xx:>7.0f} {rss:>24} {run.log_bytes_per_request:>9.3f}"
         )
     return "\n".join(lines)
+
+
+def section(model_dir: Path, seconds: int) -> Section:
+    """The four runs; each malformed run against its run alone; problems (non-2xx, 5xx, memory) listed."""
+    runs = load(model_dir, seconds)
+    figures = []
+    for target in ("predictor", "monitor"):
+        alone, bad = (next(r for r in runs if r.target == target and r.malformed is m) for m in (False, True))
+        name = {"predictor": "predictor via nginx", "monitor": "monitor ingest"}[target]
+        figures += [
+            Figure(f"{name}, 64 connections", alone.rps, "req/s"),
+            Figure(f"{name}, 64 connections, p99", alone.p99_ms, "ms"),
+            Figure(f"{name} + malformed stream", bad.rps, "req/s", "the same alone", alone.rps),
+            Figure(f"{name} + malformed stream, p99", bad.p99_ms, "ms", "the same alone", alone.p99_ms),
+            Figure(f"{name}: RSS after", bad.rss_after_kib / 1024, "MiB", "RSS before", alone.rss_before_kib / 1024),
+            Figure(f"{name}: good requests not 2xx", alone.non_2xx + bad.non_2xx, "", target="0"),
+            Figure(f"{name}: malformed requests answered 5xx", bad.bad_5xx, "", target="0"),
+        ]
+    problems = [f"{run.target}{' +bad' if run.malformed else ''}: {p}" for run in runs for p in run.problems()]
+    return Section(f"Load ({seconds} s per run)", table(runs), figures, problems)

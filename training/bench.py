@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.benchmarks import Figure, Section
+from core.settings import project_root
 from training.candidates import CANDIDATES, build
 from training.data import Dataset
 from training.params import Params
@@ -99,3 +101,27 @@ def pipeline_time(root: Path) -> dict[str, float]:
         subprocess.run([sys.executable, "-c", imports], check=True)
     floor = time.perf_counter() - started
     return {"dvc repro -f (3 stages)": repro, "floor: 3 x start python + import": floor, "ratio": repro / floor}
+
+
+def section(dataset: Dataset, params: Params, factors: tuple[int, ...], skip_pipeline: bool = False) -> Section:
+    """The experimental pipeline against its floor, fit time per candidate and the whole selection per size."""
+    lines, figures = [], []
+    if not skip_pipeline:
+        timed = pipeline_time(project_root())
+        lines.append("experimental pipeline, fresh copy of the repo (seconds):")
+        lines += [f"  {label:<36} {value:8.2f}" for label, value in timed.items()]
+        lines.append("")
+        repro, floor = list(timed.values())[:2]
+        figures.append(Figure("dvc repro -f (3 stages)", repro, "s", "3 x start Python + import", floor))
+    lines.append("seconds per fit (first grid point), data resampled with 2 % noise:")
+    lines.append(fit_times(dataset, params, factors).to_string(float_format=lambda v: f"{v:.3f}"))
+    lines.append("\nseconds for the whole CV selection (all candidates and grid points, 5 folds, final fit):")
+    times = selection_times(dataset, params, factors)
+    first_size, first = factors[0], next(iter(times.values()))
+    for size, (label, seconds) in zip(factors, times.items(), strict=True):
+        ratio = f"{seconds / first:6.1f}x the {first_size}x time (linear: {size / first_size:g}x)"
+        lines.append(f"  {label:<20} {seconds:8.2f}   {ratio}")
+        if size != first_size:
+            target = f"ratio <= {size / first_size:g}"
+            figures.append(Figure(f"CV selection at {label}", seconds, "s", f"{first_size}x selection", first, target))
+    return Section("Training", "\n".join(lines), figures)

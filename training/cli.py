@@ -180,24 +180,15 @@ def bench_training(factors, skip_pipeline):
     Example:
       mlops bench training --factors 1,10
     """
-    from training.bench import fit_times, pipeline_time, selection_times
+    click.echo(training_section(factors, skip_pipeline).detail)
+
+
+def training_section(factors: str = "1,10,100", skip_pipeline: bool = False):
+    from training.bench import section
 
     params = _params(None)
-    dataset = _dataset(params, None)
     sizes = tuple(int(f) for f in factors.split(","))
-    if not skip_pipeline:
-        click.echo("experimental pipeline, fresh copy of the repo (seconds):")
-        for label, value in pipeline_time(project_root()).items():
-            click.echo(f"  {label:<36} {value:8.2f}")
-    click.echo("\nseconds per fit (first grid point), data resampled with 2 % noise:")
-    table = fit_times(dataset, params, sizes)
-    click.echo(table.to_string(float_format=lambda v: f"{v:.3f}"))
-    click.echo("\nseconds for the whole CV selection (all candidates and grid points, 5 folds, final fit):")
-    times = selection_times(dataset, params, sizes)
-    first_size, first = sizes[0], next(iter(times.values()))
-    for size, (label, seconds) in zip(sizes, times.items(), strict=True):
-        ratio = f"{seconds / first:6.1f}x the {first_size}x time (linear: {size / first_size:g}x)"
-        click.echo(f"  {label:<20} {seconds:8.2f}   {ratio}")
+    return section(_dataset(params, None), params, sizes, skip_pipeline)
 
 
 @click.command("gate")

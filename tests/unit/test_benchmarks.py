@@ -1,0 +1,32 @@
+"""BENCHMARKS.md: figures against their baselines, the machine they ran on, each section's own table."""
+
+from __future__ import annotations
+
+import re
+
+from core.benchmarks import Figure, Section, markdown, summary_table
+from gitops.bench import section as manifests_section
+
+
+def test_a_ratio_is_the_value_over_its_baseline_and_absent_without_one():
+    assert Figure("x", 3.0, "s", "floor", 2.0).ratio == 1.5
+    assert Figure("x", 3.0, "s").ratio is None
+    assert Figure("x", 3.0, "s", "floor", 0.0).ratio is None
+
+
+def test_the_manifest_section_measures_validation_against_rendering_and_the_file_says_where(root):
+    measured = manifests_section(root, runs=1)  # the real kustomize and validators, once
+    (figure,) = measured.figures
+    assert figure.value > figure.baseline_value > 0, "validation renders first, so it costs more than rendering"
+    other = Section("Other", "detail text", [Figure("rate", 1234.5, "req/s")], ["a target was missed"])
+    text = markdown([measured, other], "mlops bench all")
+    assert text.startswith("# Benchmarks\n")
+    assert re.search(r"- \*\*machine\*\*: .+, \d+ cores", text)
+    assert re.search(r"- \*\*libraries\*\*: .*scikit-learn \d", text)
+    row = next(line for line in text.splitlines() if line.startswith("| Manifests |"))
+    assert f"| {figure.ratio:.2f} |" in row and "| <= 5 s |" in row
+    assert "| Other | rate | 1,234 req/s |" in text
+    assert "## Manifests\n\n```\nrender (kustomize" in text
+    assert "**Problem**: a target was missed" in text
+    table = summary_table([measured, other]).splitlines()
+    assert table[0].split()[:3] == ["area", "figure", "value"] and len(table) == 3
