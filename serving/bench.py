@@ -273,11 +273,17 @@ def section(model_dir: Path, seconds: int = 5, rounds: int = 3) -> Section:
     lines += [f"    {name:<42} {micros:7.1f}" for name, micros in split.items()]
     own = split["predict() as a whole"]
     figures = [Figure("predictor's own work per request", own, "us", "framework per request", framework)]
+    return Section("Serving", "\n".join(lines), figures + serving_figures(results))
+
+
+def serving_figures(results: dict[tuple[str, str], dict[str, float]]) -> list[Figure]:
+    """Per load: the predictor's req/s and p99 against the trivial model, its req/s against the generic server."""
+    figures = []
     for load in dict.fromkeys(load for load, _ in results):
-        ours, trivial, reference = (results[(load, role)] for role in ROLES)
+        ours, trivial, reference = (results[(load, role)] for role in ("predictor", "trivial", "reference"))
         figures += [
             Figure(f"{load}: predictor req/s", ours["rps"], "req/s", "trivial kserve model", trivial["rps"], ">= 0.85"),
             Figure(f"{load}: predictor p99", ours["p99_ms"], "ms", "trivial kserve model", trivial["p99_ms"], "<= 1.2"),
             Figure(f"{load}: predictor req/s", ours["rps"], "req/s", "generic sklearn server", reference["rps"]),
         ]
-    return Section("Serving", "\n".join(lines), figures)
+    return figures

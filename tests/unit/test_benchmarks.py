@@ -30,3 +30,20 @@ def test_the_manifest_section_measures_validation_against_rendering_and_the_file
     assert "**Problem**: a target was missed" in text
     table = summary_table([measured, other]).splitlines()
     assert table[0].split()[:3] == ["area", "figure", "value"] and len(table) == 3
+
+
+def test_serving_figures_compare_the_predictor_with_the_right_baselines():
+    from serving.bench import serving_figures
+
+    def figures(rps, p99):
+        return {"rps": rps, "p99_ms": p99, "p50_ms": 1.0}
+
+    results = {
+        ("1 instance", "predictor"): figures(5000.0, 4.0),
+        ("1 instance", "reference"): figures(500.0, 50.0),
+        ("1 instance", "trivial"): figures(8000.0, 3.0),
+    }
+    by_name = {(f.what, f.baseline): f for f in serving_figures(results)}
+    assert by_name[("1 instance: predictor req/s", "trivial kserve model")].ratio == 5000 / 8000
+    assert by_name[("1 instance: predictor p99", "trivial kserve model")].ratio == 4.0 / 3.0
+    assert by_name[("1 instance: predictor req/s", "generic sklearn server")].ratio == 10.0
