@@ -9,7 +9,7 @@ from core.errors import MlopsError
 from gitops.cli import bench_manifests, gitops_group, manifests_group
 from monitoring.cli import bench_monitor, ingest_command, monitor_group
 from pipelines.cli import bench_pipeline, pipeline_group
-from serving.cli import bench_load, bench_serve, client_command, serve_command
+from serving.cli import bench_load, bench_model_option, bench_serve, client_command, serve_command
 from training.cli import bench_training, data_group, evaluate_command, gate_command, predict_command, train_command
 
 
@@ -87,15 +87,15 @@ bench_group.add_command(bench_load)
 
 
 @bench_group.command("all")
+@bench_model_option(help="Model directory the serving, monitor and load benchmarks serve.")
 @click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(exists=True, file_okay=False),
-    default="models/candidate",
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    default="BENCHMARKS.md",
     show_default=True,
-    help="Model directory the serving, monitor and load benchmarks serve (dvc repro makes it).",
+    help="The Markdown file the figures go to (replaced whole).",
 )
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default="BENCHMARKS.md", show_default=True)
 @click.option("--factors", default="1,10,100", show_default=True, help="Training data sizes, as multiples.")
 @click.option("--serve-seconds", default=5, show_default=True, type=click.IntRange(1, 600), help="Each serving run.")
 @click.option("--load-seconds", default=60, show_default=True, type=click.IntRange(1, 3600), help="Each load run.")
@@ -121,7 +121,7 @@ def bench_all(model_dir, out_path, factors, serve_seconds, load_seconds):
     from serving.bench import BenchError
     from training.cli import training_section
 
-    model = Path(model_dir).resolve()
+    model = model_dir.resolve()
     out = Path(out_path)
     runs = {
         "training": lambda: training_section(factors),

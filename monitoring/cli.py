@@ -9,6 +9,7 @@ import click
 from core.cli import MODEL_URI
 from core.overlays import ENVIRONMENTS
 from core.settings import project_root
+from serving.cli import bench_model_option
 
 DEFAULT_DB = ".mlops/monitor.db"
 db_option = click.option(
@@ -277,14 +278,7 @@ def _propose_data(root: Path, done, source: str, dvc_remote, branch: str, push: 
 
 
 @click.command("monitor")
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default="models/candidate",
-    show_default=True,
-    help="Model directory the predictor serves and the events name.",
-)
+@bench_model_option(help="Model directory the predictor serves and the events name.")
 @click.option("--seconds", default=5, show_default=True, type=click.IntRange(1, 600), help="Each wrk run.")
 @click.option("--rows", default=100_000, show_default=True, type=click.IntRange(1), help="Predictions to report on.")
 def bench_monitor(model_dir, seconds, rows):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from core.cli import MODEL_URI
@@ -127,15 +129,20 @@ def client_command(predictor, port, monitor, use_python):
         click.echo("client stopped", err=True)
 
 
+def bench_model_option(help: str):
+    """``--model DIR`` of the benchmarks that serve a model (a ``Path``; ``dvc repro`` makes the default)."""
+    return click.option(
+        "--model",
+        "model_dir",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        default="models/candidate",
+        show_default=True,
+        help=help,
+    )
+
+
 @click.command("serve")
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(exists=True, file_okay=False),
-    default="models/candidate",
-    show_default=True,
-    help="Model directory to serve in all three servers.",
-)
+@bench_model_option(help="Model directory to serve in all three servers.")
 @click.option("--seconds", default=5, show_default=True, help="Duration of each measured wrk run.")
 @click.option("--rounds", default=3, show_default=True, help="Interleaved rounds; figures are medians.")
 def bench_serve(model_dir, seconds, rounds):
@@ -145,22 +152,13 @@ def bench_serve(model_dir, seconds, rounds):
     Example:
       mlops bench serve --seconds 5
     """
-    from pathlib import Path
-
     from serving.bench import section
 
-    click.echo(section(Path(model_dir).resolve(), seconds, rounds).detail)
+    click.echo(section(model_dir.resolve(), seconds, rounds).detail)
 
 
 @click.command("load")
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(exists=True, file_okay=False),
-    default="models/candidate",
-    show_default=True,
-    help="Model directory the predictor serves.",
-)
+@bench_model_option(help="Model directory the predictor serves.")
 @click.option("--seconds", default=60, show_default=True, type=click.IntRange(1, 3600), help="Each of the four runs.")
 def bench_load(model_dir, seconds):
     """Load: the predictor through nginx and the monitor's ingest, 64 connections, alone and with malformed requests.
@@ -172,12 +170,10 @@ def bench_load(model_dir, seconds):
     Example:
       mlops bench load --seconds 60
     """
-    from pathlib import Path
-
     from serving.bench import BenchError
     from serving.loadtest import section
 
-    result = section(Path(model_dir).resolve(), seconds)
+    result = section(model_dir.resolve(), seconds)
     click.echo(result.detail)
     if result.problems:
         raise BenchError("; ".join(result.problems))
