@@ -45,11 +45,12 @@ test: install ## System packages the tests drive (nginx, Chromium, Node), lint, 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+BENCH_ARGS ?=
 bench: install ## Every benchmark (training, pipeline, serving, manifests, monitor, load): one table, BENCHMARKS.md
 	scripts/system-deps.sh bench
 	$(BIN)/mlops data pull
 	$(BIN)/dvc repro
-	$(BIN)/mlops bench all --out BENCHMARKS.md
+	$(BIN)/mlops bench all --out BENCHMARKS.md $(BENCH_ARGS)
 
 fuzz: install ## Long fuzzing: hypothesis on every parser, schemathesis >= 10,000 requests per service
 	FUZZ_EXAMPLES=5000 FUZZ_MIN_REQUESTS=10000 $(BIN)/python -m pytest -q -s tests/fuzz
