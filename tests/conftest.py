@@ -59,10 +59,12 @@ def model_copy(trained_dir, tmp_path) -> Path:
 MLOPS = Path(sys.executable).parent / "mlops"
 
 
-def run_mlops(*args, env: dict | None = None, cwd: Path | None = None, timeout: float = 300):
-    """The real `mlops` console script in a subprocess (CliRunner would hide tracebacks)."""
+def run_mlops(*args, env: dict | None = None, cwd: Path | None = None, timeout: float = 300, prefix=()):
+    """The real `mlops` console script in a subprocess (CliRunner would hide tracebacks).
+
+    ``prefix``: a command that runs it (``prlimit ...``)."""
     return subprocess.run(
-        [str(MLOPS), *map(str, args)],
+        [*prefix, str(MLOPS), *map(str, args)],
         env={**os.environ, **(env or {})},
         cwd=cwd,
         capture_output=True,

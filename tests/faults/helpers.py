@@ -3,8 +3,11 @@
 ``DyingProxy`` forwards TCP to a real server (moto's S3) and, once a set number of
 bytes has gone one way, closes every connection and stops listening: from the
 client's side the server went away in the middle of an upload or a download, and
-every retry is refused. ``full_filesystem`` mounts a small tmpfs where the test may
-mount (root, as in CI), so writes fail with ENOSPC as on a full disk.
+every retry is refused. ``small_disk`` gives a folder where writes stop past a size,
+two ways: a small tmpfs where the test may mount one (root, as in CI), so writes fail
+with ENOSPC as on a full disk; and, anywhere, the command run under a file-size limit
+(``prlimit --fsize``), so a file cannot grow past it (EFBIG; Python ignores SIGXFSZ),
+the closest an unprivileged test gets to a full disk. The tests run both where they can.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -69,21 +73,48 @@ class DyingProxy:
                     sock.close()
 
 
+@dataclass
+class SmallDisk:
+    """``path`` fills up after about ``size`` bytes for commands started with ``prefix``; ``grow`` makes room."""
+
+    path: Path
+    prefix: list[str]
+    grow: Callable[[int], None]  # the pid of the command that should get room
+
+
+SMALL_DISKS = ("tmpfs", "file-size limit")
+
+
 @contextlib.contextmanager
-def full_filesystem(folder: Path, size: str = "1m") -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted at ``folder`` (skipped where this machine cannot mount one)."""
+def small_disk(kind: str, folder: Path, size: int) -> Iterator[SmallDisk]:
+    """A folder where writes fail past ``size`` bytes, by ``kind`` (one of ``SMALL_DISKS``).
+
+    tmpfs is skipped, with the reason, where this machine cannot mount one (not root);
+    the file-size limit works for any user, so the test still runs there.
+    """
     import pytest
 
     folder.mkdir(parents=True, exist_ok=True)
-    mount = shutil.which("mount")
+    if kind == "file-size limit":
+        # soft limit only: the same user may raise it again (grow), no privilege needed
+        yield SmallDisk(folder, ["prlimit", f"--fsize={size}:unlimited"], lambda pid: _unlimit(pid))
+        return
     result = subprocess.run(
-        [mount or "mount", "-t", "tmpfs", "-o", f"size={size},mode=0777", "tmpfs", str(folder)],
+        [shutil.which("mount") or "mount", "-t", "tmpfs", "-o", f"size={size},mode=0777", "tmpfs", str(folder)],
         capture_output=True,
         text=True,
     )
     if result.returncode != 0:
-        pytest.skip(f"cannot mount a small filesystem here ({result.stderr.strip()}): the disk-full test needs root")
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}); the file-size-limit variant runs instead")
     try:
-        yield folder
+        yield SmallDisk(folder, [], lambda pid: _remount(folder, 16 * size))
     finally:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def _unlimit(pid: int) -> None:
+    subprocess.run(["prlimit", "--pid", str(pid), "--fsize=unlimited:unlimited"], check=True)
+
+
+def _remount(folder: Path, size: int) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)

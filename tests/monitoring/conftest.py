@@ -47,10 +47,13 @@ def v1_response(n: int = 1, model: str = MODEL) -> dict:
 
 
 @contextlib.contextmanager
-def running_monitor(db_url: str, *args: str):
+def running_monitor(db_url: str, *args: str, prefix=()):
+    """``mlops monitor serve`` on a free port until the block ends: (base URL, process).
+
+    ``prefix``: a command that runs it (``prlimit ...``)."""
     port = free_port()
     process = subprocess.Popen(
-        [str(MLOPS), "monitor", "serve", "--db", db_url, "--port", str(port), *args],
+        [*prefix, str(MLOPS), "monitor", "serve", "--db", db_url, "--port", str(port), *args],
         env=dict(os.environ),
         stderr=subprocess.PIPE,
         text=True,
