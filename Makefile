@@ -59,6 +59,6 @@ lock: ## Re-resolve constraints.txt from pyproject.toml (needs uv in .venv)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o constraints.txt
 
 clean: ## Remove the virtualenv, local model store and untracked outputs
-	rm -rf $(VENV) models .mlops .pytest_cache tests/tools/node_modules
+	rm -rf $(VENV) models .mlops .pytest_cache .hypothesis .schemathesis tests/tools/node_modules
 
 .PHONY: help install demo test lint bench lock clean fuzz
