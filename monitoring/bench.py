@@ -31,7 +31,7 @@ import numpy as np
 from core.benchmarks import Figure, Section
 from core.features import FEATURE_NAMES, MPG_L100KM_FACTOR
 from core.model_card import read_card
-from serving.bench import WRK_SCRIPT, BenchError, _wait_ready, bodies, free_port, run_wrk
+from serving.bench import WRK_SCRIPT, BenchError, bodies, free_port, run_wrk, running
 
 MLOPS = Path(sys.executable).parent / "mlops"
 PACE_MS = 5  # wrk waits this long before each next request of a connection: 16 connections, ~2,900 req/s
@@ -57,21 +57,10 @@ end
 
 
 @contextlib.contextmanager
-def _running(command: list[str], ready_url: str) -> Iterator[None]:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_ready(ready_url)
-        yield
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-@contextlib.contextmanager
 def monitor(db_url: str) -> Iterator[str]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with _running([str(MLOPS), "monitor", "serve", "--db", db_url, "--port", str(port)], f"{base}/readyz"):
+    with running([str(MLOPS), "monitor", "serve", "--db", db_url, "--port", str(port)], f"{base}/readyz"):
         yield base
 
 
@@ -80,7 +69,7 @@ def predictor(model_dir: Path, log_url: str | None = None) -> Iterator[str]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     command = [str(MLOPS), "serve", "--model-uri", str(model_dir), "--port", str(port)]
-    with _running([*command, *(["--log-url", log_url] if log_url else [])], f"{base}/v2/models/mpg/ready"):
+    with running([*command, *(["--log-url", log_url] if log_url else [])], f"{base}/v2/models/mpg/ready"):
         yield base
 
 

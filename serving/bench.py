@@ -9,6 +9,7 @@ returns constants, the framework's ceiling.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +109,19 @@ def _wait_ready(url: str, timeout: float = 60) -> None:
             pass
         time.sleep(0.2)
     raise BenchError(f"{url} not ready after {timeout} s")
+
+
+@contextlib.contextmanager
+def running(command: list[str], ready_url: str, log: Path | None = None) -> Iterator[subprocess.Popen]:
+    """``command`` started (its output to ``log``, or discarded), ready at ``ready_url``, stopped after the block."""
+    with open(log or os.devnull, "w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(ready_url)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def _seconds(text: str) -> float:

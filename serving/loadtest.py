@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.benchmarks import Figure, Section
-from serving.bench import WRK_SCRIPT, BenchError, _wait_ready, bodies, free_port, run_wrk
+from monitoring.bench import events_script
+from serving.bench import WRK_SCRIPT, BenchError, bodies, free_port, run_wrk, running
 
 MLOPS = Path(sys.executable).parent / "mlops"
 CONNECTIONS, BAD_CONNECTIONS = 64, 4
@@ -70,18 +70,6 @@ def rss_kib(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def _process(command: list[str], ready_url: str, log: Path) -> Iterator[subprocess.Popen]:
-    with open(log, "w") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    try:
-        _wait_ready(ready_url)
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-@contextlib.contextmanager
 def site(model_dir: Path, folder: Path) -> Iterator[dict]:
     """Monitor, predictor logging to it, nginx in front of both: URLs, pids and log files."""
     from serving.client import running_nginx
@@ -95,8 +83,8 @@ def site(model_dir: Path, folder: Path) -> Iterator[dict]:
     predictor_command = [str(MLOPS), "serve", "--model-uri", str(model_dir), "--port", str(ports["predictor"])]
     predictor_command += ["--log-url", f"{monitor}/"]
     with (
-        _process(monitor_command, f"{monitor}/readyz", logs["monitor"]) as monitor_process,
-        _process(predictor_command, f"{predictor}/v2/models/mpg/ready", logs["predictor"]) as predictor_process,
+        running(monitor_command, f"{monitor}/readyz", logs["monitor"]) as monitor_process,
+        running(predictor_command, f"{predictor}/v2/models/mpg/ready", logs["predictor"]) as predictor_process,
         running_nginx(client_dir, predictor, ports["nginx"], monitor),
     ):
         yield {
@@ -105,12 +93,6 @@ def site(model_dir: Path, folder: Path) -> Iterator[dict]:
             "pids": {"predictor": predictor_process.pid, "monitor": monitor_process.pid},
             "logs": logs,
         }
-
-
-def events_script(model_dir: Path) -> str:
-    from monitoring.bench import events_script as script
-
-    return script(model_dir)
 
 
 def one_run(where: dict, target: str, model_dir: Path, seconds: int, malformed: bool) -> LoadRun:

@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from monitoring.openapi import monitor_openapi
+from serving.loadtest import rss_kib
 from serving.openapi import predictor_openapi
 from tests.monitoring.conftest import running_monitor
 from tests.serving.conftest import running_server
@@ -34,11 +35,6 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 MIN_REQUESTS = int(os.environ.get("FUZZ_MIN_REQUESTS", "0"))
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 ST = Path(sys.executable).parent / "st"
-
-
-def rss_kib(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)[1])
 
 
 def schemathesis(spec: dict, base: str, tmp_path: Path, examples: int, seed: int) -> tuple[int, str]:

@@ -42,6 +42,11 @@ def base(project: Path, name: str) -> Path:
     return project / "k8s" / "base" / name
 
 
+def append_document(path: Path, document: str) -> None:
+    """Add one more YAML document to a manifest file."""
+    path.write_text(path.read_text() + "---\n" + document)
+
+
 def _client_pod(doc):
     return doc["spec"]["template"]["spec"]
 
@@ -72,18 +77,18 @@ BROKEN = {
         " 'registry.gitlab.com/mpg-mlops/mpg-mlops'",
     ),
     "wildcard RBAC": (
-        lambda p: base(p, "kfp/rbac.yaml").write_text(
-            base(p, "kfp/rbac.yaml").read_text()
-            + "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: too-much\n"
-            "rules:\n  - apiGroups: ['']\n    resources: [pods]\n    verbs: ['*']\n"
+        lambda p: append_document(
+            base(p, "kfp/rbac.yaml"),
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: too-much\n"
+            "rules:\n  - apiGroups: ['']\n    resources: [pods]\n    verbs: ['*']\n",
         ),
         "base/kfp: Role/too-much: rules[0].verbs: must not be a wildcard",
     ),
     "secret with data": (
-        lambda p: base(p, "model-reader.yaml").write_text(
-            base(p, "model-reader.yaml").read_text()
-            + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: mpg-s3-credentials\n"
-            "stringData:\n  AWS_SECRET_ACCESS_KEY: hunter2\n"
+        lambda p: append_document(
+            base(p, "model-reader.yaml"),
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: mpg-s3-credentials\n"
+            "stringData:\n  AWS_SECRET_ACCESS_KEY: hunter2\n",
         ),
         "Secret/mpg-s3-credentials: stringData: a Secret with data must not be in git",
     ),

@@ -105,6 +105,16 @@ def test_the_predictor_takes_the_id_kserves_logger_takes(site):
     assert bad.status_code == 400 and bad.json()["error"].startswith("x-request-id:")
 
 
+def report_actual(browser, value: str) -> None:
+    """Type ``value`` into the page's "actual consumption" field (replacing what is there) and send it."""
+    from selenium.webdriver.common.by import By
+
+    field = browser.find_element(By.ID, "actual")
+    field.clear()
+    field.send_keys(value)
+    browser.find_element(By.CSS_SELECTOR, "#feedback-form button[type=submit]").click()
+
+
 def test_the_page_reports_the_actual_consumption(browser, site):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -114,22 +124,17 @@ def test_the_page_reports_the_actual_consumption(browser, site):
     car = {"cylinders": "4", "displacement": "1.8", "horsepower": "66", "weight": "1100", "acceleration": "15"}
     fill(browser, {**car, "model_year": "1979", "origin": "3"})
     WebDriverWait(browser, 10).until(ec.visibility_of_element_located((By.ID, "feedback")))
-    browser.find_element(By.ID, "actual").send_keys("7.9")
-    browser.find_element(By.CSS_SELECTOR, "#feedback-form button[type=submit]").click()
+    report_actual(browser, "7.9")
     status = WebDriverWait(browser, 15).until(lambda b: b.find_element(By.ID, "feedback-status").text)
     assert status == "Thank you: 7.9 L/100 km recorded for this estimate."
     assert browser.find_element(By.ID, "actual-error").text == ""
     summary = httpx.get(f"{site['monitor']}/summary").json()
     assert summary["feedback"] >= 1
 
-    browser.find_element(By.ID, "actual").clear()
-    browser.find_element(By.ID, "actual").send_keys("-3")
-    browser.find_element(By.CSS_SELECTOR, "#feedback-form button[type=submit]").click()
+    report_actual(browser, "-3")
     error = WebDriverWait(browser, 5).until(lambda b: b.find_element(By.ID, "actual-error").text)
     assert error == "enter the consumption you observed, a positive number"
-    browser.find_element(By.ID, "actual").clear()
-    browser.find_element(By.ID, "actual").send_keys("0.5")  # 470 mpg: the monitor names the field
-    browser.find_element(By.CSS_SELECTOR, "#feedback-form button[type=submit]").click()
+    report_actual(browser, "0.5")  # 470 mpg: the monitor names the field
     error = WebDriverWait(browser, 5).until(
         lambda b: b.find_element(By.ID, "actual-error").text if "plausible" in b.page_source else None
     )
@@ -146,8 +151,7 @@ def test_the_page_says_so_when_the_monitor_is_down(browser, site, root):
         browser.get(f"http://127.0.0.1:{port}/")
         fill(browser, {"cylinders": "4", "displacement": "1.8", "horsepower": "66", "weight": "1100"})
         WebDriverWait(browser, 10).until(ec.visibility_of_element_located((By.ID, "feedback")))
-        browser.find_element(By.ID, "actual").send_keys("7.9")
-        browser.find_element(By.CSS_SELECTOR, "#feedback-form button[type=submit]").click()
+        report_actual(browser, "7.9")
         error = WebDriverWait(browser, 10).until(lambda b: b.find_element(By.ID, "actual-error").text)
     assert error == "The feedback service is unavailable (HTTP 502). Try again later."
     assert browser.find_element(By.ID, "feedback-status").text == ""

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from serving.limits import MAX_HEAD_BYTES
+from serving.loadtest import rss_kib
 from serving.server import ROUTES
 from tests.serving.conftest import running_server
 
@@ -30,11 +31,6 @@ CLOSED_ROUTES = [
     ("GET", "/openapi.json"),
     ("DELETE", "/v2/models/mpg"),
 ]
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
 
 @pytest.mark.parametrize(("method", "path"), CLOSED_ROUTES, ids=[f"{m} {p}" for m, p in CLOSED_ROUTES])
