@@ -31,9 +31,10 @@ $(GITLAB_CI_LOCAL): tests/tools/package.json tests/tools/package-lock.json
 SERVE ?= 1
 PREDICTOR_PORT ?= 8080
 CLIENT_PORT ?= 8000
-demo: install ## Data, pipelines, what runs where, then serve model + page (SERVE=0, PREDICTOR_PORT=, CLIENT_PORT=)
+MONITOR_PORT ?= 8081
+demo: install ## Data, pipelines, what runs where, then serve model + page (SERVE=0, PREDICTOR_PORT=, CLIENT_PORT=, MONITOR_PORT=)
 	scripts/system-deps.sh demo
-	SERVE=$(SERVE) PREDICTOR_PORT=$(PREDICTOR_PORT) CLIENT_PORT=$(CLIENT_PORT) scripts/demo.sh
+	SERVE=$(SERVE) PREDICTOR_PORT=$(PREDICTOR_PORT) CLIENT_PORT=$(CLIENT_PORT) MONITOR_PORT=$(MONITOR_PORT) scripts/demo.sh
 
 test: install ## System packages the tests drive (nginx, Chromium, Node), lint, compiled pipeline current, every test
 	scripts/system-deps.sh test

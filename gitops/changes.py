@@ -12,10 +12,12 @@ from core.errors import MlopsError
 from core.gitauth import scrub
 from core.model_card import ModelCard
 from core.overlays import ENVIRONMENTS, OverlayError, model_file, model_uri_in, with_model_uri
+from core.shipped import overlay_uris, prune, ship, shipped_path, shipped_uris
+from core.staging import staging_dir
 from core.store import ModelStore
 from core.uri import StoreURI
 from gitops.diff import as_markdown, diff_rendered, render_at
-from gitops.git import GitError, history, show
+from gitops.git import GitError, blob, git, history, show
 from gitops.manifests import render_all
 from gitops.mergerequest import Proposal, Proposed, propose
 
@@ -59,6 +61,59 @@ def promote_edit(source: str, target: str) -> Edit:
     return edit
 
 
+def shipping(edit: Edit, store: ModelStore, root: Path, unshipped: list[StoreURI], pruning: bool = True) -> Edit:
+    """``edit``, then every model the overlays name shipped in ``data/models/`` (see ``core.shipped``) and,
+    when ``pruning``, every other model removed from it (it stays in git history).
+
+    A model to ship comes from the store, else from the git history of ``root``; one found in
+    neither (a ``--force`` bump) is left unshipped and added to ``unshipped``. A promotion does
+    not prune, so it stays a one-file diff: the model it promotes is shipped already, and what
+    production served before leaves with the next bump.
+    """
+
+    def edit_and_ship(tree: Path) -> list[Path]:
+        changed = edit(tree)
+        if not changed:
+            return []
+        wanted = overlay_uris(tree)
+        for uri in sorted(wanted - shipped_uris(tree).keys(), key=str):
+            if store_holds(store, root, uri):
+                changed += ship(tree, uri, store.fetch(uri))
+            elif uri not in unshipped:
+                unshipped.append(uri)
+        return changed + (prune(tree, wanted) if pruning else [])
+
+    return edit_and_ship
+
+
+def store_holds(store: ModelStore, root: Path, uri: StoreURI) -> bool:
+    """Does the store hold ``uri`` (after restoring it from the shipped models in git history if needed)?"""
+    try:
+        store.card(uri)
+        return True
+    except MlopsError:
+        return restore_from_history(root, store, uri)
+
+
+def restore_from_history(root: Path, store: ModelStore, uri: StoreURI) -> bool:
+    """Publish ``uri`` into the store from the last commit whose ``data/models/`` held it; False if none did."""
+    model = shipped_path(uri) / "model.joblib"
+    found = git("log", "-1", "--format=%H", "--diff-filter=A", "HEAD", "--", model.as_posix(), cwd=root, check=False)
+    commit = found.stdout.strip()
+    if found.returncode or not commit:
+        return False
+    with staging_dir(root / ".mlops" / "restore") as staging:
+        folder = staging / uri.model_id
+        folder.mkdir()
+        for path in (model, shipped_path(uri) / "model.json"):
+            data = blob(root, commit, path)
+            if data is None:
+                return False
+            (folder / path.name).write_bytes(data)
+        store.publish(folder, uri.repository)  # verifies the files against the id first
+    return True
+
+
 def uri_history(root: Path, env: str, revision: str = "HEAD") -> list[tuple[str, str, StoreURI]]:
     """(commit, subject, model URI) for each commit that changed ``env``'s model URI, newest first."""
     changes = []
@@ -80,6 +135,12 @@ def uri_history(root: Path, env: str, revision: str = "HEAD") -> list[tuple[str,
 def rollback_target(root: Path, env: str, current: StoreURI, to: str | None) -> StoreURI:
     """The model URI to go back to: the one before ``current`` in the file's history, or the one at ``to``."""
     if to is not None:
+        if git(
+            "rev-parse", "--verify", "--quiet", "--end-of-options", f"{to}^{{commit}}", cwd=root, check=False
+        ).returncode:
+            raise GitOpsError(
+                f"no such revision {to!r} in {root}: give a commit, branch or tag (git log {model_file(env)})"
+            )
         text = show(root, to, model_file(env))
         if text is None:
             raise GitOpsError(f"{model_file(env)} does not exist at {to!r}")
@@ -191,9 +252,16 @@ def apply_change(
     if done is None:
         return Applied(f"{env} already serves {uri} on {proposal.branch}: nothing to commit")
     if done.pushed:
-        where = f"{scrub(proposal.remote)} {proposal.branch}"
-        return Applied(f"{subject}: pushed {done.commit[:12]} to {where} (merge request into {proposal.target})", done)
+        return Applied(f"{subject}: {pushed(done, proposal)}", done)
     return Applied(f"{subject}: committed {done.commit[:12]} on {proposal.branch}", done)
+
+
+def pushed(done: Proposed, proposal: Proposal) -> str:
+    """What a push did, saying whether the remote opened a merge request (GitLab answers with its URL)."""
+    where = f"pushed {done.commit[:12]} to {scrub(proposal.remote)} {proposal.branch}"
+    if done.merge_request:
+        return f"{where}: merge request into {proposal.target} at {done.merge_request}"
+    return f"{where} (the remote answered with no merge request: open one into {proposal.target} by hand)"
 
 
 def title(env: str, uri: StoreURI, card: ModelCard | None, verb: str = "serve") -> str:

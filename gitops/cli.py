@@ -101,13 +101,23 @@ def gitops_group():
 
 
 def _apply(action, env, uri, edit, branch, do_commit, do_push, remote, target, card, gate_report=None):
-    """Edit the working tree, or commit (and push) the edit on a branch; say what happened."""
-    from gitops.changes import apply_change
+    """Edit the working tree, or commit (and push) the edit on a branch, shipping the models the overlays
+    then name (``core.shipped``); say what happened."""
+    from gitops.changes import apply_change, shipping
     from gitops.git import toplevel
     from gitops.mergerequest import Proposal
 
+    root = toplevel(project_root())
+    unshipped = []
+    edit = shipping(edit, _store(), root, unshipped, pruning=action != "promote")
     proposal = Proposal(branch=branch, target=target, remote=remote, push=do_push) if do_commit else None
-    click.echo(apply_change(toplevel(project_root()), action, env, uri, edit, card, gate_report, proposal).message)
+    click.echo(apply_change(root, action, env, uri, edit, card, gate_report, proposal).message)
+    for missing in unshipped:
+        click.echo(
+            f"warning: model {missing.model_id[:12]} is not shipped in data/models (the store does not hold it): "
+            "a fresh clone cannot serve it offline",
+            err=True,
+        )
 
 
 @gitops_group.command("bump")
@@ -133,7 +143,7 @@ def bump_command(env, uri, force, gate_report, **mr):
     """
     from gitops.changes import bump_edit
 
-    card = _card(uri, force)
+    card = _card(uri, force, "bump")
     report = json.loads(gate_report.read_text()) if gate_report else None
     _apply("bump", env, uri, bump_edit(env, uri), card=card, gate_report=report, **mr)
 
@@ -153,7 +163,7 @@ def promote_command(source, target_env, **mr):
     from gitops.changes import promote_edit
 
     uri = read_model_uri(project_root(), source)
-    _apply("promote", target_env, uri, promote_edit(source, target_env), card=_card(uri, True), **mr)
+    _apply("promote", target_env, uri, promote_edit(source, target_env), card=_card(uri, True, "promote"), **mr)
 
 
 @gitops_group.command("rollback")
@@ -175,21 +185,32 @@ def rollback_command(env, to, force, **mr):
 
     root = toplevel(project_root())
     uri = rollback_target(root, env, read_model_uri(root, env), to)
-    _apply("rollback", env, uri, bump_edit(env, uri), card=_card(uri, force), **mr)
+    _apply("rollback", env, uri, bump_edit(env, uri), card=_card(uri, force, "rollback"), **mr)
 
 
-def _card(uri, force: bool):
-    """The model's card from the store, checked; with ``force`` a missing model is tolerated."""
-    from core.errors import MlopsError
+def _store():
     from core.settings import Settings
     from core.store import open_store
 
+    return open_store(Settings.from_env())
+
+
+def _card(uri, force: bool, action: str):
+    """The model's card from the store (restored from the shipped models in git history if need be), checked;
+    with ``force`` a missing model is tolerated."""
+    from core.errors import MlopsError
+    from gitops.changes import GitOpsError, store_holds
+    from gitops.git import toplevel
+
+    store = _store()
     try:
-        return open_store(Settings.from_env()).card(uri)
-    except MlopsError:
+        if not store_holds(store, toplevel(project_root()), uri):
+            store.card(uri)  # raises, naming what is missing
+        return store.card(uri)
+    except MlopsError as e:
         if force:
             return None
-        raise
+        raise GitOpsError(f"{e}; to {action} to it anyway: --force") from e
 
 
 @gitops_group.command("status")

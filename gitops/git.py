@@ -60,6 +60,13 @@ def show(root: Path, revision: str, path: Path | str) -> str | None:
     return result.stdout if result.returncode == 0 else None
 
 
+def blob(root: Path, revision: str, path: Path | str) -> bytes | None:
+    """A file's bytes at ``revision`` (None where it did not exist)."""
+    spec = f"{revision}:{Path(path).as_posix()}"
+    result = subprocess.run(["git", "cat-file", "blob", spec], cwd=root, env=_env(), capture_output=True, timeout=300)
+    return result.stdout if result.returncode == 0 else None
+
+
 def history(root: Path, path: Path | str, revision: str = "HEAD") -> list[tuple[str, str]]:
     """(commit, subject) of the commits that touched ``path``, newest first."""
     result = git(

@@ -16,6 +16,7 @@ description back into one (gitlab-org/gitlab!87020).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,6 +47,16 @@ class Proposed:
     commit: str
     pushed: bool
     attempts: int
+    merge_request: str | None = None  # its URL, as GitLab answers a push that opened or updated one
+
+
+#: GitLab answers a push with merge-request options with "View merge request for <branch>:" and the URL.
+_MERGE_REQUEST_URL = re.compile(r"https?://\S+/-/merge_requests/\d+")
+NO_PUSH_OPTIONS = (
+    "{remote} does not take push options, which open the merge request (GitLab's merge_request.* push options): "
+    "push the branch without --push and open the merge request by hand, or, on a plain git server, "
+    "`git config receive.advertisePushOptions true` in the remote repository"
+)
 
 
 def _fetch(root: Path, remote: str, branch: str) -> str | None:
@@ -59,13 +70,17 @@ def _fetch(root: Path, remote: str, branch: str) -> str | None:
     raise GitError(f"cannot fetch {branch} from {remote}: {result.stderr.strip().splitlines()[-1]}")
 
 
+def _tip(root: Path, ref: str) -> str:
+    return git("rev-parse", "--verify", "--end-of-options", ref, cwd=root).stdout.strip()
+
+
 def _moved(output: str) -> bool:
     """Was the push refused because the branch moved meanwhile (not by a hook or for want of rights)?
 
     ``[rejected]``: the client saw a newer tip. A ref lock the server could not take means
     another push updated the branch between our look and our update.
     """
-    return "[rejected]" in output or any(s in output for s in ("cannot lock ref", "failed to update ref"))
+    return "[rejected]" in output or any(s in output for s in ("cannot lock ref", "failed to update ref", "stale info"))
 
 
 def push_options(proposal: Proposal) -> list[str]:
@@ -81,14 +96,17 @@ def push_options(proposal: Proposal) -> list[str]:
     return [arg for option in options for arg in ("-o", option)]
 
 
-def _commit(worktree: Path, edit: Callable[[Path], list[Path]], message: str) -> bool:
+Message = str | Callable[[], str]  # a callable is asked after the edit, for a message that says what it did
+
+
+def _commit(worktree: Path, edit: Callable[[Path], list[Path]], message: Message) -> bool:
     changed = edit(worktree)
     if not changed:
         return False
     git("add", "--", *(p.as_posix() for p in changed), cwd=worktree)
     if not git("diff", "--cached", "--quiet", cwd=worktree, check=False).returncode:
         return False
-    git("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree)
+    git("commit", "--quiet", "--no-verify", "-m", message() if callable(message) else message, cwd=worktree)
     return True
 
 
@@ -96,27 +114,33 @@ def propose(
     root: Path,
     proposal: Proposal,
     edit: Callable[[Path], list[Path]],
-    message: str,
+    message: Message,
     describe: Callable[[Path], str] | None = None,
 ) -> Proposed | None:
     """Commit ``edit`` on ``proposal.branch`` (and push it): None when the edit changes nothing.
 
     ``edit(worktree)`` writes the change under ``worktree`` and returns the paths it
     changed (relative to it); it must be idempotent, since a retry applies it again.
-    ``describe(worktree)``, after the commit, gives the merge request's description.
+    ``describe(worktree)``, after the commit, gives the merge request's description; its title is
+    ``proposal.title``, else the commit's subject.
     """
-    base = None
+    base, lease = proposal.target, ""
     if proposal.push:
-        base = _fetch(root, proposal.remote, proposal.branch) or _fetch(root, proposal.remote, proposal.target)
+        # A bot branch is made afresh from the target every time: what it held before (a merged or
+        # abandoned proposal) is not ours to keep, and building on it would make the merge request's
+        # diff wrong. The lease (the tip we saw, or none) still lets a bump racing to the same branch
+        # land on top of the other instead of overwriting it.
+        seen = _fetch(root, proposal.remote, proposal.branch)
+        lease = _tip(root, seen) if seen else ""
+        base = _fetch(root, proposal.remote, proposal.target)
         if base is None:
             raise GitError(f"{proposal.remote} has no branch {proposal.target!r} to propose against")
-    base = base or proposal.target
     common = Path(git("rev-parse", "--git-common-dir", cwd=root).stdout.strip())
     with staging_dir((root / common) / "mlops-worktrees") as worktree:  # a killed run's folder is removed here
         git("worktree", "prune", cwd=root)  # and its registration, which would hold the branch, here
         git("worktree", "add", "--quiet", "--force", "-B", proposal.branch, str(worktree), base, cwd=root)
         try:
-            return _commit_and_push(root, proposal, worktree, edit, message, describe)
+            return _commit_and_push(root, proposal, worktree, edit, message, describe, lease)
         finally:
             git("worktree", "remove", "--force", str(worktree), cwd=root, check=False)
 
@@ -126,23 +150,29 @@ def _commit_and_push(
     proposal: Proposal,
     worktree: Path,
     edit: Callable[[Path], list[Path]],
-    message: str,
+    message: Message,
     describe: Callable[[Path], str] | None,
+    lease: str,
 ) -> Proposed | None:
-    """Commit ``edit`` in ``worktree`` and push it, replaying on top when the branch moved meanwhile."""
+    """Commit ``edit`` in ``worktree`` and push it over the branch's tip ``lease`` ("": no branch),
+    replaying on top when the branch moved meanwhile."""
     if not _commit(worktree, edit, message):
         return None
-    attempts = 0
+    attempts, title = 0, proposal.title
     while proposal.push:
         attempts += 1
         if describe is not None:
             proposal = replace(proposal, description=describe(worktree))
+        proposal = replace(proposal, title=title or git("log", "-1", "--format=%s", cwd=worktree).stdout.strip())
         result = git(
-            "push", "--porcelain", *push_options(proposal), proposal.remote,
-            f"HEAD:refs/heads/{proposal.branch}", cwd=worktree, check=False,
+            "push", "--porcelain", f"--force-with-lease=refs/heads/{proposal.branch}:{lease}",
+            *push_options(proposal), "--", proposal.remote, f"HEAD:refs/heads/{proposal.branch}",
+            cwd=worktree, check=False,
         )  # fmt: skip
         if result.returncode == 0:
             break
+        if "does not support push options" in result.stderr:
+            raise GitError(NO_PUSH_OPTIONS.format(remote=proposal.remote))
         if not (_moved(result.stdout + result.stderr) and attempts < RETRIES):
             reason = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()][-2:]
             raise GitError(
@@ -150,8 +180,10 @@ def _commit_and_push(
                 f"the commit stays on the local branch {proposal.branch}"
             )
         moved_to = _fetch(root, proposal.remote, proposal.branch)  # the branch moved: replay on top
-        git("reset", "--quiet", "--hard", moved_to, cwd=worktree)
+        lease = _tip(root, moved_to) if moved_to else ""
+        git("reset", "--quiet", "--hard", moved_to or _fetch(root, proposal.remote, proposal.target), cwd=worktree)
         if not _commit(worktree, edit, message):
             break  # someone else made the same change
     commit = git("rev-parse", "HEAD", cwd=worktree).stdout.strip()
-    return Proposed(proposal.branch, commit, proposal.push, attempts)
+    opened = _MERGE_REQUEST_URL.search(result.stderr) if proposal.push else None
+    return Proposed(proposal.branch, commit, proposal.push, attempts, opened[0] if opened else None)

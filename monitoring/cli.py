@@ -203,7 +203,7 @@ def ingest_command(path, from_feedback, db_url, since, dvc_remote, branch, do_co
       mlops data ingest new-cars.csv
       mlops data ingest --from-feedback --since 7d --branch mlops/data --commit --push
     """
-    from monitoring.ingest import feedback_rows, ingest
+    from monitoring.ingest import DVC_FILE, feedback_rows, ingest, object_in_repository
     from training.data import read_table
 
     if bool(path) == from_feedback:
@@ -220,61 +220,70 @@ def ingest_command(path, from_feedback, db_url, since, dvc_remote, branch, do_co
             return
     else:
         table, source = read_table(path), str(path)
-    done = ingest(root, table, source, dvc_remote, workspace=not do_commit)
+    if do_commit:
+        click.echo(_propose_data(root, table, source, dvc_remote, branch, do_push, remote, target))
+        return
+    done = ingest(root, table, source, dvc_remote)
     click.echo(done.summary())
-    if do_commit and done.added:
-        click.echo(_propose_data(root, done, source, dvc_remote, branch, do_push, remote, target))
+    if done.added:
+        click.echo(
+            f"next: commit {DVC_FILE}"
+            + (
+                " and the new object under data/dvc-remote/"
+                if object_in_repository(root, done.version, dvc_remote)
+                else ""
+            )
+            + ", then `dvc repro` to retrain (or ingest with --branch B --commit --push for a merge request)"
+        )
 
 
-def _propose_data(root: Path, done, source: str, dvc_remote, branch: str, push: bool, remote: str, target: str) -> str:
-    from core.atomic import atomic_write
-    from gitops.changes import BOT_TRAILER
+def _propose_data(root: Path, table, source: str, dvc_remote, branch: str, push: bool, remote: str, target: str) -> str:
+    """The new data version on ``branch``, made from the target's data in a temporary worktree: the
+    checkout (its data, its DVC remote folder) is never read or touched."""
+    from gitops.changes import BOT_TRAILER, pushed
     from gitops.git import toplevel
     from gitops.mergerequest import Proposal, propose
-    from monitoring.ingest import DVC_FILE, object_in_repository
+    from monitoring.ingest import DVC_FILE, ingest, object_in_repository
+    from training.versioning import DATA_TARGETS, pull
 
-    title = f"data: {done.added} new row(s), version {done.version.md5[:12]}"
-    description = "\n".join(
-        [
-            f"**{done.added} new row(s)** from {source} ({done.duplicates} duplicate(s) dropped): "
-            f"{done.rows_before} -> {done.rows_before + done.added} rows.",
-            "",
-            f"`{DVC_FILE}`: `{done.previous.md5}` -> `{done.version.md5}` (pushed to the DVC remote).",
-            "",
-            "Merging this retrains: CI submits the production pipeline on data changes, and the next",
-            "`dvc repro` uses the new version.",
-            "",
-            f"_Opened by `mlops data ingest` ({BOT_TRAILER})._",
-        ]
-    )
-
-    carried = object_in_repository(root, done.version, dvc_remote)  # the committed local remote travels in git
+    results = []
 
     def edit(tree: Path) -> list[Path]:
-        atomic_write(tree / DVC_FILE, lambda tmp: tmp.write_text(done.dvc_text))
-        if carried is None:
-            return [DVC_FILE]
-        (tree / carried).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(tree / carried, lambda tmp: tmp.write_bytes((root / carried).read_bytes()))
-        return [DVC_FILE, carried]
+        pull(tree, dvc_remote, DATA_TARGETS)  # the target's data version, from the worktree's own remote
+        done = ingest(tree, table, source, dvc_remote)
+        results.append(done)
+        if not done.added:
+            return []
+        carried = object_in_repository(tree, done.version, dvc_remote)  # the committed local remote travels in git
+        return [DVC_FILE] if carried is None else [DVC_FILE, carried]
 
-    message = f"{title}\n\n{BOT_TRAILER}: ingest\n"
-    proposal = Proposal(
-        branch=branch,
-        target=target,
-        remote=remote,
-        push=push,
-        title=title,
-        description=description,
-        labels=["mlops", "data"],
-    )
-    proposed = propose(toplevel(root), proposal, edit, message)
+    def title() -> str:
+        done = results[-1]
+        return f"data: {done.added} new row(s), version {done.version.md5[:12]}"
+
+    def describe(_tree: Path) -> str:
+        done = results[-1]
+        return "\n".join(
+            [
+                f"**{done.added} new row(s)** from {source} ({done.duplicates} duplicate(s) dropped): "
+                f"{done.rows_before} -> {done.rows_before + done.added} rows.",
+                "",
+                f"`{DVC_FILE}`: `{done.previous.md5}` -> `{done.version.md5}` (pushed to the DVC remote).",
+                "",
+                "Merging this retrains: CI submits the production pipeline on data changes, and the next",
+                "`dvc repro` uses the new version.",
+                "",
+                f"_Opened by `mlops data ingest` ({BOT_TRAILER})._",
+            ]
+        )
+
+    proposal = Proposal(branch=branch, target=target, remote=remote, push=push, labels=["mlops", "data"])
+    proposed = propose(toplevel(root), proposal, edit, lambda: f"{title()}\n\n{BOT_TRAILER}: ingest\n", describe)
     if proposed is None:
-        return f"{branch} already holds this data version: nothing to commit"
-    where = (
-        f"pushed to {remote} {branch} (merge request into {target})" if proposed.pushed else f"committed on {branch}"
-    )
-    return f"{title}: {where} {proposed.commit[:12]}"
+        duplicates = results[-1].duplicates if results else 0
+        return f"nothing new on {target}'s data ({duplicates} duplicate row(s)): nothing to commit on {branch}"
+    where = pushed(proposed, proposal) if proposed.pushed else f"committed {proposed.commit[:12]} on {branch}"
+    return f"{results[-1].summary()}\n{title()}: {where}"
 
 
 @click.command("monitor")

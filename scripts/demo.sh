@@ -16,11 +16,21 @@ SERVER=""
 CLIENT=""
 MONITOR=""
 
+# Probe the way the servers bind (SO_REUSEADDR): a port held only by TIME_WAIT sockets of a demo
+# that just stopped is free for them, so it is free here too.
 port_busy() {
-    ! python -c 'import socket, sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+    ! python -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 }
 
 if [ "$SERVE" != 0 ]; then  # say it now, not after minutes of training
+    if [ "$PREDICTOR_PORT" = "$CLIENT_PORT" ] || [ "$PREDICTOR_PORT" = "$MONITOR_PORT" ] || [ "$CLIENT_PORT" = "$MONITOR_PORT" ]; then
+        echo "PREDICTOR_PORT=$PREDICTOR_PORT CLIENT_PORT=$CLIENT_PORT MONITOR_PORT=$MONITOR_PORT: the three must differ" >&2
+        exit 1
+    fi
     for setting in PREDICTOR_PORT CLIENT_PORT MONITOR_PORT; do
         if port_busy "${!setting}"; then
             echo "port ${!setting} on 127.0.0.1 is in use: stop what listens there, or run make demo $setting=<free port>" >&2
@@ -58,10 +68,10 @@ mlops gitops status
 
 [ "$SERVE" = 0 ] && exit 0
 
-stop() {
-    [ -n "$CLIENT" ] && kill "$CLIENT" 2>/dev/null
-    [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null
-    [ -n "$MONITOR" ] && kill "$MONITOR" 2>/dev/null
+stop() {  # every step on its own: one that was never started (or already gone) must not skip the others
+    for pid in "$CLIENT" "$SERVER" "$MONITOR"; do
+        if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
+    done
     wait 2>/dev/null || true
 }
 trap stop EXIT

@@ -112,7 +112,10 @@ def client_command(predictor, port, monitor, use_python):
     def stop(signum, _frame):
         raise KeyboardInterrupt  # the same clean exit for Ctrl-C and SIGTERM
 
+    # SIGINT too, explicitly: a background job of a script starts with SIGINT ignored, and nginx, which
+    # resets its own handlers, would then stop on a Ctrl-C to the process group while we reported an error.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     bind("127.0.0.1", port).close()  # a busy port is one line now, not after a success message
     client_dir = project_root() / "k8s" / "base" / "client"
     try:

@@ -44,6 +44,17 @@ def trained_dir(tmp_path_factory, dataset, params) -> Path:
 
 
 @pytest.fixture(scope="session")
+def served_dir() -> Path:
+    """The model the overlays name, as the repository ships it (``data/models``): the same bytes on every
+    machine, unlike a model trained here (training is not bitwise reproducible across CPUs)."""
+    from core.overlays import read_model_uri
+    from core.shipped import shipped_path, verified
+
+    uri = read_model_uri(ROOT, "staging")
+    return verified(ROOT / shipped_path(uri), uri)
+
+
+@pytest.fixture(scope="session")
 def model(trained_dir):
     from core.model_card import load_model
 

@@ -56,16 +56,31 @@ def data_group():
 @data_group.command("pull")
 @click.option("--remote", default=None, help="DVC remote name [default: the repo's default, a local folder].")
 def data_pull(remote):
-    """Fetch the DVC-tracked data into the workspace.
+    """Fetch the DVC-tracked data and the committed experiment outputs; restore the shipped models.
+
+    The models the overlays name (data/models, committed) are checked against their
+    ids and published into the local model store, so a fresh clone serves, gates
+    against and reports on them offline.
 
     \b
     Example:
       mlops data pull                # from the committed local remote
       mlops data pull --remote s3    # from S3 (credentials from the environment)
     """
+    from core.settings import Settings
+    from core.shipped import restore
+    from core.store import LocalBackend, open_store
     from training.versioning import pull
 
     click.echo(pull(project_root(), remote).summary())
+    store = open_store(Settings.from_env())
+    if not isinstance(store.backend, LocalBackend):
+        click.echo("shipped models (data/models) not copied: the store is S3 (MLOPS_S3_ENDPOINT_URL)")
+        return
+    restored = restore(project_root(), store)
+    new = sum(r.created for r in restored)
+    ids = ", ".join(r.uri.model_id[:12] for r in restored) or "none"
+    click.echo(f"shipped models {ids} verified; {new} restored into the local store {store.backend.root}")
 
 
 @data_group.command("validate")

@@ -10,6 +10,9 @@ from core.errors import MlopsError
 from core.gitauth import credentials_env, scrub
 
 DATA_TARGETS = ("data/auto-mpg.csv.dvc",)
+#: pulled by ``mlops data pull``: the data and the experimental pipeline's committed outputs (models/candidate),
+#: so that ``dvc repro`` on a fresh clone reruns nothing and rewrites nothing git tracks.
+PULL_TARGETS = (*DATA_TARGETS, "dvc.yaml")
 
 
 class DataVersionError(MlopsError):
@@ -40,8 +43,8 @@ class Pulled:
         return f"restored {files} ({self.downloaded} file(s) downloaded, the rest from the local cache)"
 
 
-def pull(root: Path, remote: str | None = None, targets: tuple[str, ...] = DATA_TARGETS) -> Pulled:
-    """Fetch the data files pinned by the ``.dvc`` files into the workspace."""
+def pull(root: Path, remote: str | None = None, targets: tuple[str, ...] = PULL_TARGETS) -> Pulled:
+    """Fetch the files pinned by the ``.dvc`` files and ``dvc.lock`` into the workspace."""
     result = _run(root, "pull", remote, targets)
     base = Path(root).resolve()
     restored = [(Path.cwd() / p).resolve().relative_to(base).as_posix() for p in result["added"] + result["modified"]]

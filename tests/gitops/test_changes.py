@@ -11,8 +11,9 @@ import time
 
 import pytest
 
+from core.shipped import shipped_path
 from core.uri import parse_store_uri
-from tests.conftest import MLOPS, one_line_error
+from tests.conftest import MLOPS, one_line_error, run_mlops
 
 STAGING, PRODUCTION = "k8s/overlays/staging/model.yaml", "k8s/overlays/production/model.yaml"
 MR = ("--commit", "--push")
@@ -22,17 +23,31 @@ def numstat(world, base: str, ref: str) -> list[str]:
     return world.git("diff", "--numstat", base, ref, cwd=world.remote).stdout.split("\n")[:-1]
 
 
+def shipped_files(uri: str) -> set[str]:
+    folder = shipped_path(parse_store_uri(uri)).as_posix()
+    return {f"{folder}/model.joblib", f"{folder}/model.json"}
+
+
+def name_status(world, base: str, ref: str) -> set[tuple[str, str]]:
+    lines = world.git("diff", "--no-renames", "--name-status", base, ref, cwd=world.remote).stdout.splitlines()
+    return {tuple(line.split("\t")) for line in lines}
+
+
 def option(push: dict, name: str) -> str:
     return next(o.split("=", 1)[1] for o in push["options"] if o.startswith(f"merge_request.{name}="))
 
 
-def test_bump_pushes_a_one_line_change_with_merge_request_options(world, trained_dir):
+def test_bump_pushes_a_one_line_change_and_ships_the_model_with_merge_request_options(world):
     uri = world.models["b"]
     result = world.mlops(
         "gitops", "bump", "--env", "staging", "--model-uri", uri, "--branch", "mlops/bump-staging", *MR
     )
     assert result.returncode == 0, result.stderr
-    assert numstat(world, "main", "mlops/bump-staging") == [f"1\t1\t{STAGING}"]
+    assert f"1\t1\t{STAGING}" in numstat(world, "main", "mlops/bump-staging"), "one line of the model file"
+    added = {("A", path) for path in shipped_files(uri)}
+    assert name_status(world, "main", "mlops/bump-staging") == {("M", STAGING), *added}, (
+        "the model travels with the overlay that names it; production still names the original: it stays"
+    )
     assert uri in world.remote_file("mlops/bump-staging", STAGING)
     [push] = world.pushes()
     assert "merge_request.create" in push["options"] and option(push, "target") == "main"
@@ -59,12 +74,14 @@ def test_bump_to_the_model_already_served_changes_nothing(world):
     assert pushed.returncode == 0 and "nothing to commit" in pushed.stdout and world.pushes() == []
 
 
-def test_bump_in_the_working_tree_edits_one_line_only(world):
+def test_bump_in_the_working_tree_edits_one_line_and_ships_the_model(world):
     before = (world.clone / STAGING).read_text()
     assert world.mlops("gitops", "bump", "--env", "staging", "--model-uri", world.models["c"]).returncode == 0
     diff = world.git("diff", "--numstat").stdout.split("\n")[:-1]
     assert diff == [f"1\t1\t{STAGING}"]
     assert (world.clone / STAGING).read_text() == before.replace(world.models["original"], world.models["c"])
+    untracked = world.git("ls-files", "--others", "--exclude-standard").stdout.split()
+    assert set(untracked) == shipped_files(world.models["c"])
 
 
 @pytest.mark.parametrize(
@@ -78,13 +95,40 @@ def test_bump_in_the_working_tree_edits_one_line_only(world):
 def test_bump_refuses_a_uri_that_is_not_immutable_or_not_in_the_store(world, uri, code, named):
     line = one_line_error(world.mlops("gitops", "bump", "--env", "staging", "--model-uri", uri), code)
     assert named in line
+    if code == 1:
+        assert line.endswith("to bump to it anyway: --force"), "a refusal names the way past it"
     assert world.git("status", "--porcelain").stdout == ""
 
 
-def test_force_bumps_to_a_model_the_store_does_not_hold(world):
+def test_force_bumps_to_a_model_the_store_does_not_hold_and_says_it_is_not_shipped(world):
     uri = "s3://mpg-mlops/models/mpg/" + "1" * 64 + "/"
-    assert world.mlops("gitops", "bump", "--env", "staging", "--model-uri", uri, "--force").returncode == 0
-    assert uri in (world.clone / STAGING).read_text()
+    result = world.mlops("gitops", "bump", "--env", "staging", "--model-uri", uri, "--force")
+    assert result.returncode == 0 and uri in (world.clone / STAGING).read_text()
+    assert "model 111111111111 is not shipped in data/models" in result.stderr
+
+
+def test_rollback_to_a_revision_that_does_not_exist_says_so(world):
+    line = one_line_error(world.mlops("gitops", "rollback", "--env", "staging", "--to", "nosuchref"))
+    assert "no such revision 'nosuchref'" in line
+
+
+def test_rollback_on_a_fresh_store_restores_the_model_from_the_shipped_history(world, tmp_path):
+    """The model to go back to was pruned from data/models by a later bump and no store holds it: the
+    rollback takes it from the git history of data/models, verified, and ships it again."""
+    for env, name in (("staging", "b"), ("production", "b"), ("staging", "c")):
+        command = "promote" if env == "production" else "bump"
+        args = ("--env", env, "--model-uri", world.models[name]) if command == "bump" else ()
+        assert world.mlops("gitops", command, *args, "--branch", f"{command}-{name}", *MR).returncode == 0
+        merge(world, f"{command}-{name}")
+    assert not (world.clone / shipped_path(parse_store_uri(world.models["original"]))).exists(), "pruned"
+    fresh = {"MLOPS_STORE_ROOT": str(tmp_path / "fresh-store"), "MLOPS_CACHE_DIR": str(tmp_path / "fresh-cache")}
+    result = run_mlops("gitops", "rollback", "--env", "production", env={**world.env, **fresh}, cwd=world.clone)
+    assert result.returncode == 0, result.stderr
+    assert world.models["original"] in (world.clone / PRODUCTION).read_text()
+    untracked = world.git("ls-files", "--others", "--exclude-standard").stdout.split()
+    assert set(untracked) == shipped_files(world.models["original"]), "shipped again with the rollback"
+    status = json.loads(run_mlops("gitops", "status", "--json", env={**world.env, **fresh}, cwd=world.clone).stdout)
+    assert status["production"]["algorithm"] == "kernel_ridge", "the fresh store holds it now"
 
 
 def merge(world, branch: str) -> None:
@@ -206,3 +250,47 @@ def test_a_bump_killed_during_its_push_leaves_everything_as_it_was_and_a_retry_l
                         "--branch", "mlops/bump-staging", *MR)  # fmt: skip
     assert retry.returncode == 0, retry.stderr
     assert world.models["b"] in world.remote_file("mlops/bump-staging", STAGING)
+
+
+def test_a_bot_branch_is_made_afresh_from_the_target_every_time(world):
+    """The remote still has the bump branch of a merged merge request (GitLab keeps it when asked to);
+    main has moved on since. A new bump to that branch starts from main, so the merge request's diff
+    is this bump alone."""
+    bump = ("gitops", "bump", "--env", "staging", "--branch", "mlops/bump-staging", *MR)
+    assert world.mlops(*bump[:4], "--model-uri", world.models["b"], *bump[4:]).returncode == 0
+    merge(world, "mlops/bump-staging")
+    (world.clone / "NOTES.md").write_text("main moves on\n")
+    world.git("add", "NOTES.md")
+    world.git("commit", "-qm", "an unrelated change")
+    world.git("push", "-q", "origin", "main")
+    result = world.mlops(*bump[:4], "--model-uri", world.models["c"], *bump[4:])
+    assert result.returncode == 0, result.stderr
+    main = world.git("rev-parse", "main", cwd=world.remote).stdout
+    assert world.git("rev-parse", "mlops/bump-staging~1", cwd=world.remote).stdout == main
+    assert name_status(world, "main", "mlops/bump-staging") == {
+        ("M", STAGING),
+        *{("A", path) for path in shipped_files(world.models["c"])},
+        *{("D", path) for path in shipped_files(world.models["b"])},  # no overlay names b any more
+    }
+
+
+def test_the_merge_request_gitlab_opened_is_named_and_a_remote_that_opened_none_is_said(world):
+    bump = ("gitops", "bump", "--env", "staging", "--model-uri", world.models["b"])
+    plain = world.mlops(*bump, "--branch", "plain", *MR)
+    assert plain.returncode == 0 and "answered with no merge request: open one into main by hand" in plain.stdout
+    hook = world.remote / "hooks" / "pre-receive"
+    hook.write_text(  # what GitLab answers a push with merge-request options
+        hook.read_text() + 'print("View merge request for gl:\\n  https://gitlab.example/mpg/-/merge_requests/7",'
+        " file=sys.stderr)\n"
+    )
+    gitlab = world.mlops(*bump, "--branch", "gl", *MR)
+    assert gitlab.returncode == 0, gitlab.stderr
+    assert "merge request into main at https://gitlab.example/mpg/-/merge_requests/7" in gitlab.stdout
+
+
+def test_a_remote_without_push_options_names_the_cause_and_both_fixes(world):
+    world.git("config", "receive.advertisePushOptions", "false", cwd=world.remote)
+    bump = ("gitops", "bump", "--env", "staging", "--model-uri", world.models["b"], "--branch", "b", *MR)
+    line = one_line_error(world.mlops(*bump))
+    assert "does not take push options" in line and "merge_request" in line
+    assert "without --push" in line and "receive.advertisePushOptions true" in line

@@ -43,21 +43,21 @@ def store_env(tmp_path, *model_dirs) -> dict[str, str]:
     return {"MLOPS_STORE_ROOT": str(settings.store_root), "MLOPS_CACHE_DIR": str(settings.cache_dir)}
 
 
-def test_smoke_passes_when_staging_serves_its_overlay_model(tmp_path, root, trained_dir, behind_nginx):
-    env = store_env(tmp_path, trained_dir)
-    with running_server(str(trained_dir), tmp_path) as (predictor, _, _log):
+def test_smoke_passes_when_staging_serves_its_overlay_model(tmp_path, root, served_dir, behind_nginx):
+    env = store_env(tmp_path, served_dir)
+    with running_server(str(served_dir), tmp_path) as (predictor, _, _log):
         url = behind_nginx(predictor)
         result = run_mlops("gitops", "smoke", "--env", "staging", "--url", url, "--timeout", "30", env=env, cwd=root)
     assert result.returncode == 0, result.stderr
-    served = read_card(trained_dir).id[:12]
+    served = read_card(served_dir).id[:12]
     assert f"staging serves model {served}" in result.stdout and "smoke cars:" in result.stdout
 
 
-def test_smoke_fails_in_one_line_when_another_model_is_served(tmp_path, root, trained_dir, behind_nginx):
-    other = second_model(trained_dir, tmp_path / "other")
-    env = store_env(tmp_path, trained_dir)
+def test_smoke_fails_in_one_line_when_another_model_is_served(tmp_path, root, served_dir, behind_nginx):
+    other = second_model(served_dir, tmp_path / "other")
+    env = store_env(tmp_path, served_dir)
     with running_server(str(other), tmp_path) as (predictor, _, _log):
         url = behind_nginx(predictor)
         args = ("gitops", "smoke", "--env", "staging", "--url", url, "--timeout", "1", "--interval", "0.2")
         line = one_line_error(run_mlops(*args, env=env, cwd=root))
-    assert f"did not serve model {read_card(trained_dir).id[:12]} within 1 s" in line
+    assert f"did not serve model {read_card(served_dir).id[:12]} within 1 s" in line

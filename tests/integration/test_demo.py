@@ -1,4 +1,5 @@
-"""`make demo`'s script in a fresh copy of the repo: busy ports named at once, Ctrl-C a clean stop."""
+"""`make demo` in a fresh copy of the repo: busy ports named at once, Ctrl-C a clean stop, and a fresh clone
+serves, gates against and reports on what the overlays name, offline, leaving git status clean."""
 
 from __future__ import annotations
 
@@ -14,16 +15,26 @@ import pytest
 from core.model_card import read_card
 from core.overlays import read_model_uri
 from serving.bench import free_port
-from tests.integration.conftest import command_env
+from tests.conftest import MLOPS
+from tests.integration.conftest import BIN, command_env, sh
+from tests.serving.conftest import wait_until
 from training.bench import copy_worktree
 
 pytestmark = pytest.mark.slow
 
 
-def demo(repo, store, **settings) -> subprocess.Popen:
+def demo(repo, store, path_first=None, through_make=False, **settings) -> subprocess.Popen:
     env = command_env(**{k: str(v) for k, v in settings.items()}, **store)
+    if path_first:
+        env["PATH"] = f"{path_first}{os.pathsep}{env['PATH']}"
+    # `make demo` as the README says it, with this session's venv (already installed: no install step runs)
+    command = (
+        ["make", "--no-print-directory", "demo", f"VENV={BIN.parent}"] if through_make else ["bash", "scripts/demo.sh"]
+    )
+    if through_make:
+        command += [f"{k}={v}" for k, v in settings.items()]
     return subprocess.Popen(
-        ["bash", "scripts/demo.sh"],
+        command,
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,
@@ -54,10 +65,97 @@ def test_a_busy_port_is_named_before_any_work(fresh):
     assert "dvc repro" not in out
 
 
+def test_a_port_held_only_by_time_wait_sockets_is_free_as_the_servers_bind(fresh):
+    """Right after a demo stops, its ports hold TIME_WAIT sockets; the servers bind with SO_REUSEADDR, so
+    the probe must too. The busy client port is then the first one named."""
+    repo, store = fresh
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        waiting = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", waiting))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server side closes first: its end of the connection enters TIME_WAIT
+        client.close()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        process = demo(repo, store, PREDICTOR_PORT=waiting, CLIENT_PORT=taken, MONITOR_PORT=free_port())
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 1 and f"port {taken} on 127.0.0.1 is in use" in err, err
+    assert f"port {waiting} " not in err
+
+
+def test_equal_ports_are_refused_at_once(fresh):
+    repo, store = fresh
+    port = free_port()
+    process = demo(repo, store, PREDICTOR_PORT=port, CLIENT_PORT=free_port(), MONITOR_PORT=port)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1 and "the three must differ" in err
+
+
+SHIM = """#!/bin/sh
+# fault injection: the predictor fails to start; the pipeline run is skipped (as if the gate rejected)
+case "$1" in
+    serve) echo "injected: the predictor cannot start" >&2; exit 1 ;;
+    pipeline) exit 3 ;;
+esac
+exec {mlops} "$@"
+"""
+
+
+def test_a_predictor_that_fails_to_start_stops_the_demo_and_the_monitor_with_it(fresh, tmp_path):
+    repo, store = fresh
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "mlops").write_text(SHIM.format(mlops=MLOPS))
+    (shim / "mlops").chmod(0o755)
+    monitor = free_port()
+    process = demo(repo, store, path_first=shim, PREDICTOR_PORT=free_port(), CLIENT_PORT=free_port(),
+                   MONITOR_PORT=monitor)  # fmt: skip
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 1 and "the predictor stopped; see .mlops/serve.log" in err, err
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", monitor)) != 0, "the monitor was stopped, not orphaned"
+
+
+def test_a_fresh_clone_serves_what_the_overlays_name_offline_and_stays_clean(fresh):
+    """The fresh-clone path: `make demo SERVE=0`, then the overlays' model is served, both cards show,
+    the gate takes production as its champion, and git status is clean."""
+    repo, store = fresh
+    process = demo(repo, store, through_make=True, SERVE=0)
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    assert "card unavailable" not in out
+    staging = read_model_uri(repo, "staging")
+    for environment in ("staging", "production"):
+        assert f"{environment}: model {read_model_uri(repo, environment).model_id[:12]}" in out
+    assert sh("git", "status", "--porcelain", cwd=repo).stdout == "", "the demo leaves git status clean"
+
+    env = {**command_env(**store)}
+    gate = subprocess.run([str(MLOPS), "gate", "--candidate", "models/candidate", "--champion", "production"],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert gate.returncode in (0, 3) and "champion" in gate.stdout, gate.stderr
+    port = free_port()
+    server = subprocess.Popen([str(MLOPS), "serve", "--env", "staging", "--port", str(port)], cwd=repo, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_until(f"http://127.0.0.1:{port}/v2/models/mpg/ready", server)
+        metadata = httpx.get(f"http://127.0.0.1:{port}/v2/models/mpg").json()
+        assert metadata["versions"] == [staging.model_id]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def test_the_demo_serves_the_page_shows_what_runs_where_and_stops_cleanly_on_ctrl_c(fresh):
+    """Through make, as the README says; SIGINT to the whole process group with no terminal, as a Ctrl-C
+    does: the script and everything it started stop cleanly (make itself reports the interrupt)."""
     repo, store = fresh
     predictor, client, monitor = free_port(), free_port(), free_port()
-    process = demo(repo, store, PREDICTOR_PORT=predictor, CLIENT_PORT=client, MONITOR_PORT=monitor)
+    process = demo(repo, store, through_make=True, PREDICTOR_PORT=predictor, CLIENT_PORT=client,
+                   MONITOR_PORT=monitor)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and process.poll() is None:
@@ -80,8 +178,9 @@ def test_the_demo_serves_the_page_shows_what_runs_where_and_stops_cleanly_on_ctr
     finally:
         os.killpg(process.pid, signal.SIGINT)
         out, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
+    assert process.returncode == -signal.SIGINT, (process.returncode, err)  # make re-raises the SIGINT it got
     assert "demo stopped: the predictor, the monitor and the client page are shut down" in out
+    assert "client stopped" in err and "Error" not in err, err
     for environment in ("staging", "production"):
         uri = read_model_uri(repo, environment)
         assert f"{environment}: model {uri.model_id[:12]}" in out, "gitops status shows both environments with cards"

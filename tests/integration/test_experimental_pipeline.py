@@ -6,26 +6,47 @@ import json
 
 import pytest
 
-from core.model_card import md5_file
+from core.model_card import md5_file, read_card
 from tests.conftest import SEED_DATA
 from tests.integration.conftest import sh
+from training.bench import copy_worktree
 
 pytestmark = pytest.mark.slow
-TRACKED = ("dvc.lock", "reports")
 
 
-def test_repro_on_a_fresh_clone_reproduces_the_committed_outputs_byte_for_byte(repo_copy):
-    """Same code, data and params: the stages run (a clone has no DVC cache) and change nothing git tracks."""
+def test_a_fresh_clone_pulls_the_committed_outputs_and_repro_reruns_and_rewrites_nothing(repo_copy):
+    """`mlops data pull` restores the data and the committed experiment's outputs (models/candidate), so
+    `dvc repro` finds every stage up to date on any machine: nothing retrains, git status stays clean.
+    A stale dvc.lock (code, data or params changed without `dvc repro`) fails here."""
     assert not (repo_copy / "data" / "auto-mpg.csv").exists()
     sh("mlops", "data", "pull", cwd=repo_copy)
     assert md5_file(repo_copy / "data" / "auto-mpg.csv") == md5_file(SEED_DATA)
     first = sh("dvc", "repro", cwd=repo_copy)
-    assert "Running stage 'train'" in first.stdout
-    changed = sh("git", "status", "--porcelain", *TRACKED, cwd=repo_copy).stdout
-    assert changed == "", f"dvc repro changed tracked outputs (run `dvc repro` and commit):\n{changed}"
-    again = sh("dvc", "repro", cwd=repo_copy)
-    assert "Running stage" not in again.stdout
+    assert "Running stage" not in first.stdout, (
+        f"dvc.lock is stale (run `dvc repro`, `dvc push`, commit):\n{first.stdout}"
+    )
     assert sh("dvc", "status", cwd=repo_copy).stdout.strip().endswith("up to date.")
+    assert sh("git", "status", "--porcelain", cwd=repo_copy).stdout == ""
+
+
+#: Retraining on another CPU gives other bytes (OpenBLAS picks kernels per CPU) but the same figures:
+#: measured equal to 3 decimals on an AMD EPYC and an Intel Xeon; the tolerance leaves room for a grid
+#: point that wins by less than float noise.
+METRIC_TOLERANCE = {"rmse": 0.01, "mae": 0.01, "r2": 0.002, "rmse_mean": 0.01, "rmse_std": 0.01}
+
+
+def test_retraining_gives_the_committed_metrics_within_tolerance_and_the_same_bytes_on_one_machine(tmp_path, root):
+    repo = copy_worktree(root, tmp_path / "repo")
+    sh("mlops", "data", "pull", cwd=repo)
+    committed = json.loads((repo / "reports" / "metrics.json").read_text())
+    sh("dvc", "repro", "--force", "train", "evaluate", cwd=repo)
+    first = json.loads((repo / "reports" / "metrics.json").read_text())
+    for group, values in committed.items():
+        for name, value in values.items():
+            assert first[group][name] == pytest.approx(value, abs=METRIC_TOLERANCE[name]), (group, name)
+    model_id = read_card(repo / "models" / "candidate").id
+    sh("dvc", "repro", "--force", "train", cwd=repo)
+    assert read_card(repo / "models" / "candidate").id == model_id, "the same machine retrains the same bytes"
 
 
 def test_any_code_change_in_the_training_packages_reruns_the_stages(repo_copy):

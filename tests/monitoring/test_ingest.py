@@ -155,14 +155,19 @@ def test_feedback_becomes_a_data_merge_request_that_checks_out_with_its_object(p
     model, card = load_model(trained_dir)
     cars, actual = sample(dataset, 12, seed=3)
     served(db.connect(url), model, card, cars, "fb", actual[:5] + 1.5)
+    uncommitted = tmp_path / "uncommitted.csv"  # a plain ingest into the workspace, never committed
+    uncommitted.write_text(HEADER + "26.1,4,139,71,2561,14.1,79,1,test coupe\n")
+    assert ingest(project, uncommitted).returncode == 0
     before = snapshot(project)
 
     result = ingest(project, "--from-feedback", "--db", url, "--branch", "mlops/data", "--commit", "--push")
     assert result.returncode == 0, result.stderr
-    assert "5 added" in result.stdout and "pushed to origin mlops/data" in result.stdout
-    after = {k: v for k, v in snapshot(project).items() if "cache" not in k}
-    (pushed,) = set(after) - set(before)  # the DVC remote gained the new object, and nothing else changed
-    assert {k: v for k, v in after.items() if k != pushed} == {k: v for k, v in before.items() if "cache" not in k}
+    assert "5 added" in result.stdout and "pushed" in result.stdout and "to origin mlops/data" in result.stdout
+    assert "next:" not in result.stdout
+    after = snapshot(project)
+    assert {k: v for k, v in after.items() if "cache" not in k} == {k: v for k, v in before.items() if "cache" not in k}, (
+        "the checkout is never touched: not its data, not its DVC remote folder"
+    )
     (push,) = (json.loads(line) for line in (remote / "pushes.jsonl").read_text().splitlines()[1:])
     assert "merge_request.create" in push["options"] and "merge_request.target=main" in push["options"]
 
@@ -170,11 +175,14 @@ def test_feedback_becomes_a_data_merge_request_that_checks_out_with_its_object(p
     sh("git", "clone", "-q", "-b", "mlops/data", remote, checkout, cwd=tmp_path)
     assert run_mlops("data", "pull", cwd=checkout, env=command_env()).returncode == 0
     rows = (checkout / DATA_FILE).read_text().splitlines()
-    assert len(rows) == len(before[str(DATA_FILE)].decode().splitlines()) + 5
+    committed = sh("git", "show", f"main:{DVC_FILE}", cwd=project).stdout
+    assert f"md5: {md5_file(checkout / DATA_FILE)}" not in committed
+    assert "test coupe" not in "\n".join(rows), "the workspace's uncommitted rows did not ride along"
+    assert len(rows) == len(before[str(DATA_FILE)].decode().splitlines()) - 1 + 5, "the target's rows + 5 feedbacks"
     assert [r.rsplit(",", 1)[1] for r in rows[-5:]] == [f"feedback fb-{i}/0" for i in range(5)]
     version = read_version(checkout)
     assert md5_file(checkout / DATA_FILE) == version.md5
-    assert remote_object(project, version.md5) == project / pushed
+    assert remote_object(checkout, version.md5).is_file() and not remote_object(project, version.md5).exists()
 
 
 def test_no_feedback_changes_nothing(project, tmp_path):
