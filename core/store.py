@@ -67,8 +67,8 @@ class ModelStore:
         """How to get a model into this store, for messages about one that is missing."""
         if isinstance(self.backend, LocalBackend):
             return (
-                f" (local store {self.backend.root}: `mlops pipeline run` or `mlops publish` puts models there; "
-                "set MLOPS_S3_ENDPOINT_URL to use a remote store)"
+                f" (local store {self.backend.root}: `mlops data pull` restores the models the overlays name, "
+                "`mlops pipeline run` or `mlops publish` puts new ones there; set MLOPS_S3_ENDPOINT_URL for S3)"
             )
         return f" (S3 store at {self.backend.endpoint_url})"
 

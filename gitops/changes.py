@@ -6,6 +6,9 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
 
 from core.atomic import atomic_write
 from core.errors import MlopsError
@@ -22,7 +25,24 @@ from gitops.manifests import render_all
 from gitops.mergerequest import Proposal, Proposed, propose
 
 Edit = Callable[[Path], list[Path]]
+SUBJECT_WIDTH = 72  # characters of a commit subject `status` shows (the JSON has it whole)
 BOT_TRAILER = "Mlops-Bot"  # commits carrying it never retrain (see .gitlab-ci.yml)
+
+
+class GateRule(BaseModel):
+    name: str = Field(max_length=100)
+    observed: float
+    threshold: float
+    comparison: Literal["<=", ">="]
+    passed: bool
+
+
+class GateSummary(BaseModel):
+    """What a merge request's description shows of a gate report (``mlops gate --report``)."""
+
+    passed: bool
+    champion_id: str | None = Field(default=None, max_length=64)
+    rules: list[GateRule] = Field(max_length=50)
 
 
 class GitOpsError(MlopsError):
@@ -210,7 +230,9 @@ def status_table(rows: list[EnvironmentStatus]) -> str:
         else:
             lines.append(f"    card unavailable: {row.problem}")
         if row.set_by_commit:
-            lines.append(f"    set by {row.set_by_commit[:12]} {row.set_by_subject}")
+            subject = row.set_by_subject or ""
+            subject = subject if len(subject) <= SUBJECT_WIDTH else subject[: SUBJECT_WIDTH - 1] + "…"
+            lines.append(f"    set by {row.set_by_commit[:12]} {subject}")
         elif row.set_by_subject:
             lines.append(f"    {row.set_by_subject}")
     return "\n".join(lines)

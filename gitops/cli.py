@@ -16,6 +16,36 @@ from core.settings import project_root
 ENV = click.Choice(ENVIRONMENTS)
 
 
+class GateReportFile(click.Path):
+    """A readable file holding the JSON ``mlops gate --report`` writes, parsed and checked; anything else is a
+    usage error naming the file and the field."""
+
+    name = "gate_report"
+
+    def __init__(self):
+        super().__init__(exists=True, dir_okay=False, path_type=Path)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dict):
+            return value
+        path = super().convert(value, param, ctx)
+        try:
+            parsed = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            self.fail(f"{path} is not JSON ({e}); give the file `mlops gate --report` wrote", param, ctx)
+        from pydantic import ValidationError
+
+        from gitops.changes import GateSummary
+
+        try:
+            return GateSummary.model_validate(parsed).model_dump()
+        except ValidationError as e:
+            where = ".".join(map(str, e.errors()[0]["loc"])) or "the top level"
+            self.fail(
+                f"{path} is not a gate report ({where}: {e.errors()[0]['msg']}); give `mlops gate --report`'s file"
+            )
+
+
 @click.group("manifests")
 def manifests_group():
     """Render and check the Kustomize trees the cluster is built from.
@@ -39,6 +69,7 @@ def validate_command(trees):
       mlops manifests validate
       mlops manifests validate --tree overlays/staging
     """
+    import shutil
     import time
 
     from gitops.manifests import validate_all
@@ -50,6 +81,8 @@ def validate_command(trees):
         raise PolicyError(f"{len(found)} problem(s):\n" + "\n".join(map(str, found)))
     count = sum(len(objects) for objects in rendered.values())
     click.echo(f"{count} objects in {len(rendered)} trees valid ({time.perf_counter() - started:.2f} s)")
+    if not shutil.which("kubeconform"):
+        click.echo("kubeconform not installed: skipped (the strict schema check above ran; CI runs kubeconform)")
 
 
 @manifests_group.command("build")
@@ -61,10 +94,22 @@ def build_command(tree):
     Example:
       mlops manifests build staging | kubectl diff -f -
     """
-    from gitops.manifests import render_tree
+    from gitops.manifests import TREES, render_tree
 
     name = f"overlays/{tree}" if tree in ENVIRONMENTS else tree
-    click.echo(yaml.safe_dump_all(render_tree(project_root(), name), sort_keys=False), nl=False)
+    if name not in TREES:
+        raise click.BadParameter(f"unknown tree {tree!r}; expected {', '.join((*ENVIRONMENTS, *TREES))}")
+    click.echo(yaml.dump_all(render_tree(project_root(), name), Dumper=_BlockDumper, sort_keys=False), nl=False)
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (nginx.conf, the page) as literal blocks, readable as the files they came from."""
+
+
+_BlockDumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None),
+)
 
 
 def merge_request_options(command):
@@ -125,9 +170,7 @@ def _apply(action, env, uri, edit, branch, do_commit, do_push, remote, target, c
 @click.option("--model-uri", "uri", type=STORE_URI, required=True, help="s3://<bucket>/<prefix>/<id>/ to serve.")
 @click.option("--force", is_flag=True, help="Skip checking that the store holds the model (card and file).")
 @click.option(
-    "--gate-report",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="JSON of `mlops gate --report`, for the merge request's description.",
+    "--gate-report", type=GateReportFile(), help="JSON of `mlops gate --report`, for the merge request's description."
 )
 @merge_request_options
 def bump_command(env, uri, force, gate_report, **mr):
@@ -144,8 +187,7 @@ def bump_command(env, uri, force, gate_report, **mr):
     from gitops.changes import bump_edit
 
     card = _card(uri, force, "bump")
-    report = json.loads(gate_report.read_text()) if gate_report else None
-    _apply("bump", env, uri, bump_edit(env, uri), card=card, gate_report=report, **mr)
+    _apply("bump", env, uri, bump_edit(env, uri), card=card, gate_report=gate_report, **mr)
 
 
 @gitops_group.command("promote")

@@ -27,10 +27,6 @@ TREES = {
 }
 
 
-def tree_names() -> list[str]:
-    return list(TREES)
-
-
 def render_tree(root: Path, name: str) -> list[dict]:
     if name not in TREES:
         raise ManifestError(f"unknown tree {name!r}; expected one of {', '.join(TREES)}")

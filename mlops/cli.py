@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from core.cli import publish_command
@@ -39,6 +41,14 @@ class MlopsGroup(click.Group):
             raise
         except click.UsageError as e:
             raise OneLineUsageError(e.format_message(), e.ctx) from e
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:  # the last resort: a bug is still one line, the traceback on request
+            if os.environ.get("MLOPS_DEBUG"):
+                raise
+            raise click.ClickException(
+                f"unexpected {type(e).__name__}: {e} (a bug: MLOPS_DEBUG=1 shows the traceback for a report)"
+            ) from e
 
 
 @click.group(cls=MlopsGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -46,7 +46,14 @@ def monitor_group():
     show_default=True,
     help="Seconds a request (or response) event waits for its other half before it is dropped.",
 )
-def serve_command(db_url, host, port, pair_timeout):
+@click.option(
+    "--feedback-hold",
+    type=click.FloatRange(0, 60),
+    default=5,
+    show_default=True,
+    help="Seconds a feedback waits for its prediction, still on its way from the payload logger (0: none).",
+)
+def serve_command(db_url, host, port, pair_timeout, feedback_hold):
     """Receive KServe's inference-logger CloudEvents (POST /) and feedback (POST /feedback).
 
     Request and response events are paired by ce-id and stored per car: the seven
@@ -71,7 +78,7 @@ def serve_command(db_url, host, port, pair_timeout):
     url = database_url(db_url)
     sock = bind(host, port)
     engine = connect(url)  # an unreachable or unusable database is one line, before serving
-    app = MonitorApp(engine, pair_timeout)
+    app = MonitorApp(engine, pair_timeout, feedback_hold)
     config = uvicorn.Config(
         app,
         http=GuardedHttpToolsProtocol,
@@ -157,7 +164,7 @@ def report_command(db_url, model_ref, env, since, metrics_url, out_path, params_
     if out_path.suffix not in (".html", ".json"):
         raise click.BadParameter(f"{out_path} must end in .html or .json", param_hint="--out")
     thresholds = load_params(params_path or project_root() / "params.yaml").monitor
-    engine = connect(database_url(db_url))
+    engine = connect(database_url(db_url), create=False)
     settings = Settings.from_env()
     if env:
         model_ref = read_model_uri(project_root(), env)
@@ -171,9 +178,14 @@ def report_command(db_url, model_ref, env, since, metrics_url, out_path, params_
     report, frame = build_report(engine, card, thresholds, _since(since), metrics_url)
     text = json.dumps(report.to_dict(), indent=2) if out_path.suffix == ".json" else as_html(report, frame)
     atomic_write(out_path, lambda tmp: tmp.write_text(text + "\n"))
-    click.echo(f"{report.rows} served cars of model {card.id[:12]}: {len(report.alerts)} alert(s) -> {out_path}")
+    alerts = f"{len(report.alerts)} alert(s)"
+    click.echo(f"{report.rows} served cars of model {card.id[:12]} {report.period}: {alerts} -> {out_path}")
     for alert in report.alerts:
         click.echo(f"  ALERT {alert}")
+    for judged in report.judged:
+        click.echo(f"  judged: {judged}")
+    for note in report.notes:
+        click.echo(f"  note: {note}")
     if report.alerts:
         raise SystemExit(EXIT_ALERT)
 
@@ -214,7 +226,10 @@ def ingest_command(path, from_feedback, db_url, since, dvc_remote, branch, do_co
     if from_feedback:
         from monitoring.db import connect
 
-        table, source = feedback_rows(connect(database_url(db_url)), _since(since)), "the monitor's feedback"
+        table, source = (
+            feedback_rows(connect(database_url(db_url), create=False), _since(since)),
+            "the monitor's feedback",
+        )
         if table.empty:
             click.echo("no feedback to ingest" + (f" since {since}" if since else "") + ": nothing changed")
             return

@@ -103,8 +103,12 @@ def migrate(engine: Engine, upto: int | None = None) -> int:
             connection.execute(sa.insert(schema_version).values(version=version + 1))
 
 
-def connect(url: str) -> Engine:
-    """An engine for ``url`` with the schema up to date; one clear line when that is impossible."""
+def connect(url: str, create: bool = True) -> Engine:
+    """An engine for ``url`` with the schema up to date; one clear line when that is impossible.
+
+    ``create`` False (readers: the report, ingest): a SQLite file that does not exist is an error, not a
+    new empty database that would report "nothing recorded" for a mistyped path.
+    """
     try:
         engine = sa.create_engine(url, pool_pre_ping=True)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as e:
@@ -113,6 +117,10 @@ def connect(url: str) -> Engine:
         database = engine.url.database
         if database and database != ":memory:" and not Path(database).parent.is_dir():
             raise MonitorDatabaseError(f"the folder of the database {database} does not exist; create it first")
+        if not create and database and database != ":memory:" and not Path(database).is_file():
+            raise MonitorDatabaseError(
+                f"no monitor database at {database}: check --db (the monitor writes {database} once it runs)"
+            )
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(connection, _record):

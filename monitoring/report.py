@@ -59,10 +59,17 @@ class Report:
     feedback: dict[str, Any] | None = None
     traffic: dict[str, Any] | None = None
     alerts: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    judged: list[str] = field(default_factory=list)  # what was compared with its threshold
+    notes: list[str] = field(default_factory=list)  # what was not, and why
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def period(self) -> str:
+        if self.since <= 0:
+            return "over all recorded traffic"
+        return f"since {time.strftime('%Y-%m-%d %H:%M', time.gmtime(self.since))} UTC"
 
 
 def psi(served: np.ndarray, expected: np.ndarray) -> float:
@@ -191,6 +198,8 @@ def build_report(
     for drift in [*report.features, *([report.predictions] if report.predictions else [])]:
         if judged and drift.psi > thresholds.psi_alert:
             report.alerts.append(f"drift: {drift.name} PSI {drift.psi:.3f} > {thresholds.psi_alert}")
+    if judged:
+        report.judged.append(f"drift and extrapolation over {len(frame)} cars")
     if judged and report.outside_range_share > thresholds.outside_range_alert:
         share = report.outside_range_share
         report.alerts.append(
@@ -208,13 +217,24 @@ def build_report(
             "holdout_rmse": card.metrics.holdout.rmse,
             "rmse_ratio": round(rmse / card.metrics.holdout.rmse, 6),
         }
+        if len(labelled) >= thresholds.min_feedback:
+            report.judged.append(f"error on {len(labelled)} feedbacks")
+        else:
+            report.notes.append(
+                f"{len(labelled)} feedbacks, fewer than min_feedback={thresholds.min_feedback}: error not judged"
+            )
         if len(labelled) >= thresholds.min_feedback and report.feedback["rmse_ratio"] > thresholds.error_ratio_alert:
             report.alerts.append(
                 f"error: RMSE on feedback {rmse:.2f} mpg is {report.feedback['rmse_ratio']:.2f}x the holdout's "
                 f"> {thresholds.error_ratio_alert}"
             )
+    if not len(labelled):
+        report.notes.append("no feedback: error not judged")
+    if not metrics_url:
+        report.notes.append("no --metrics-url: latency and server errors not judged")
     if metrics_url:
         report.traffic = traffic(metrics_url)
+        report.judged.append(f"latency and server errors from {metrics_url}")
         p99, errors = report.traffic["p99_ms"], report.traffic["server_error_share"]
         if p99 is not None and p99 > thresholds.p99_latency_ms_alert:
             report.alerts.append(f"latency: p99 {p99:.0f} ms > {thresholds.p99_latency_ms_alert:g} ms")
@@ -280,14 +300,16 @@ def as_html(report: Report, frame: pd.DataFrame) -> str:
     verdict = "ALERT" if report.alerts else "no alert"
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>mpg monitor report</title>",
-        "<style>body{font-family:system-ui,sans-serif;margin:2rem;max-width:80rem}table{border-collapse:collapse;"
+        "<style>body{font-family:system-ui,sans-serif;margin:2rem;max-width:80rem}img{max-width:100%;height:auto}"
+        "table{border-collapse:collapse;"
         "margin:1rem 0}td,th{border:1px solid #bbb;padding:.25rem .6rem;text-align:right}.alert{color:#b3261e}</style>",
         "</head><body>",
         f"<h1>Model {escape(report.model_id[:12])} ({escape(report.algorithm)}): {verdict}</h1>",
-        f"<p>{report.rows} served cars since {time.strftime('%Y-%m-%d %H:%M', time.gmtime(report.since))} UTC; "
+        f"<p>{report.rows} served cars {report.period}; "
         f"{report.outside_range_share:.1%} outside the training ranges.</p>",
     ]
     parts += [f"<p class='alert'>{escape(a)}</p>" for a in report.alerts]
+    parts += [f"<p>judged: {escape(j)}</p>" for j in report.judged]
     parts += [f"<p>{escape(n)}</p>" for n in report.notes]
     drifts = [*report.features, *([report.predictions] if report.predictions else [])]
     if drifts:

@@ -47,6 +47,10 @@ BATCH = 1000  # events per transaction at most
 QUEUE = 5 * BATCH  # events accepted and not yet committed, at most (then new ones wait for room)
 ADMIT_WAIT = 5.0  # seconds an event waits for room in the queue before a 503
 SWEEP_EVERY = 1.0  # seconds between sweeps (pair leftovers, expire halves)
+FEEDBACK_HOLD = 5.0  # seconds a feedback waits at most for its prediction to arrive from the payload logger
+FEEDBACK_GRACE = 1.0  # ... and, past this, only while events keep arriving
+FEEDBACK_POLL = 0.1
+MAX_HELD_FEEDBACK = 64  # feedbacks held at once at most; beyond, an unknown id is a 404 at once
 FEEDBACK_KEYS = {"request_id", "row", "actual_mpg", "actual_l_per_100km"}
 
 
@@ -191,11 +195,13 @@ async def _send(
 class MonitorApp:
     """The ASGI application over an engine from ``db.connect`` (schema up to date)."""
 
-    def __init__(self, engine, pair_timeout: float = 600.0):
-        self.engine, self.pair_timeout = engine, pair_timeout
+    def __init__(self, engine, pair_timeout: float = 600.0, feedback_hold: float = FEEDBACK_HOLD):
+        self.engine, self.pair_timeout, self.feedback_hold = engine, pair_timeout, feedback_hold
         self.metrics = Metrics()
         self.writer: Writer | None = None
         self._task: asyncio.Task | None = None
+        self.last_accepted = float("-inf")  # loop time of the last event accepted
+        self.held = 0  # feedbacks waiting for their prediction right now
         self.routes = {
             ("POST", "/"): self.event,
             ("POST", "/feedback"): self.feedback,
@@ -259,23 +265,42 @@ class MonitorApp:
             self.metrics.events.labels(KINDS.get(headers.get("ce-type", ""), "unknown"), "rejected").inc()
             raise
         await self.writer.submit(half)
+        self.last_accepted = asyncio.get_running_loop().time()
         self.metrics.events.labels(half.kind, "accepted").inc()
         await _send(send, 202, {"id": half.event_id, "kind": half.kind})
 
     async def feedback(self, scope, receive, send) -> None:
+        """Store feedback for a stored prediction, holding it up to ``FEEDBACK_HOLD`` s for one on its way:
+        the payload logger posts a prediction after answering it, so feedback typed at once can come first."""
         request_id, row, mpg = parse_feedback(await _body(receive))
-        await self.writer.drain()  # the prediction may have been accepted a moment ago
         loop = asyncio.get_running_loop()
+        started = loop.time()
 
         def write() -> bool:
             with self.engine.begin() as connection:
                 return db.add_feedback(connection, request_id, row, mpg)
 
-        if not await loop.run_in_executor(None, write):
-            self.metrics.feedback.labels("unknown").inc()
-            raise ClientError(
-                f"request_id: no prediction {request_id!r} row {row} is stored (yet): retry in a few seconds", 404
-            )
+        while True:
+            await self.writer.drain()  # the prediction may have been accepted a moment ago
+            if await loop.run_in_executor(None, write):
+                break
+            # Hold up to feedback_hold s, but past the first FEEDBACK_GRACE s only while predictions keep
+            # arriving (this one may be among them), and never more than MAX_HELD_FEEDBACK at once: a
+            # feedback for an id nobody served costs a second at most, and a flood cannot pin connections.
+            now = loop.time()
+            quiet = now - max(started, self.last_accepted) > FEEDBACK_GRACE
+            if now - started >= self.feedback_hold or quiet or self.held >= MAX_HELD_FEEDBACK:
+                self.metrics.feedback.labels("unknown").inc()
+                raise ClientError(
+                    f"request_id: no prediction {request_id!r} row {row} is stored: "
+                    "check the id (the X-Request-Id of the prediction)",
+                    404,
+                )
+            self.held += 1
+            try:
+                await asyncio.sleep(FEEDBACK_POLL)
+            finally:
+                self.held -= 1
         self.metrics.feedback.labels("stored").inc()
         await _send(send, 201, {"request_id": request_id, "row": row, "actual_mpg": round(mpg, 4)})
 

@@ -6,25 +6,38 @@ import json
 from pathlib import Path
 
 import click
-import yaml
 
 from core.atomic import atomic_write
 from core.errors import EXIT_GATE_REJECTED
 from core.settings import project_root
 
 
-def parse_assignments(items: tuple[str, ...]) -> dict:
-    """``key=value`` pairs with YAML values (so ``params_overrides=[train.cv_folds=3]`` is a list)."""
+def parse_assignments(items: tuple[str, ...], ir_path: Path) -> dict:
+    """``key=value`` pairs with YAML values (so ``params_overrides=[train.cv_folds=3]`` is a list), checked
+    against the compiled pipeline's inputs: a bad one is a usage error here, not a failure inside the run."""
+    import yaml
+
+    from core.errors import MlopsError
+    from pipelines.local import check_arguments, declared_parameters
+
+    declared = declared_parameters(ir_path)
     result = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not of the form name=value", param_hint="--param")
         try:
-            result[key] = yaml.safe_load(value) if value else ""
+            parsed = yaml.safe_load(value) if value else ""
         except yaml.YAMLError as e:
             message = f"{item!r}: the value is not valid YAML ({e.problem})"
             raise click.BadParameter(message, param_hint="--param") from e
+        if declared.get(key, {}).get("parameterType") == "STRING" and not isinstance(parsed, dict | list):
+            parsed = value  # as given: a revision like 1234 or a URI stays the text it was
+        result[key] = parsed
+    try:
+        check_arguments(ir_path, result)
+    except MlopsError as e:
+        raise click.BadParameter(str(e), param_hint="--param") from e
     return result
 
 
@@ -94,7 +107,11 @@ def run_command(params, summary_json, pipeline_root):
     click.echo(f"running {IR_FILE} locally (kfp.local, SubprocessRunner)")
     terminal = click.get_text_stream("stdout")  # kfp's own output is captured while the run lasts
     outcome = run_compiled(
-        root / IR_FILE, parse_assignments(params), runs, runs / "last-run.log", lambda line: terminal.write(line + "\n")
+        root / IR_FILE,
+        parse_assignments(params, root / IR_FILE),
+        runs,
+        runs / "last-run.log",
+        lambda line: terminal.write(line + "\n"),
     )
     if summary_json:
         atomic_write(summary_json, lambda tmp: tmp.write_text(json.dumps(outcome.to_dict(), indent=2) + "\n"))
@@ -132,7 +149,11 @@ def submit_command(host, token_file, experiment, params):
     from pipelines.submit import read_token, submit
 
     run_id, experiment_id = submit(
-        host, project_root() / IR_FILE, parse_assignments(params), experiment, read_token(token_file)
+        host,
+        project_root() / IR_FILE,
+        parse_assignments(params, project_root() / IR_FILE),
+        experiment,
+        read_token(token_file),
     )
     click.echo(f"submitted run {run_id} (experiment {experiment} {experiment_id})")
 

@@ -98,36 +98,71 @@ class StepProgress(io.TextIOBase):
         elif match := SKIPPED.search(line):
             self._report(Step(match["task"], "SKIPPED", 0.0))
 
+    def _ignored(self, index: int) -> bool:
+        """Is the error at ``index`` the end of an "Exception ignored in ..." traceback?"""
+        for above in range(index - 1, max(-1, index - 40), -1):
+            if self.lines[above].strip().startswith("Traceback (most recent call last)"):
+                return above > 0 and self.lines[above - 1].strip().startswith("Exception ignored")
+        return False
+
     def _report(self, step: Step) -> None:
         self.steps.append(step)
         self.echo(f"  {step.name:<20} {step.status:<8} {step.seconds:6.1f} s")
 
     def cause(self) -> str | None:
-        """The last exception a task printed, with the indented lines that continue its message."""
+        """The last exception a task printed, with the indented lines that continue its message (not what
+        Python reports while shutting down, "Exception ignored in ...", after the real error)."""
         for index in range(len(self.lines) - 1, -1, -1):
-            if match := ERROR.match(self.lines[index]):
+            if (match := ERROR.match(self.lines[index])) and not self._ignored(index):
                 rest = []
                 for line in self.lines[index + 1 : index + 6]:
-                    if not line.strip() or "[KFP Executor" in line or "finished with status" in line:
+                    stop = ("[KFP Executor", "finished with status", "Exception ignored", "Traceback")
+                    if not line.strip() or any(marker in line for marker in stop):
                         break
                     rest.append(line.strip())
                 return "\n".join([f"{match['type']}: {match['message']}", *rest])
         return None
 
 
+#: KFP's parameter types, as the compiled pipeline declares its inputs, and the Python values each takes.
+_KFP_TYPES = {
+    "STRING": (str, "a string"),
+    "BOOLEAN": (bool, "true or false"),
+    "NUMBER_INTEGER": (int, "an integer"),
+    "NUMBER_DOUBLE": ((int, float), "a number"),
+    "LIST": (list, "a list, e.g. '[train.cv_folds=3]'"),
+    "STRUCT": (dict, "a mapping"),
+}
+
+
+def declared_parameters(ir_path: Path) -> dict[str, dict[str, Any]]:
+    """The compiled pipeline's input declarations (``parameterType``, ``defaultValue``) by name."""
+    return next(yaml.safe_load_all(ir_path.read_text()))["root"]["inputDefinitions"]["parameters"]
+
+
 def pipeline_parameters(ir_path: Path) -> dict[str, Any]:
     """Declared parameters of the compiled pipeline with their defaults."""
-    spec = next(yaml.safe_load_all(ir_path.read_text()))
-    declared = spec["root"]["inputDefinitions"]["parameters"]
-    return {name: item.get("defaultValue") for name, item in declared.items()}
+    return {name: item.get("defaultValue") for name, item in declared_parameters(ir_path).items()}
 
 
 def check_arguments(ir_path: Path, arguments: dict[str, Any]) -> None:
-    """Unknown pipeline parameters are an error before anything runs."""
-    declared = pipeline_parameters(ir_path)
+    """A parameter the pipeline does not take, or a value of the wrong type, is an error before anything runs;
+    ``params_overrides`` must also be overrides ``params.yaml`` accepts."""
+    declared = declared_parameters(ir_path)
     unknown = sorted(set(arguments) - set(declared))
     if unknown:
         raise PipelineRunError(f"unknown pipeline parameter(s) {', '.join(unknown)}; known: {', '.join(declared)}")
+    for name, value in arguments.items():
+        kind = declared[name]["parameterType"]
+        expected, described = _KFP_TYPES.get(kind, (object, kind))
+        if not isinstance(value, expected) or (isinstance(value, bool) and kind.startswith("NUMBER")):
+            raise PipelineRunError(f"{name} must be {described}, not {value!r}")
+    overrides = arguments.get("params_overrides", [])
+    if not all(isinstance(o, str) for o in overrides):
+        raise PipelineRunError("params_overrides must be a list of 'key=value' strings")
+    from training.params import load_params
+
+    load_params(ir_path.parents[1] / "params.yaml", overrides, flag="params_overrides")
 
 
 def _read_json(path: Path) -> dict | None:

@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.features import FEATURE_NAMES, ORIGIN_NAMES, domain_problems
+from core.features import FEATURE_NAMES, FEATURES, ORIGIN_NAMES, domain_problems
 
 MAX_INSTANCES = 1000
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -113,8 +113,25 @@ def _named(index: int, instance: dict) -> list[float]:
         return NamedInstance.model_validate(instance).row()
     except ValidationError as e:
         problems = dict(_named_problem(error) for error in e.errors())  # one message per field
+        problems.update(_domain_of_the_rest(instance, problems))  # and the domain of the fields that parsed
         rows = [(index, field, message) for field, message in problems.items()]
         raise InvalidRequestError(_problems_message(rows, "instances")) from e
+
+
+def _domain_of_the_rest(instance: dict, problems: dict[str, str]) -> dict[str, str]:
+    """Domain problems of the numeric fields of a car that failed to parse elsewhere: a form marks both an
+    empty weight and a two-digit year in one answer."""
+    parsed = []
+    for feature in FEATURES:
+        value = instance.get(feature.name)
+        if feature.name == "origin" and isinstance(value, str):
+            value = ORIGIN_NAMES.get(value.strip().lower())
+        if feature.name not in problems and type(value) in _NUMBER:
+            parsed.append((feature, float(value)))
+    if not parsed:
+        return {}
+    matrix = np.array([[value for _, value in parsed]])
+    return {name: message for _, name, message in domain_problems(matrix, [feature for feature, _ in parsed])}
 
 
 def parse_v1(payload: Any) -> np.ndarray:

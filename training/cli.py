@@ -78,9 +78,10 @@ def data_pull(remote):
         click.echo("shipped models (data/models) not copied: the store is S3 (MLOPS_S3_ENDPOINT_URL)")
         return
     restored = restore(project_root(), store)
-    new = sum(r.created for r in restored)
-    ids = ", ".join(r.uri.model_id[:12] for r in restored) or "none"
-    click.echo(f"shipped models {ids} verified; {new} restored into the local store {store.backend.root}")
+    if restored:
+        new = sum(r.created for r in restored)
+        ids = ", ".join(r.uri.model_id[:12] for r in restored)
+        click.echo(f"shipped models {ids} verified; {new} restored into the local store {store.backend.root}")
 
 
 @data_group.command("validate")

@@ -44,8 +44,8 @@ class Pulled:
 
 
 def pull(root: Path, remote: str | None = None, targets: tuple[str, ...] = PULL_TARGETS) -> Pulled:
-    """Fetch the files pinned by the ``.dvc`` files and ``dvc.lock`` into the workspace."""
-    result = _run(root, "pull", remote, targets)
+    """Fetch the files pinned by the ``.dvc`` files and ``dvc.lock`` into the workspace (those that exist)."""
+    result = _run(root, "pull", remote, tuple(t for t in targets if (Path(root) / t).exists()))
     base = Path(root).resolve()
     restored = [(Path.cwd() / p).resolve().relative_to(base).as_posix() for p in result["added"] + result["modified"]]
     return Pulled(int(result["stats"]["fetched"]), sorted(restored))

@@ -165,4 +165,61 @@ def test_serve_env_on_a_fresh_store_says_at_start_how_to_get_the_model(tmp_path,
     finally:
         process.terminate()
         log = process.communicate(timeout=30)[1]
-    assert log.count("NOT loaded") == 1 and "mlops pipeline run" in log and "Traceback" not in log
+    assert log.count("NOT loaded") == 1 and "mlops data pull" in log and "Traceback" not in log
+
+
+def test_an_unknown_tree_is_a_usage_error_naming_the_short_forms():
+    line = one_line_error(run_mlops("manifests", "build", "prod"), 2)
+    assert "unknown tree 'prod'" in line and "staging, production" in line
+
+
+@pytest.mark.parametrize(
+    ("param", "named"),
+    [
+        ("params_overrides={a: 1}", "params_overrides must be a list"),
+        ("params_overrides=[train.nope=1]", "train.nope"),
+        ("open_merge_request=maybe", "open_merge_request must be true or false"),
+        ("nosuch=1", "unknown pipeline parameter(s) nosuch"),
+    ],
+)
+def test_a_bad_pipeline_parameter_is_a_usage_error_before_anything_runs(param, named):
+    line = one_line_error(run_mlops("pipeline", "run", "--param", param), 2)
+    assert named in line
+
+
+def test_a_gate_report_that_is_not_one_is_a_usage_error(tmp_path):
+    uri = "s3://mpg-mlops/models/mpg/" + "0" * 64 + "/"
+    (tmp_path / "notjson").write_text("notjson")
+    (tmp_path / "wrong.json").write_text('{"passed": true, "rules": [{"name": 1}]}')
+    for path, named in ((tmp_path / "notjson", "is not JSON"), (tmp_path / "wrong.json", "rules.0.name")):
+        line = one_line_error(
+            run_mlops("gitops", "bump", "--env", "staging", "--model-uri", uri, "--gate-report", path), 2
+        )
+        assert named in line
+
+
+BUG = """
+import click, sys
+from mlops.cli import main
+
+@main.command("bug")
+def bug():
+    {}["missing"]
+
+sys.argv = ["mlops", "bug"]
+main()
+"""
+
+
+def test_an_unexpected_error_is_one_line_and_its_traceback_is_there_on_request():
+    """The last resort, in the real group: a bug is exit 1, one line; MLOPS_DEBUG=1 shows the traceback."""
+    import os
+    import sys
+
+    run = lambda **env: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", BUG], capture_output=True, text=True, env={**os.environ, **env}, timeout=60
+    )
+    line = one_line_error(run())
+    assert "unexpected KeyError" in line and "MLOPS_DEBUG=1" in line
+    debug = run(MLOPS_DEBUG="1")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr

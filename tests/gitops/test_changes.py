@@ -214,6 +214,10 @@ def test_status_shows_every_environment_with_its_card_and_commit(world):
     text = world.mlops("gitops", "status").stdout
     served = parse_store_uri(world.models["original"]).model_id
     assert f"staging: model {served[:12]}" in text and "holdout RMSE" in text
+    world.mlops("gitops", "bump", "--env", "staging", "--model-uri", world.models["b"])
+    world.git("commit", "-qam", "staging: " + "a very long subject " * 20)
+    long = [line for line in world.mlops("gitops", "status").stdout.splitlines() if "set by" in line]
+    assert long and all(len(line) <= 4 + len("set by ") + 13 + 72 for line in long) and long[0].endswith("…")
 
 
 def test_diff_shows_the_rendered_object_change(world):

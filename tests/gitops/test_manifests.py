@@ -208,4 +208,4 @@ def test_validate_and_build_on_the_repository(root):
 
 
 def test_an_unknown_tree_is_one_line(root):
-    one_line_error(run_mlops("manifests", "build", "qa", cwd=root))
+    assert "staging, production" in one_line_error(run_mlops("manifests", "build", "qa", cwd=root), 2)

@@ -77,11 +77,10 @@ def test_degraded_candidate_is_rejected_against_the_champion_and_nothing_is_publ
 @pytest.mark.parametrize(
     ("params", "env", "cause"),
     [
-        (["params_overrides=[train.trees=3]"], {}, "train.trees"),
         (["data_revision=no-such-revision"], {}, "revision 'no-such-revision' not found"),
         ([], {"MLOPS_S3_ENDPOINT_URL": "http://127.0.0.1:9"}, "http://127.0.0.1:9"),
     ],
-    ids=["unknown-param-key", "missing-data-revision", "unreachable-store"],
+    ids=["missing-data-revision", "unreachable-store"],
 )
 def test_bad_input_fails_the_run_naming_the_cause_and_publishes_nothing(project, tmp_path, params, env, cause):
     fresh = {"MLOPS_STORE_ROOT": str(tmp_path / "store"), "MLOPS_CACHE_DIR": str(tmp_path / "cache")}
@@ -93,9 +92,13 @@ def test_bad_input_fails_the_run_naming_the_cause_and_publishes_nothing(project,
 
 
 def test_unknown_or_malformed_pipeline_parameter_is_refused_before_running(project, store):
+    """A usage error (exit 2) before any step runs: a name the pipeline does not take, an override
+    params.yaml refuses, a value that is not YAML."""
     result, summary = run(project, store, "colour=blue")
-    assert result.returncode == 1 and summary is None
+    assert result.returncode == 2 and summary is None
     assert "unknown pipeline parameter(s) colour" in result.stderr
+    result, summary = run(project, store, "params_overrides=[train.trees=3]")
+    assert result.returncode == 2 and summary is None and "train.trees" in result.stderr
     result, summary = run(project, store, "params_overrides=[a=[b]]")
     assert result.returncode == 2 and summary is None  # click usage error
     assert "not valid YAML" in result.stderr and "Traceback" not in result.stderr

@@ -56,7 +56,7 @@ def test_submit_creates_the_experiment_and_a_run_of_the_compiled_pipeline(root, 
 def test_submit_rejects_unknown_parameters_before_calling_the_server(tmp_path):
     with KfpStandIn() as kfp:
         result = CliRunner().invoke(main, ["pipeline", "submit", "--host", kfp.url, "--param", "colour=blue"])
-        assert result.exit_code == 1 and "unknown pipeline parameter(s) colour" in result.output
+        assert result.exit_code == 2 and "unknown pipeline parameter(s) colour" in result.output
         assert kfp.requests == []
 
 

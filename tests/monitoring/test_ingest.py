@@ -165,9 +165,9 @@ def test_feedback_becomes_a_data_merge_request_that_checks_out_with_its_object(p
     assert "5 added" in result.stdout and "pushed" in result.stdout and "to origin mlops/data" in result.stdout
     assert "next:" not in result.stdout
     after = snapshot(project)
-    assert {k: v for k, v in after.items() if "cache" not in k} == {k: v for k, v in before.items() if "cache" not in k}, (
-        "the checkout is never touched: not its data, not its DVC remote folder"
-    )
+    assert {k: v for k, v in after.items() if "cache" not in k} == {
+        k: v for k, v in before.items() if "cache" not in k
+    }, "the checkout is never touched: not its data, not its DVC remote folder"
     (push,) = (json.loads(line) for line in (remote / "pushes.jsonl").read_text().splitlines()[1:])
     assert "merge_request.create" in push["options"] and "merge_request.target=main" in push["options"]
 
@@ -185,11 +185,15 @@ def test_feedback_becomes_a_data_merge_request_that_checks_out_with_its_object(p
     assert remote_object(checkout, version.md5).is_file() and not remote_object(project, version.md5).exists()
 
 
-def test_no_feedback_changes_nothing(project, tmp_path):
+def test_no_feedback_changes_nothing_and_a_missing_database_is_an_error(project, tmp_path):
     before = snapshot(project)
+    db.connect(f"sqlite:///{tmp_path / 'empty.db'}")  # what the monitor creates when it starts
     result = ingest(project, "--from-feedback", "--db", f"sqlite:///{tmp_path / 'empty.db'}")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "no feedback to ingest: nothing changed"
+    line = one_line_error(ingest(project, "--from-feedback", "--db", f"sqlite:///{tmp_path / 'typo.db'}"))
+    assert "no monitor database at" in line and "check --db" in line
+    assert not (tmp_path / "typo.db").exists(), "a mistyped path does not become an empty database"
     assert snapshot(project) == before
 
 

@@ -71,6 +71,32 @@ def test_too_few_cars_are_not_judged_for_drift(world, trained_dir, tmp_path):
     served(engine, model, card, cars, "few")
     result, figures = report(url, trained_dir, tmp_path)
     assert result.returncode == 0 and any("fewer than min_rows" in note for note in figures["notes"])
+    assert "20 served cars of model" in result.stdout and "over all recorded traffic" in result.stdout
+    assert "1970" not in result.stdout, "no --since is all traffic, not the epoch"
+    notes = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("note:")]
+    assert any("drift not judged" in n for n in notes) and any("error not judged" in n for n in notes)
+    assert any("latency and server errors not judged" in n for n in notes), "the console says what was not judged"
+    recent, _ = report(url, trained_dir, tmp_path, "--since", "5m")
+    assert "since 20" in recent.stdout and "UTC" in recent.stdout
+
+
+def test_a_database_that_does_not_exist_is_an_error_not_an_empty_report(trained_dir, tmp_path):
+    line = one_line_error(report(f"sqlite:///{tmp_path / 'typo.db'}", trained_dir, tmp_path)[0])
+    assert "no monitor database at" in line and not (tmp_path / "typo.db").exists()
+
+
+def test_the_html_report_fits_a_1200_px_window_in_chromium(world, trained_dir, tmp_path, browser):
+    url, engine, model, card, dataset = world
+    cars, actual = sample(dataset, 150, seed=6)
+    served(engine, model, card, cars, "wide", actual[:30])
+    out = tmp_path / "report.html"
+    assert run_mlops("monitor", "report", "--db", url, "--model", trained_dir, "--out", out).returncode == 0
+    browser.set_window_size(1200, 900)
+    browser.get(out.as_uri())
+    overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page scrolls sideways by {overflow} px"
+    widths = browser.execute_script("return [...document.images].map(i => i.getBoundingClientRect().right)")
+    assert len(widths) == 2 and max(widths) <= browser.execute_script("return window.innerWidth")
 
 
 def test_html_report_has_the_plots_and_traffic_from_the_predictor(world, trained_dir, tmp_path):

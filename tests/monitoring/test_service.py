@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import orjson
 import pytest
 
+from monitoring.service import FEEDBACK_GRACE, FEEDBACK_HOLD
 from tests.monitoring.conftest import CAR, MODEL, binary_event, post_event, v1_request, v1_response
 
 
@@ -149,8 +152,40 @@ def test_feedback_in_mpg_or_litres_for_a_stored_prediction(monitor):
     stored = httpx.post(f"{monitor}/feedback", json={"request_id": "f", "actual_l_per_100km": 9.41})
     assert stored.status_code == 201 and stored.json()["actual_mpg"] == pytest.approx(25.0, abs=0.01)
     assert summary(monitor)["feedback"] == before + 1
-    unknown = httpx.post(f"{monitor}/feedback", json={"request_id": "nope", "actual_mpg": 20})
+    started = time.monotonic()
+    unknown = httpx.post(f"{monitor}/feedback", json={"request_id": "nope", "actual_mpg": 20}, timeout=30)
     assert unknown.status_code == 404 and "no prediction 'nope'" in unknown.json()["error"]
+    assert time.monotonic() - started < FEEDBACK_GRACE + 1, "no traffic since: answered after the grace"
+
+
+def test_an_unknown_feedback_is_held_while_predictions_arrive_and_no_longer(monitor):
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        pending = pool.submit(httpx.post, f"{monitor}/feedback", json={"request_id": "zz", "actual_mpg": 9}, timeout=30)
+        answered = []
+        pending.add_done_callback(lambda _: answered.append(time.monotonic()))
+        for i in range(int(FEEDBACK_HOLD * 4) + 4):  # other predictions keep arriving meanwhile
+            post_event(monitor, f"traffic-{i}", "request", v1_request())
+            time.sleep(0.25)
+        answer = pending.result()
+    assert answer.status_code == 404
+    assert FEEDBACK_HOLD - 0.5 <= answered[0] - started < FEEDBACK_HOLD + 1.5, "held the whole hold, no longer"
+
+
+def test_feedback_sent_before_its_prediction_arrives_is_held_until_it_does(monitor):
+    """The payload logger posts a prediction after answering it: feedback typed at once can come first."""
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        early = pool.submit(
+            httpx.post, f"{monitor}/feedback", json={"request_id": "early", "actual_mpg": 30}, timeout=30
+        )
+        time.sleep(FEEDBACK_GRACE / 2)
+        assert not early.done(), "held, not refused"
+        post_event(monitor, "early", "request", v1_request())
+        post_event(monitor, "early", "response", v1_response())
+        answer = early.result()
+    assert answer.status_code == 201, answer.text
+    assert FEEDBACK_GRACE / 2 <= time.monotonic() - started < FEEDBACK_HOLD
 
 
 @pytest.mark.parametrize(

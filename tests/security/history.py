@@ -8,6 +8,7 @@ detect-secrets' default plugins. A finding is (path, line, type, hashed secret);
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -40,12 +41,18 @@ class Finding:
         return f"{self.path}:{self.line}: {self.kind} ({self.hashed[:12]})"
 
 
+#: Content-addressed files whose hex strings are the hashes they are named by or list: DVC objects (a
+#: directory's manifest lists md5s; a model card, its sha256 id and data md5) and the shipped model cards.
+CONTENT_ADDRESSED = re.compile(r"data/dvc-remote/files/md5/[0-9a-f]{2}/[0-9a-f]{30}(\.dir)?|data/models/.+/model\.json")
+
+
 def allowed(finding: Finding) -> bool:
     """An audited false positive, the content hash a DVC file records (every data version has one),
-    or one of the scanner's own fixtures where it lives."""
+    a content-addressed file's hashes, or one of the scanner's own fixtures where it lives."""
     return (
         finding.hashed in ALLOWED
         or (finding.path.endswith(".dvc") and finding.kind == "Hex High Entropy String")
+        or (CONTENT_ADDRESSED.fullmatch(finding.path) and finding.kind == "Hex High Entropy String")
         or (finding.path == HERE and finding.kind == "Hex High Entropy String")
         or (finding.path, finding.hashed) == POSITIVE_CONTROL
     )

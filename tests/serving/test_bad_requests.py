@@ -169,3 +169,12 @@ def test_malformed_binary_data_is_a_400_naming_the_problem(base_url, head_size, 
     response = binary_request(base_url, head, data, length)
     assert response.status_code == 400, response.text
     assert named in response.json()["error"]
+
+
+def test_a_field_of_the_wrong_type_and_one_outside_its_domain_are_named_together(base_url):
+    car = dict(zip(FEATURE_NAMES, [4, 140, 90, None, 15.5, 76, "usa"], strict=True))
+    answer = httpx.post(f"{base_url}/v1/models/mpg:predict", json={"instances": [car]})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert "instances[0].weight: must be a finite number" in error
+    assert "instances[0].model_year: must be within [1900, 2100] four-digit year" in error

@@ -207,6 +207,18 @@ def test_every_bad_field_is_marked_at_once(browser, nginx_site):
     assert {m.get_attribute("id") for m in marked} == {"cylinders", "weight", "model_year"}
 
 
+def test_an_empty_field_and_a_bad_one_are_marked_together(browser, nginx_site):
+    from selenium.webdriver.common.by import By
+
+    browser.get(nginx_site + "/")
+    fill(browser, {"weight": "", "model_year": "76"})
+    assert wait_text(browser, "weight-error") == "enter a number"
+    assert "four-digit year" in wait_text(browser, "model_year-error"), "not only the empty field, first"
+    marked = browser.find_elements(By.CSS_SELECTOR, "[aria-invalid=true]")
+    assert {m.get_attribute("id") for m in marked} == {"weight", "model_year"}
+    assert result_hidden(browser)
+
+
 def test_the_extrapolation_note_names_features_as_people_do(browser, nginx_site):
     browser.get(nginx_site + "/")
     fill(browser, {"model_year": "2001"})

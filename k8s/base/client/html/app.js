@@ -23,7 +23,6 @@ const LABELS = {
 };
 const PREDICT_URL = "/v1/models/mpg:predict";
 const FEEDBACK_URL = "/feedback";
-const FEEDBACK_RETRY_MS = 1500; // the payload log may still be on its way to the monitor
 let lastRequestId = null;
 
 function units() {
@@ -74,13 +73,14 @@ function inFormUnits(name, message) {
   });
 }
 
-function showErrors(message) {
+function showErrors(message, empty = []) {
   // The API names each problem as "instances[0].<field>: <what is wrong>", separated by "; ".
+  // An empty field keeps its own "enter a number".
   let placed = false;
   for (const part of message.split("; ")) {
     const match = part.match(/^instances\[\d+\]\.(\w+): (.*)$/);
     if (match && FEATURES.includes(match[1])) {
-      markField(match[1], inFormUnits(match[1], match[2]));
+      if (!empty.includes(match[1])) markField(match[1], inFormUnits(match[1], match[2]));
       placed = true;
     }
   }
@@ -134,7 +134,7 @@ async function estimate(event) {
   if (missing.length) {
     hideResult(); // an estimate for other values must not stay on screen
     for (const name of missing) markField(name, "enter a number");
-    return;
+    // still ask the API (empty fields go as null, which it refuses): every other problem shows at once
   }
   let response;
   try {
@@ -153,25 +153,20 @@ async function estimate(event) {
   if (!response.ok || body === null) {
     hideResult();
     if (body && body.error && response.status < 500) {
-      showErrors(body.error);
+      showErrors(body.error, missing);
     } else {
       document.getElementById("form-error").textContent =
         `The estimate service is unavailable (HTTP ${response.status}). Try again in a moment.`;
     }
     return;
   }
+  if (missing.length) return; // the API answered a car with empty fields: never shown as an estimate
   showResult(body.predictions[0], body.model_id, response.headers.get("X-Request-Id"));
 }
 
-async function postFeedback(body) {
-  const send = () =>
-    fetch(FEEDBACK_URL, { method: "POST", headers: { "Content-Type": "application/json" }, body });
-  let response = await send();
-  if (response.status === 404) {
-    await new Promise((resolve) => setTimeout(resolve, FEEDBACK_RETRY_MS));
-    response = await send();
-  }
-  return response;
+// The monitor holds a feedback a few seconds for a prediction still on its way from the payload logger.
+function postFeedback(body) {
+  return fetch(FEEDBACK_URL, { method: "POST", headers: { "Content-Type": "application/json" }, body });
 }
 
 async function sendFeedback(event) {
