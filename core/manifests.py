@@ -2,7 +2,8 @@
 
 Core kinds are checked against the Kubernetes OpenAPI schemas that the
 ``kubernetes-validate`` package ships; custom resources against the JSON schemas
-vendored in ``k8s/schemas/<group>/<kind>_<version>.json`` (kubeconform's layout),
+vendored in ``k8s/schemas/<group>/<kind>_<version>.json`` (kubeconform's layout; KServe's kinds against
+``k8s/schemas/kserve-<version>/...`` of every supported KServe release),
 made strict: an object that lists ``properties`` rejects any other field unless it
 preserves unknown fields. This is what CI's kubeconform run checks, without a cluster.
 """
@@ -22,6 +23,10 @@ import yaml
 from core.errors import MlopsError
 
 KUBERNETES_VERSION = "1.33.0"
+#: Supported KServe releases: every InferenceService and ServingRuntime is checked against each one's schema
+#: (vendored from its SDK by scripts/vendor-kserve-schemas.py).
+KSERVE_VERSIONS = ("0.15", "0.16")
+KSERVE_GROUP = "serving.kserve.io"
 
 
 class ManifestError(MlopsError):
@@ -64,16 +69,28 @@ def _crd_validator(path: Path):
     return jsonschema.Draft7Validator(schema)
 
 
+def schema_locations(schema_dir: Path, group: str) -> list[tuple[str, Path]]:
+    """(label, folder) of every schema set an object of ``group`` must satisfy: KServe's kinds each supported
+    KServe release's (``k8s/schemas/kserve-<version>/``), every other kind the one set."""
+    if group == KSERVE_GROUP:
+        return [(f"KServe {version}: ", schema_dir / f"kserve-{version}") for version in KSERVE_VERSIONS]
+    return [("", schema_dir)]
+
+
 def object_problems(obj: dict[str, Any], schema_dir: Path) -> list[tuple[str, str]]:
     """(field, message) for each schema problem of one object (empty: valid). Unknown custom kinds are problems."""
     kind, api_version = obj.get("kind", "?"), obj.get("apiVersion", "?")
     group, _, version = api_version.rpartition("/")
     if group and "." in group and not group.endswith(".k8s.io"):  # a custom resource
-        path = schema_dir / group / f"{kind.lower()}_{version}.json"
-        if not path.is_file():
-            return [("apiVersion", f"no schema for {api_version} {kind} in {schema_dir}")]
-        errors = sorted(_crd_validator(path).iter_errors(obj), key=lambda e: list(e.path))
-        return [(".".join(map(str, e.path)) or "<root>", e.message) for e in errors]
+        problems = []
+        for label, folder in schema_locations(schema_dir, group):
+            path = folder / group / f"{kind.lower()}_{version}.json"
+            if not path.is_file():
+                problems.append(("apiVersion", f"{label}no schema for {api_version} {kind} in {folder}"))
+                continue
+            errors = sorted(_crd_validator(path).iter_errors(obj), key=lambda e: list(e.path))
+            problems += [(".".join(map(str, e.path)) or "<root>", f"{label}{e.message}") for e in errors]
+        return problems
     import kubernetes_validate
 
     try:

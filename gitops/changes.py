@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -325,3 +326,50 @@ def description(
     lines += ["<details><summary>Rendered diff</summary>", "", rendered_diff, "", "</details>", ""]
     lines.append(f"_Opened by `mlops gitops {action}`; merging it is the approval ({BOT_TRAILER})._")
     return "\n".join(lines)
+
+
+IMAGE_FILE = Path("pipelines/image.py")
+KUSTOMIZATIONS = (Path("k8s/base/kustomization.yaml"), Path("k8s/base/kfp/kustomization.yaml"))
+IR_FILE = Path("pipelines/production-pipeline.yaml")
+_PINNED_IMAGE = re.compile(r"(?P<name>[a-z0-9.:-]+(?:/[a-z0-9._-]+)+)@(?P<digest>sha256:[0-9a-f]{64})")
+
+
+def parse_image(text: str) -> tuple[str, str]:
+    """(name, digest) of ``name@sha256:<64 hex>``; anything else (a tag) is refused."""
+    match = _PINNED_IMAGE.fullmatch(text or "")
+    if match is None:
+        raise GitOpsError(f"{text!r} is not an image pinned by digest: expected registry/name@sha256:<64 hex>")
+    return match["name"], match["digest"]
+
+
+def image_edit(image: str) -> Edit:
+    """Pin the project image everywhere it is named: pipelines/image.py, the ``images:`` of both kustomizations,
+    and the compiled pipeline (whose steps name it; `mlops pipeline compile --check` in the merge request's CI
+    confirms the file equals a fresh compile)."""
+    name, digest = parse_image(image)
+
+    def edit(tree: Path) -> list[Path]:
+        source = (tree / IMAGE_FILE).read_text()
+        old = "{}@{}".format(*(re.search(rf'^{k} = "([^"]+)"$', source, re.M)[1] for k in ("NAME", "DIGEST")))
+        if old == image:
+            return []
+        updated = {
+            IMAGE_FILE: re.sub(
+                r'^DIGEST = "[^"]+"$',
+                f'DIGEST = "{digest}"',
+                re.sub(r'^NAME = "[^"]+"$', f'NAME = "{name}"', source, flags=re.M),
+                flags=re.M,
+            ),
+            IR_FILE: (tree / IR_FILE).read_text().replace(old, image),
+        }
+        for path in KUSTOMIZATIONS:
+            text = (tree / path).read_text()
+            entry = re.compile(r"(- name: mpg-mlops\n(?:\s+#.*\n)*\s+newName: )\S+(\n\s+digest: )\S+")
+            if not entry.search(text):
+                raise GitOpsError(f"{path} has no images: entry for mpg-mlops with newName and digest")
+            updated[path] = entry.sub(lambda m: f"{m[1]}{name}{m[2]}{digest}", text)
+        for path, text in updated.items():
+            atomic_write(tree / path, lambda tmp, text=text: tmp.write_text(text))
+        return list(updated)
+
+    return edit

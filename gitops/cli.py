@@ -112,6 +112,55 @@ _BlockDumper.add_representer(
 )
 
 
+@manifests_group.command("model-store")
+@click.argument("env", type=ENV)
+def model_store_command(env):
+    """Print the model store URL an environment's overlay names (k8s/overlays/ENV/model-store.yaml).
+
+    CI takes it as MLOPS_S3_ENDPOINT_URL, unless that is set (a runner outside the
+    cluster reaching the store at another address).
+
+    \b
+    Example:
+      export MLOPS_S3_ENDPOINT_URL=${MLOPS_S3_ENDPOINT_URL:-$(mlops manifests model-store production)}
+    """
+    from gitops.manifests import model_store
+
+    click.echo(model_store(project_root(), env).url)
+
+
+@manifests_group.command("store-secret")
+@click.argument("env", type=ENV)
+@click.option("--namespace", help="Where the Secret goes [default: the overlay's namespace].")
+def store_secret_command(env, namespace):
+    """Print the Secret mpg-s3-credentials for an environment, to pipe into kubectl apply.
+
+    The credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; the
+    annotations KServe's storage initializer reads (endpoint, https, certificate check)
+    from the overlay's model-store.yaml, so the endpoint is set in one place.
+
+    \b
+    Example:
+      mlops manifests store-secret staging | kubectl apply -f -
+      mlops manifests store-secret production --namespace kubeflow | kubectl apply -f -
+    """
+    import os
+
+    from gitops.manifests import model_store, render_tree, store_secret
+
+    keys = {name: os.environ.get(name, "") for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    if not all(keys.values()):
+        missing = " and ".join(name for name, value in keys.items() if not value)
+        raise click.UsageError(f"{missing} not set: export the model store's credentials first")
+    root = project_root()
+    if namespace is None:
+        namespace = next(
+            o["metadata"]["name"] for o in render_tree(root, f"overlays/{env}") if o["kind"] == "Namespace"
+        )
+    secret = store_secret(model_store(root, env), namespace, *keys.values())
+    click.echo(yaml.safe_dump(secret, sort_keys=False), nl=False)
+
+
 def merge_request_options(command):
     """--branch/--commit/--push/--remote/--target, shared by bump, promote and rollback."""
     options = [
@@ -255,6 +304,42 @@ def _card(uri, force: bool, action: str):
         raise GitOpsError(f"{e}; to {action} to it anyway: --force") from e
 
 
+@gitops_group.command("image")
+@click.option("--image", "image", required=True, metavar="NAME@sha256:DIGEST", help="The image CI built.")
+@merge_request_options
+def image_command(image, branch, do_commit, do_push, remote, target):
+    """Pin the project image by digest: pipelines/image.py, both kustomizations and the compiled pipeline.
+
+    CI runs it after building the image of a code change (tagged with the commit), so
+    the merge request that changes what runs is one reviewed diff.
+
+    \b
+    Example:
+      mlops gitops image --image registry.example.com/mpg@sha256:<digest> --branch mlops/image --commit --push
+    """
+    from gitops.changes import GitOpsError, image_edit, parse_image, pushed
+    from gitops.git import toplevel
+    from gitops.mergerequest import Proposal, propose
+
+    try:
+        name, digest = parse_image(image)
+    except GitOpsError as e:
+        raise click.BadParameter(str(e), param_hint="--image") from e
+    root, edit = toplevel(project_root()), image_edit(image)
+    subject = f"image: pin {name}@{digest[:19]}"
+    if not do_commit:
+        changed = edit(root)
+        click.echo(f"{subject}: {', '.join(map(str, changed))} updated" if changed else f"{image} is pinned already")
+        return
+    proposal = Proposal(branch=branch, target=target, remote=remote, push=do_push, labels=["mlops", "image"])
+    message = f"{subject}\n\nThe image CI built for the code on {target}; steps, submitter and predictor run it.\n"
+    done = propose(root, proposal, edit, message)
+    if done is None:
+        click.echo(f"{image} is pinned already on {branch}: nothing to commit")
+    else:
+        click.echo(f"{subject}: " + (pushed(done, proposal) if done.pushed else f"committed {done.commit[:12]}"))
+
+
 @gitops_group.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status_command(as_json):
@@ -304,11 +389,19 @@ def diff_command(base, fmt, output):
 @click.option("--url", required=True, help="The environment's base URL (the client page's origin).")
 @click.option("--timeout", type=click.FloatRange(0, 3600), default=600, show_default=True, help="Seconds to wait.")
 @click.option("--interval", type=click.FloatRange(0.1, 60), default=5, show_default=True, help="Seconds between polls.")
-def smoke_command(env, url, timeout, interval):
+@click.option(
+    "--consecutive",
+    type=click.IntRange(1, 1000),
+    default=10,
+    show_default=True,
+    help="Answers in a row from the new model (old pods answer during a rollout).",
+)
+def smoke_command(env, url, timeout, interval, consecutive):
     """Wait until an environment serves the model its overlay names, then check it on known cars.
 
-    The answers must equal what the model file (fetched from the store, verified)
-    predicts, and be plausible for those cars. CI runs this before opening the
+    It counts as served after --consecutive answers in a row from that model; each must
+    equal what the model file (fetched from the store, verified) predicts, and be
+    plausible for those cars. CI runs this before opening the
     promotion merge request.
 
     \b
@@ -324,7 +417,7 @@ def smoke_command(env, url, timeout, interval):
     uri = read_model_uri(project_root(), env)
     path, model_id = open_store(Settings.from_env()).resolve(uri)
     model, _ = load_model(path, model_id)
-    result = smoke(url, uri, model, timeout, interval)
+    result = smoke(url, uri, model, timeout, interval, consecutive)
     cars = ", ".join(f"{p:.1f}" for p in result.predictions)
     click.echo(f"{env} serves model {uri.model_id[:12]} (after {result.waited_seconds:.0f} s); smoke cars: {cars} mpg")
 

@@ -5,8 +5,10 @@ prediction, both with the request's id (``ce-id``), in binary mode (``ce-*`` hea
 the payload as the body) or structured mode (``application/cloudevents+json``, the
 payload in ``data`` or ``data_base64``). A request half carries the cars (V1
 ``instances`` or V2 ``inputs``, checked by the predictor's own parsers); a response
-half carries the predictions and the model id. Anything else is an ``EventError``
-naming what is wrong, answered 4xx, and nothing is stored.
+half carries the predictions and the model id. The logger also logs what is not a
+prediction (``NotAPrediction``: polls, scrapes, binary bodies, refused requests): counted,
+answered 2xx, not stored. A malformed event is an ``EventError`` naming what is wrong,
+answered 4xx, and nothing is stored.
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ class ClientError(ValueError):
 
 class EventError(ClientError):
     """A malformed event (400, or 415 when it is no CloudEvent at all)."""
+
+
+class NotAPrediction(Exception):  # noqa: N818 - an outcome, not an error: the event is fine, just not one of ours
+    """A well-formed event of the logger that logs no prediction: answered 2xx, counted, not stored.
+
+    KServe's agent logs every request through the predictor's Service but probes: model metadata and
+    readiness polls (GETs, empty bodies), /metrics scrapes (text), V2 binary bodies, and the requests the
+    predictor refused with the same parsers used here, with their error answers.
+    """
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,7 @@ def split(headers: dict[str, str], body: bytes) -> tuple[dict[str, Any], bytes]:
 
 
 def _request_rows(payload: Any) -> list[list[Any]]:
+    """The cars of a request; one the predictor's parsers refuse was refused by the predictor too."""
     try:
         if isinstance(payload, dict) and "inputs" in payload:
             decoded = decode_v2(orjson.dumps(payload))
@@ -113,13 +125,13 @@ def _request_rows(payload: Any) -> list[list[Any]]:
         else:
             matrix = parse_v1(payload)
     except InvalidRequestError as e:
-        raise EventError(f"data: {e}") from e
+        raise NotAPrediction(f"a request the predictor refused ({str(e)[:100]})") from e
     return matrix.tolist()
 
 
 def _response_rows(payload: Any) -> tuple[list[list[Any]], str]:
-    if not isinstance(payload, dict):
-        raise EventError("data: a response must be a JSON object")
+    if not isinstance(payload, dict) or not ({"predictions", "outputs"} & set(payload)):
+        raise NotAPrediction("an answer without predictions (an error, metadata, readiness)")
     if "predictions" in payload:  # V1
         model_id, predictions = payload.get("model_id"), payload["predictions"]
         if not isinstance(predictions, list) or not predictions:
@@ -139,8 +151,6 @@ def _response_rows(payload: Any) -> tuple[list[list[Any]], str]:
             [mpg, litres, flags.split(",") if isinstance(flags, str) and flags else flags or []]
             for mpg, litres, flags in columns
         ]
-    else:
-        raise EventError("data: a response holds predictions (V1) or outputs (V2)")
     if not isinstance(model_id, str) or len(model_id) != 64:
         raise EventError("data: the response names no model id (model_id / parameters.model_id)")
     for index, (mpg, litres, flags) in enumerate(rows):
@@ -149,6 +159,22 @@ def _response_rows(payload: Any) -> tuple[list[list[Any]], str]:
         if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
             raise EventError(f"data: prediction {index}: outside_training_range must be a list of names")
     return rows, model_id
+
+
+def _payload(headers: dict[str, str], attributes: dict[str, Any], body: bytes, kind: str) -> Any:
+    """The JSON payload of a prediction's half; anything else the logger logs is ``NotAPrediction``."""
+    if not body.strip():
+        raise NotAPrediction("an empty body (a GET: metadata, readiness)")
+    content_type = str(attributes.get("datacontenttype") or headers.get("content-type") or "application/json")
+    content_type = content_type.split(";")[0].strip().lower()
+    if content_type != STRUCTURED and "json" not in content_type:
+        raise NotAPrediction(f"a {content_type[:40]} body (V2 binary data, /metrics)")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        if kind == "request":
+            raise NotAPrediction("a request body that is not JSON (refused by the predictor)") from e
+        raise EventError(f"data: not valid JSON ({e})") from e
 
 
 def parse_event(headers: dict[str, str], body: bytes, received: float) -> Half:
@@ -161,8 +187,8 @@ def parse_event(headers: dict[str, str], body: bytes, received: float) -> Half:
     _attribute(attributes, "source")
     if attributes.get("specversion") != "1.0":
         raise EventError("ce-specversion: must be 1.0")
-    payload = _json(payload_bytes, "data")
     kind = KINDS[event_type]
+    payload = _payload(headers, attributes, payload_bytes, kind)
     if kind == "request":
         rows, model_id = _request_rows(payload), None
     else:

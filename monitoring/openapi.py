@@ -52,9 +52,19 @@ def monitor_openapi() -> dict[str, Any]:
                         header("ce-inferenceservicename", {"type": "string"}, required=False),
                         header("ce-namespace", {"type": "string"}, required=False),
                     ],
-                    "requestBody": json_body({"oneOf": [v1_request, v1_response]}),
+                    # What the logger logs through the predictor: a prediction's request (V1 or V2) or response,
+                    # stored; anything else (an empty GET body, /metrics text, binary tensors, a refused request,
+                    # an error answer) is a well-formed event of no prediction: counted, answered 202, not stored.
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {"schema": {"anyOf": [v1_request, v1_response, {}]}},
+                            "text/plain": {"schema": {"type": "string"}},
+                            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                        },
+                    },
                     "responses": {
-                        "202": {"description": "accepted (a redelivery too)"},
+                        "202": {"description": "accepted (a redelivery too), or counted as no prediction"},
                         "400": {"description": "a malformed event; the header or field is named", **error},
                         "413": {"description": "a body over the size limit", **error},
                         "415": {"description": "not a CloudEvent", **error},

@@ -38,7 +38,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from core.features import MPG_L100KM_FACTOR, TARGET_DOMAIN
 from monitoring import db
-from monitoring.events import KINDS, ClientError, Half, parse_event
+from monitoring.events import KINDS, ClientError, Half, NotAPrediction, parse_event
 from serving.limits import MAX_BODY_BYTES
 from serving.schema import MAX_INSTANCES, field
 
@@ -259,11 +259,15 @@ class MonitorApp:
 
     async def event(self, scope, receive, send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        kind = KINDS.get(headers.get("ce-type", ""), "unknown")
         try:
             half = parse_event(headers, await _body(receive), time.time())
         except ClientError:
-            self.metrics.events.labels(KINDS.get(headers.get("ce-type", ""), "unknown"), "rejected").inc()
+            self.metrics.events.labels(kind, "rejected").inc()
             raise
+        except NotAPrediction as e:
+            self.metrics.events.labels(kind, "not_prediction").inc()
+            return await _send(send, 202, {"kind": kind, "stored": False, "reason": str(e)})
         await self.writer.submit(half)
         self.last_accepted = asyncio.get_running_loop().time()
         self.metrics.events.labels(half.kind, "accepted").inc()

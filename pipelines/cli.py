@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
 from pathlib import Path
 
 import click
@@ -133,12 +135,24 @@ def run_command(params, summary_json, pipeline_root):
 )
 @click.option("--token-file", type=click.Path(path_type=Path), help="Bearer token file (ServiceAccount token).")
 @click.option("--experiment", default="mpg-production", show_default=True)
+@click.option("--namespace", help="Multi-user KFP: the profile namespace runs go to (standalone KFP: none).")
+@click.option(
+    "--pipeline-from-repo",
+    is_flag=True,
+    help="Submit the compiled pipeline of --param repo at --param data_revision, not this image's copy.",
+)
+@click.option(
+    "--stop-istio-sidecar",
+    is_flag=True,
+    help="Stop the Istio sidecar beside this process when done, so the Job completes (istio/istio#11659).",
+)
 @param_option
-def submit_command(host, token_file, experiment, params):
+def submit_command(host, token_file, experiment, namespace, pipeline_from_repo, stop_istio_sidecar, params):
     """Submit the committed compiled pipeline to a Kubeflow Pipelines API server.
 
     The token comes from --token-file, else MLOPS_KFP_TOKEN, else the projected
-    ServiceAccount token mount; never from a parameter.
+    ServiceAccount token mount; never from a parameter. Standalone KFP needs none;
+    multi-user KFP needs one and --namespace (the profile).
 
     \b
     Example:
@@ -146,16 +160,37 @@ def submit_command(host, token_file, experiment, params):
         --param data_revision=main --param repo=https://gitlab.example.com/ml/mpg-mlops.git
     """
     from pipelines.compile import IR_FILE
-    from pipelines.submit import read_token, submit
+    from pipelines.submit import read_token, stop_sidecar, submit
 
-    run_id, experiment_id = submit(
-        host,
-        project_root() / IR_FILE,
-        parse_assignments(params, project_root() / IR_FILE),
-        experiment,
-        read_token(token_file),
-    )
-    click.echo(f"submitted run {run_id} (experiment {experiment} {experiment_id})")
+    ir_path = project_root() / IR_FILE
+    try:
+        arguments = parse_assignments(params, ir_path)
+        with _pipeline_file(ir_path, arguments if pipeline_from_repo else None) as compiled:
+            run_id, experiment_id = submit(host, compiled, arguments, experiment, read_token(token_file), namespace)
+        click.echo(f"submitted run {run_id} (experiment {experiment} {experiment_id})")
+    finally:
+        if stop_istio_sidecar:
+            click.echo(stop_sidecar(), err=True)
+
+
+@contextlib.contextmanager
+def _pipeline_file(ir_path: Path, from_repo: dict | None):
+    """The compiled pipeline to submit: this copy's, or the one committed at the revision the run trains on. The
+    nightly CronJob takes the latter: the image it runs was built before the merge request that pinned it
+    recompiled the pipeline, so its own copy names the image before it."""
+    if from_repo is None:
+        yield ir_path
+        return
+    from pipelines.compile import IR_FILE
+    from training.versioning import read_versioned
+
+    if not from_repo.get("repo") or not from_repo.get("data_revision"):
+        raise click.UsageError("--pipeline-from-repo needs --param repo=URL and --param data_revision=REV")
+    text = read_versioned(IR_FILE.as_posix(), from_repo["repo"], from_repo["data_revision"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / IR_FILE.name
+        path.write_bytes(text)
+        yield path
 
 
 @click.command("pipeline")

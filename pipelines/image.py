@@ -1,7 +1,12 @@
-"""The one image every pipeline step (and the recurring-run CronJob) runs: built from ./Dockerfile.
+"""The one image every pipeline step, the nightly submitter and the predictor run: built from ./Dockerfile.
 
-k8s/base/kustomization.yaml pins the same reference in its ``images:`` entry; a test
-keeps the two equal. CI builds and pushes it before compiling a release.
+Pinned by digest, here and in the ``images:`` of k8s/base and k8s/base/kfp (a test keeps them equal): a
+tag can be pushed again, and a node that has it keeps the old build. CI builds every change of the code
+(the image is tagged with the commit) and opens one merge request, `mlops gitops image`, that sets the new
+digest in all three places and recompiles the pipeline. Until CI's first build the digest below names no
+image.
 """
 
-IMAGE = "registry.gitlab.com/mpg-mlops/mpg-mlops:0.1.0"
+NAME = "registry.gitlab.com/mpg-mlops/mpg-mlops"
+DIGEST = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+IMAGE = f"{NAME}@{DIGEST}"

@@ -55,8 +55,35 @@ def check_server(host: str, token: str | None, timeout: float = 5) -> None:
         )
 
 
-def submit(host: str, ir_path: Path, arguments: dict[str, Any], experiment: str, token: str | None) -> tuple[str, str]:
-    """Create a run of the compiled pipeline; returns (run id, experiment id)."""
+#: Istio's pilot-agent stops the sidecar on this call; a sidecar left running keeps a Job's pod alive after
+#: its container exits (istio/istio#11659).
+SIDECAR_QUIT = "http://127.0.0.1:15020/quitquitquit"
+
+
+def stop_sidecar(url: str | None = None) -> str:
+    """Ask the Istio sidecar beside this process to exit; what happened, in a few words (never raises)."""
+    import httpx
+
+    url = url or SIDECAR_QUIT
+    try:
+        return f"sidecar stopped ({httpx.post(url, timeout=5).status_code})"
+    except httpx.HTTPError as e:
+        return f"no sidecar answered at {url} ({type(e).__name__})"
+
+
+def submit(
+    host: str,
+    ir_path: Path,
+    arguments: dict[str, Any],
+    experiment: str,
+    token: str | None,
+    namespace: str | None = None,
+) -> tuple[str, str]:
+    """Create a run of the compiled pipeline; returns (run id, experiment id).
+
+    ``namespace``: multi-user KFP creates experiments and runs in a profile namespace and needs it named on
+    every call (kubeflow/pipelines#12088); standalone KFP takes none.
+    """
     import warnings
 
     check_arguments(ir_path, arguments)
@@ -72,7 +99,7 @@ def submit(host: str, ir_path: Path, arguments: dict[str, Any], experiment: str,
             warnings.simplefilter("ignore", FutureWarning)
             client = kfp.Client(host=host, existing_token=token)
         result = client.create_run_from_pipeline_package(
-            str(ir_path), arguments=arguments, run_name=run_name, experiment_name=experiment
+            str(ir_path), arguments=arguments, run_name=run_name, experiment_name=experiment, namespace=namespace
         )
     except Exception as e:  # kfp raises ApiException, urllib3 and requests errors alike
         raise SubmitError(f"submitting to {host} failed: {e}") from e

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +20,36 @@ class DataVersionError(MlopsError):
     """DVC could not fetch or store a data version."""
 
 
+@contextmanager
+def _environment(values: dict[str, str]):
+    """``values`` in the process environment for the duration (DVC and botocore read it), then as before."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def store_endpoint() -> dict[str, str]:
+    """The model store's endpoint for DVC's s3 remote too: one setting (MLOPS_S3_ENDPOINT_URL, the overlay's
+    model-store.yaml in the cluster), passed as botocore's AWS_ENDPOINT_URL_S3 unless that is set."""
+    from core.settings import Settings
+
+    url = Settings().s3_endpoint_url
+    return {"AWS_ENDPOINT_URL_S3": url} if url and "AWS_ENDPOINT_URL_S3" not in os.environ else {}
+
+
 def _run(root: Path, action: str, remote: str | None, targets: tuple[str, ...]):
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     try:
-        with Repo(str(root)) as repo:
+        with _environment(store_endpoint()), Repo(str(root)) as repo:
             return getattr(repo, action)(targets=[str(root / t) for t in targets], remote=remote)
     except DvcException as e:
         where = f"remote {remote!r}" if remote else "the default remote"
@@ -67,17 +92,10 @@ def read_versioned(path: str, repo: str, revision: str, remote: str | None = Non
     from dvc.scm import RevError
 
     where = scrub(f"{repo or 'the working copy'} at revision {revision!r}")
-    saved = {key: os.environ.get(key) for key in ("GIT_ASKPASS", "GIT_TERMINAL_PROMPT")}
-    os.environ.update(credentials_env())
     try:
-        return dvc.api.read(path, repo=repo or None, rev=revision, remote=remote, mode="rb")
+        with _environment({**credentials_env(), **store_endpoint()}):
+            return dvc.api.read(path, repo=repo or None, rev=revision, remote=remote, mode="rb")
     except RevError as e:
         raise DataVersionError(f"revision {revision!r} not found in {scrub(repo or 'the working copy')}") from e
     except (DvcException, OSError) as e:
         raise DataVersionError(f"cannot read {path} from {where}: {scrub(str(e))}") from e
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.features import FEATURE_NAMES, FEATURES, domain_problems
-from monitoring.events import ClientError, parse_event
+from monitoring.events import ClientError, NotAPrediction, parse_event
 from monitoring.service import parse_feedback
 from serving.schema import InvalidRequestError, decode_v2, parse_v1, parse_v2
 
@@ -136,11 +136,13 @@ headers = st.fixed_dictionaries(
 
 @FUZZ
 @given(headers, st.one_of(st.binary(max_size=200), json_values.map(_dumps)))
-def test_monitor_events_are_a_half_or_a_client_error(event_headers, body):
+def test_monitor_events_are_a_half_not_a_prediction_or_a_client_error(event_headers, body):
     try:
         half = parse_event(event_headers, body, 1.8e9)
     except ClientError as e:
         assert 400 <= e.status < 500 and FIELD.match(str(e)), str(e)
+    except NotAPrediction as e:
+        assert str(e), "says what it was"
     else:
         assert half.kind in ("request", "response") and half.event_id
         if half.kind == "request":

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -298,3 +299,32 @@ def test_a_remote_without_push_options_names_the_cause_and_both_fixes(world):
     line = one_line_error(world.mlops(*bump))
     assert "does not take push options" in line and "merge_request" in line
     assert "without --push" in line and "receive.advertisePushOptions true" in line
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_image_pins_a_digest_everywhere_in_one_merge_request_that_equals_a_fresh_compile(world):
+    image = f"registry.example.com/team/mpg@{DIGEST}"
+    result = world.mlops("gitops", "image", "--image", image, "--branch", "mlops/image", *MR)
+    assert result.returncode == 0, result.stderr
+    changed = {path for _, path in name_status(world, "main", "mlops/image")}
+    assert changed == {"pipelines/image.py", "pipelines/production-pipeline.yaml", "k8s/base/kustomization.yaml",
+                       "k8s/base/kfp/kustomization.yaml"}  # fmt: skip
+    compiled = world.remote_file("mlops/image", "pipelines/production-pipeline.yaml")
+    fresh = subprocess.run(  # a compile whose pipelines.image names the new image, as the merge's CI will run it
+        [sys.executable, "-c", "import sys, pipelines.image as i; i.IMAGE = sys.argv[1]; "
+         "from pipelines.compile import render, IR_FILE; sys.stdout.write(render()[IR_FILE])", image],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert compiled == fresh
+    for path in ("k8s/base/kustomization.yaml", "k8s/base/kfp/kustomization.yaml"):
+        assert f"newName: registry.example.com/team/mpg\n    digest: {DIGEST}" in world.remote_file("mlops/image", path)
+    again = world.mlops("gitops", "image", "--image", image)
+    assert again.returncode == 0 and "updated" in again.stdout
+    assert world.mlops("gitops", "image", "--image", image).stdout.strip().endswith("is pinned already")
+
+
+def test_image_refuses_a_tag(world):
+    line = one_line_error(world.mlops("gitops", "image", "--image", "registry.example.com/team/mpg:1.0"), 2)
+    assert "pinned by digest" in line

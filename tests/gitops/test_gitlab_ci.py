@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.integration.conftest import sh
 from training.bench import copy_worktree
@@ -47,10 +48,20 @@ def change(repo: Path, path: str, message: str = "change", branch: str | None = 
         sh("git", "checkout", "-q", "-b", branch, cwd=repo)
     with open(repo / path, "a") as handle:
         handle.write("\n# changed\n")
-    sh("git", "commit", "-qam", message, cwd=repo)
+    sh("git", "add", path, cwd=repo)
+    sh("git", "commit", "-qm", message, cwd=repo)
 
 
 MERGE_REQUEST = ("CI_PIPELINE_SOURCE=merge_request_event", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME=main")
+PUSH = ("CI_PIPELINE_SOURCE=push",)
+#: Every path a rule of .gitlab-ci.yml looks at. GitLab evaluates `rules:changes` as true in a pipeline
+#: without a push event (schedule, web, API: docs "rules:changes", "always true ... for new branches and
+#: pipelines without a Git push event"); gitlab-ci-local compares with origin/main instead. So for those
+#: sources the tests change every watched path first: gitlab-ci-local then sees what GitLab assumes, and
+#: only the CI_PIPELINE_SOURCE conditions can keep a job out.
+WATCHED = ["data/auto-mpg.csv.dvc", "params.yaml", "dvc.yaml", "training/train.py", "pipelines/image.py",
+           "pipelines/production-pipeline.yaml", "Dockerfile", "k8s/overlays/staging/model.yaml",
+           "k8s/overlays/production/model.yaml"]  # fmt: skip
 
 
 def test_a_merge_request_changing_params_runs_the_checks_and_the_model_gate(repo):
@@ -63,31 +74,78 @@ def test_a_merge_request_changing_docs_runs_the_checks_only(repo):
     assert jobs(repo, *MERGE_REQUEST) == CHECKS
 
 
-def test_the_nightly_schedule_runs_the_dependency_audit_only(repo):
+def test_a_merge_request_changing_training_code_runs_the_model_gate_on_that_code(repo):
+    change(repo, "training/train.py", branch="code")
+    assert jobs(repo, *MERGE_REQUEST) == [*CHECKS, "model-gate"]
+
+
+def test_the_nightly_schedule_runs_the_dependency_audit_only_whatever_changed(repo):
+    for path in WATCHED:
+        change(repo, path)
     assert jobs(repo, "CI_PIPELINE_SOURCE=schedule") == ["dependency-audit"]
 
 
-def test_main_touching_a_data_version_submits_training(repo):
+def test_a_pipeline_run_from_the_web_audits_and_offers_training_by_hand_only(repo):
+    for path in WATCHED:
+        change(repo, path)
+    listed = jobs_with_when(repo, "CI_PIPELINE_SOURCE=web")
+    assert listed == [("dependency-audit", "on_success"), ("submit-training", "manual")]
+
+
+def test_a_push_of_a_data_version_submits_training(repo):
     change(repo, "data/auto-mpg.csv.dvc", "new data version")
-    assert jobs(repo) == ["submit-training"]
+    assert jobs(repo, *PUSH) == ["submit-training"]
 
 
-def test_main_touching_training_code_builds_the_image_and_submits_training(repo):
+def test_a_push_of_code_builds_the_image_and_proposes_it_and_trains_only_once_it_is_pinned(repo):
     change(repo, "training/train.py", "selection tweak")
-    assert jobs(repo) == ["build-image", "submit-training"]
+    assert jobs(repo, *PUSH) == ["build-image", "propose-image"]
 
 
-def test_main_touching_only_the_staging_model_file_promotes_and_never_trains(repo):
+def test_a_push_of_the_pinned_image_trains_and_never_builds_again(repo):
+    """The merge of propose-image's request: it changes image.py, the compiled pipeline and the
+    kustomizations. Building again would propose again, for ever."""
+    for path in ("pipelines/image.py", "pipelines/production-pipeline.yaml", "k8s/base/kustomization.yaml"):
+        change(repo, path, "image: pin registry/mpg@sha256:...")
+    assert jobs(repo, *PUSH) == ["submit-training"]
+
+
+def test_a_push_of_the_staging_model_file_promotes_and_never_trains(repo):
     change(repo, "k8s/overlays/staging/model.yaml", "staging: serve model x")
-    assert jobs(repo) == ["promote-staging"]
+    assert jobs(repo, *PUSH) == ["promote-staging"]
 
 
-def test_main_touching_the_production_model_file_verifies_production(repo):
+def test_a_push_of_the_production_model_file_verifies_production(repo):
     change(repo, "k8s/overlays/production/model.yaml", "production: serve model x")
-    assert jobs(repo) == ["verify-production"]
+    assert jobs(repo, *PUSH) == ["verify-production"]
 
 
-def test_a_bot_commit_never_retrains(repo):
-    message = "staging: serve model 0123456789ab\n\nMlops-Bot: bump"
-    change(repo, "data/auto-mpg.csv.dvc", message)
-    assert jobs(repo, f"CI_COMMIT_MESSAGE={message}") == []
+def test_a_merged_bot_bump_promotes_and_never_trains_without_its_trailer(repo):
+    """GitLab's default merge commit keeps the merge request's title and description, not the trailers of the
+    commits it merges: the guard is the paths a bump changes (its model file and data/models/)."""
+    sh("git", "checkout", "-q", "-b", "mlops/bump-staging", cwd=repo)
+    change(repo, "k8s/overlays/staging/model.yaml", "staging: serve model x\n\nMlops-Bot: bump")
+    (repo / "data" / "models" / "new-model.json").write_text("{}\n")
+    sh("git", "add", "data/models", cwd=repo)
+    sh("git", "commit", "-qm", "ship model x", cwd=repo)
+    sh("git", "checkout", "-q", "main", cwd=repo)
+    sh("git", "merge", "-q", "--no-ff", "-m", "Merge branch 'mlops/bump-staging' into 'main'", "mlops/bump-staging",
+       cwd=repo)  # fmt: skip
+    message = sh("git", "log", "-1", "--format=%B", cwd=repo).stdout
+    assert "Mlops-Bot" not in message
+    assert jobs(repo, *PUSH, f"CI_COMMIT_MESSAGE={message}") == ["promote-staging"]
+
+
+def test_every_file_of_the_image_but_its_pins_triggers_a_build(root):
+    """.image-inputs lists pipelines/ file by file (GitLab's changes: cannot exclude): none may be missing."""
+    ci = yaml.safe_load((root / ".gitlab-ci.yml").read_text())
+    listed = set(ci[".image-inputs"])
+    package = {f"pipelines/{p.name}" for p in (root / "pipelines").glob("*.py")} - {"pipelines/image.py"}
+    assert package <= listed
+
+
+def jobs_with_when(repo: Path, *variables: str) -> list[tuple[str, str]]:
+    command = [str(GITLAB_CI_LOCAL), "--list-json", *(arg for v in variables for arg in ("--variable", v))]
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [(job["name"], job["when"]) for job in json.loads(result.stdout) if job["when"] != "never"]

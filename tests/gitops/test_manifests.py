@@ -67,14 +67,20 @@ BROKEN = {
         "Deployment/mpg-client: spec.template.spec.containers[nginx].resources.limits.cpu: must be set",
     ),
     "latest tag": (
-        lambda p: edit_yaml(base(p, "kustomization.yaml"), lambda d: d["images"][1].update(newTag="latest")),
+        lambda p: edit_yaml(
+            base(p, "kustomization.yaml"),
+            lambda d: (d["images"][1].pop("digest"), d["images"][1].update(newTag="latest")),
+        ),
         "Deployment/mpg-client: spec.template.spec.containers[nginx].image:"
-        " 'docker.io/nginxinc/nginx-unprivileged:latest'",
+        " 'docker.io/nginxinc/nginx-unprivileged:latest' must be pinned by digest",
     ),
-    "untagged image": (
-        lambda p: edit_yaml(base(p, "kustomization.yaml"), lambda d: d["images"][0].pop("newTag")),
+    "version tag, no digest": (
+        lambda p: edit_yaml(
+            base(p, "kustomization.yaml"),
+            lambda d: (d["images"][0].pop("digest"), d["images"][0].update(newTag="0.1.0")),
+        ),
         "ServingRuntime/mpg-sklearn: spec.containers[kserve-container].image:"
-        " 'registry.gitlab.com/mpg-mlops/mpg-mlops'",
+        " 'registry.gitlab.com/mpg-mlops/mpg-mlops:0.1.0' must be pinned by digest",
     ),
     "wildcard RBAC": (
         lambda p: append_document(
@@ -165,7 +171,9 @@ BROKEN = {
     "token over plain http outside the mesh": (
         lambda p: edit_yaml(
             base(p, "kfp/recurring-run.yaml"),
-            lambda d: d["spec"]["jobTemplate"]["spec"]["template"]["metadata"].pop("annotations"),
+            lambda d: d["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"].append(
+                "--token-file=/var/run/secrets/kubeflow/pipelines/token"
+            ),
         ),
         "base/kfp: CronJob/mpg-production-nightly:"
         " spec.jobTemplate.spec.template.spec.containers[submit].args: a bearer token over plain http",
@@ -202,10 +210,22 @@ def test_validate_command_lists_every_finding_and_exits_1(project):
 def test_validate_and_build_on_the_repository(root):
     result = run_mlops("manifests", "validate", cwd=root)
     assert result.returncode == 0, result.stderr
-    assert "objects in 4 trees valid" in result.stdout
+    assert "objects in 5 trees valid" in result.stdout
     built = list(yaml.safe_load_all(run_mlops("manifests", "build", "staging", cwd=root).stdout))
     assert {o["metadata"].get("namespace") for o in built if o["kind"] != "Namespace"} == {"mpg-staging"}
 
 
 def test_an_unknown_tree_is_one_line(root):
     assert "staging, production" in one_line_error(run_mlops("manifests", "build", "qa", cwd=root), 2)
+
+
+def test_store_secret_prints_the_secret_with_the_overlays_endpoint_or_names_what_is_missing(root):
+    env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+    line = one_line_error(run_mlops("manifests", "store-secret", "staging", cwd=root, env=env), 2)
+    assert "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY not set" in line
+    env = {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "key"}
+    result = run_mlops("manifests", "store-secret", "staging", cwd=root, env=env)
+    secret = yaml.safe_load(result.stdout)
+    assert secret["metadata"]["namespace"] == "mpg-staging" and secret["stringData"]["AWS_ACCESS_KEY_ID"] == "id"
+    endpoint = run_mlops("manifests", "model-store", "staging", cwd=root).stdout.strip()
+    assert secret["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"] == endpoint.split("://")[1]

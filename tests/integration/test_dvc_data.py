@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -64,3 +65,17 @@ def test_pull_from_an_empty_remote_names_the_remote(data_repo, tmp_path):
     drop_cache_and_data(data_repo)
     with pytest.raises(DataVersionError, match="default remote"):
         pull(data_repo)
+
+
+def test_the_s3_remote_finds_the_store_from_the_one_endpoint_setting(data_repo, bucket, s3_env, monkeypatch):
+    """No endpointurl in DVC's config: MLOPS_S3_ENDPOINT_URL (the overlay's model-store.yaml in the cluster)
+    reaches DVC's s3 remote as botocore's AWS_ENDPOINT_URL_S3."""
+    sh("dvc", "remote", "add", "s3", f"s3://{bucket}/dvc", cwd=data_repo)
+    assert "endpointurl" not in (data_repo / ".dvc" / "config").read_text()
+    monkeypatch.setenv("MLOPS_S3_ENDPOINT_URL", s3_env["endpoint"])
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    assert push(data_repo, remote="s3") == 1
+    (data_repo / "data" / "auto-mpg.csv").unlink()
+    shutil.rmtree(data_repo / ".dvc" / "cache")
+    assert pull(data_repo, remote="s3").downloaded == 1
+    assert "AWS_ENDPOINT_URL_S3" not in os.environ, "set for the call only"

@@ -63,3 +63,43 @@ def test_submit_rejects_unknown_parameters_before_calling_the_server(tmp_path):
 def test_unreachable_server_is_a_clear_error(tmp_path):
     line = one_line_error(run_mlops("pipeline", "submit", "--host", "http://127.0.0.1:9"))
     assert "http://127.0.0.1:9 cannot be reached" in line and "check --host" in line
+
+
+def test_multi_user_submit_names_the_profile_and_stops_the_sidecar_however_it_ends(tmp_path):
+    """Multi-user KFP takes the profile namespace on each call (kubeflow/pipelines#12088); the Istio sidecar
+    beside the nightly submitter is stopped after the submit, or its Job never completes (istio/istio#11659).
+    The sidecar's pilot-agent is a stand-in here: a loopback server that records the quit call."""
+    import http.server
+    import threading
+
+    from pipelines import submit as submit_module
+
+    quits = []
+
+    class Agent(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            quits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    agent = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Agent)
+    threading.Thread(target=agent.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{agent.server_address[1]}/quitquitquit"
+    original = submit_module.SIDECAR_QUIT
+    submit_module.SIDECAR_QUIT = url
+    try:
+        with KfpStandIn() as kfp:
+            args = ["pipeline", "submit", "--host", kfp.url, "--namespace", "team-a", "--stop-istio-sidecar"]
+            result = CliRunner().invoke(main, args)
+            assert result.exit_code == 0, result.output
+            assert kfp.experiments["mpg-production"]["namespace"] == "team-a"
+            failed = CliRunner().invoke(main, [*args, "--param", "colour=blue"])
+            assert failed.exit_code == 2
+        assert quits == ["/quitquitquit", "/quitquitquit"], "stopped after success and after failure"
+    finally:
+        submit_module.SIDECAR_QUIT = original
+        agent.shutdown()

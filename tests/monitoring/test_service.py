@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -78,10 +79,13 @@ MALFORMED = [
     ("bad-specversion", {"ce-specversion": "0.3"}, v1_request(), 400, "ce-specversion"),
     ("bad-time", {"ce-time": "yesterday"}, v1_request(), 400, "ce-time"),
     ("id-too-long", {"ce-id": "x" * 300}, v1_request(), 400, "ce-id"),
-    ("not-json", {}, b'{"instances": [', 400, "not valid JSON"),
-    ("no-instances", {}, {"rows": [CAR]}, 400, "instances"),
-    ("short-car", {}, {"instances": [CAR[:6]]}, 400, "instances[0]"),
-    ("car-out-of-domain", {}, {"instances": [[4, 140, 90, -1, 15.5, 1976, 1]]}, 400, "instances[0].weight"),
+    (
+        "response-not-json",
+        {"ce-type": "org.kubeflow.serving.inference.response"},
+        b'{"predictions": [',
+        400,
+        "not valid JSON",
+    ),
     (
         "response-without-model",
         {"ce-type": "org.kubeflow.serving.inference.response"},
@@ -102,13 +106,6 @@ MALFORMED = [
         {"model_id": MODEL, "predictions": [{"mpg": 1}]},
         400,
         "predictions[0]",
-    ),
-    (
-        "response-neither",
-        {"ce-type": "org.kubeflow.serving.inference.response"},
-        {"model_id": MODEL},
-        400,
-        "predictions (V1) or outputs (V2)",
     ),
     ("structured-not-object", {"content-type": "application/cloudevents+json"}, [1, 2], 400, "JSON object"),
     (
@@ -143,6 +140,48 @@ def test_a_malformed_event_is_a_4xx_naming_the_problem_and_stores_nothing(monito
     assert answer.status_code == status, answer.text
     assert named in answer.json()["error"]
     assert summary(monitor) == before
+
+
+#: What KServe's agent logs besides predictions: it logs every request through the predictor's Service but
+#: probes (kserve pkg/agent/logger: every proxied request and response), so the monitor sees model metadata and
+#: readiness polls (GET, empty body), /metrics scrapes (text), V2 binary bodies and the requests the predictor
+#: refused with the parsers the monitor shares, with their error answers.
+NOT_PREDICTIONS = [
+    ("metadata-poll", "request", {}, b""),
+    ("metadata-answer", "response", {}, {"name": "mpg", "versions": [MODEL], "platform": "mpg"}),
+    ("readiness-answer", "response", {}, {"name": "mpg", "ready": True}),
+    ("metrics-scrape", "response", {"content-type": "text/plain; version=0.0.4"}, b"mpg_http_requests_total 3\n"),
+    ("v2-binary", "request", {"content-type": "application/octet-stream"}, b"\x00\x01\x02"),
+    ("refused-not-json", "request", {}, b'{"instances": ['),
+    ("refused-no-instances", "request", {}, {"rows": [CAR]}),
+    ("refused-short-car", "request", {}, {"instances": [CAR[:6]]}),
+    ("refused-out-of-domain", "request", {}, {"instances": [[4, 140, 90, -1, 15.5, 1976, 1]]}),
+    ("error-answer", "response", {}, {"error": "instances[0].weight: must be within [100, 20000] lb"}),
+]
+
+
+@pytest.mark.parametrize(("event_id", "kind", "changes", "body"), NOT_PREDICTIONS, ids=[n[0] for n in NOT_PREDICTIONS])
+def test_what_the_logger_logs_besides_predictions_is_counted_not_stored_and_not_an_alert(
+    monitor, event_id, kind, changes, body
+):
+    before, counted = summary(monitor), event_counts(monitor)
+    headers, content = binary_event(event_id, kind, body)
+    headers.update(changes)
+    answer = httpx.post(f"{monitor}/", content=content, headers=headers)
+    assert answer.status_code == 202 and answer.json()["stored"] is False, answer.text
+    assert summary(monitor) == before
+    after = event_counts(monitor)
+    assert after.get((kind, "not_prediction"), 0) == counted.get((kind, "not_prediction"), 0) + 1
+    assert after.get((kind, "rejected"), 0) == counted.get((kind, "rejected"), 0), (
+        "MpgMonitorRejectingEvents counts rejections: these must not fire it"
+    )
+
+
+def event_counts(monitor) -> dict[tuple[str, str], float]:
+    found = re.findall(
+        r'^mpg_monitor_events_total\{kind="(\w+)",result="(\w+)"\} (\S+)$', httpx.get(f"{monitor}/metrics").text, re.M
+    )
+    return {(kind, result): float(value) for kind, result, value in found}
 
 
 def test_feedback_in_mpg_or_litres_for_a_stored_prediction(monitor):
@@ -217,7 +256,9 @@ def test_health_readiness_metrics_and_unknown_routes(monitor):
 
     stored, rejected, waiting = counted("accepted"), counted("rejected"), summary(monitor)["unpaired_halves"]
     post_event(monitor, "m-lonely", "request", v1_request())
-    post_event(monitor, "m-bad", "request", {"rows": []})
+    headers, content = binary_event("m-bad", "request", v1_request())
+    headers["ce-specversion"] = "0.3"  # a malformed event, not a refused request
+    httpx.post(f"{monitor}/", content=content, headers=headers)
     assert (counted("accepted"), counted("rejected")) == (stored + 1, rejected + 1)
     assert httpx.get(f"{monitor}/nowhere").status_code == 404
     assert httpx.get(f"{monitor}/feedback").status_code == 405

@@ -11,7 +11,7 @@ import sys
 import yaml
 
 from core.manifests import render, validate_object, validate_tree
-from pipelines.compile import IR_FILE, MANIFEST_FILE, check_compiled
+from pipelines.compile import IR_FILE, check_compiled
 from pipelines.compile import render as render_compiled
 from pipelines.image import IMAGE
 
@@ -33,9 +33,8 @@ def test_compiling_in_two_processes_with_different_hash_seeds_gives_identical_by
 
 
 def test_check_reports_a_stale_file_and_exits_1(root, tmp_path):
-    for relative in (IR_FILE, MANIFEST_FILE):
-        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(root / relative, tmp_path / relative)
+    (tmp_path / IR_FILE).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(root / IR_FILE, tmp_path / IR_FILE)
     (tmp_path / "params.yaml").write_text("{}\n")
     assert check_compiled(tmp_path) == []
     with open(tmp_path / IR_FILE, "a") as handle:
@@ -49,14 +48,6 @@ def test_check_reports_a_stale_file_and_exits_1(root, tmp_path):
         env={"PATH": "/usr/bin:/bin", "MLOPS_PROJECT_ROOT": str(tmp_path)},
     )
     assert result.returncode == 1 and f"stale: {IR_FILE}" in result.stderr
-
-
-def test_pipeline_version_is_named_after_the_compiled_content(root):
-    ir_text = (root / IR_FILE).read_text()
-    objects = {doc["kind"]: doc for doc in yaml.safe_load_all((root / MANIFEST_FILE).read_text())}
-    digest = hashlib.sha256(ir_text.encode()).hexdigest()[:12]
-    assert objects["PipelineVersion"]["metadata"]["name"] == f"mpg-production-{digest}"
-    assert objects["PipelineVersion"]["spec"]["pipelineName"] == objects["Pipeline"]["metadata"]["name"]
 
 
 def test_every_step_runs_the_one_project_image_without_runtime_installs(root):
@@ -83,7 +74,9 @@ def test_kfp_tree_renders_and_validates_strictly(root):
     tree = root / "k8s" / "base" / "kfp"
     assert validate_tree(tree, root / "k8s" / "schemas") == []
     objects = {doc["kind"]: doc for doc in render(tree)}
-    assert set(objects) == {"Pipeline", "PipelineVersion", "CronJob", "ServiceAccount", "ConfigMap", "NetworkPolicy"}
+    assert set(objects) == {"CronJob", "ServiceAccount", "ConfigMap", "NetworkPolicy"}, (
+        "no Pipeline/PipelineVersion: they need KFP's Kubernetes-native API mode and runs never refer to them"
+    )
     cron = objects["CronJob"]["spec"]
     assert cron["concurrencyPolicy"] == "Forbid"
     container = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
@@ -92,6 +85,6 @@ def test_kfp_tree_renders_and_validates_strictly(root):
 
 
 def test_schema_check_rejects_an_unknown_field(root):
-    pipeline = next(d for d in yaml.safe_load_all((root / MANIFEST_FILE).read_text()) if d["kind"] == "Pipeline")
-    pipeline["spec"]["colour"] = "blue"
-    assert any("colour" in problem for problem in validate_object(pipeline, root / "k8s" / "schemas"))
+    cron = next(d for d in render(root / "k8s" / "base" / "kfp") if d["kind"] == "CronJob")
+    cron["spec"]["colour"] = "blue"
+    assert any("colour" in problem for problem in validate_object(cron, root / "k8s" / "schemas"))

@@ -1,0 +1,340 @@
+"""What the cluster will run beyond the objects in git, and who may reach whom there.
+
+A rendered tree holds an InferenceService, not the Deployment, pods and Service KServe's
+controller makes of it; the NetworkPolicies, though, act on those pods and on pod ports
+(after a Service has translated its port). This module models what KServe creates, from
+its source, and evaluates the NetworkPolicies over every pod of a tree, so a flow is
+checked the way packets travel:
+
+KServe (RawDeployment mode; ``Standard`` in 0.16), for an InferenceService ``<isvc>``:
+
+- the predictor's pods carry the InferenceService's labels plus
+  ``serving.kserve.io/inferenceservice: <isvc>`` and ``component: predictor``
+  (``pkg/controller/v1beta1/inferenceservice/components/predictor.go``) and
+  ``app: isvc.<isvc>-predictor``, the selector of its Service (``constants.GetRawServiceLabel``);
+- they run the ServingRuntime's container (its ports: 8080 here) and, when
+  ``spec.predictor.logger`` (or a batcher) is set, KServe's agent on 9081
+  (``pkg/webhook/admission/pod/agent_injector.go``; ``constants.InferenceServiceDefaultAgentPort``);
+  the storage initializer is an init container of the same pod, so its traffic is the pod's;
+- the Service ``<isvc>-predictor`` listens on 80 and targets 8080, or 9081 when a logger or
+  a batcher is set (``pkg/controller/v1beta1/inferenceservice/reconcilers/service/
+  service_reconciler.go``, ``createDefaultSvc``).
+
+The NetworkPolicy rules are Kubernetes': a pod selected by a policy of a type is isolated
+in that direction; a connection then needs a rule of the source's egress and of the
+destination's ingress that both match the peer and the pod port. Pods of namespaces the
+tree does not fence (another team's) are not judged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+Obj = dict[str, Any]
+
+AGENT_PORT = 9081  # KServe's agent (payload logger, batcher)
+SERVICE_PORT = 80  # the port of the Services KServe creates
+LOGGER_OR_BATCHER = ("logger", "batcher")
+
+
+@dataclass(frozen=True)
+class Pod:
+    """A pod as NetworkPolicies see it: namespace (None: outside the cluster), labels, the ports it listens on."""
+
+    name: str
+    namespace: str | None
+    labels: tuple[tuple[str, str], ...] = ()
+    ports: tuple[int, ...] = ()
+    named_ports: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def pod(name: str, namespace: str | None, labels: dict[str, str], ports: Iterable[int] = (), named=()) -> Pod:
+    return Pod(name, namespace, tuple(sorted(labels.items())), tuple(sorted(set(ports))), tuple(sorted(named)))
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    namespace: str
+    selector: tuple[tuple[str, str], ...]
+    ports: tuple[tuple[int, int | str], ...]  # (port, targetPort)
+
+    def target(self, port: int) -> int | str:
+        for listened, target in self.ports:
+            if listened == port:
+                return target
+        raise KeyError(f"Service {self.name} does not listen on {port}")
+
+
+def _labels(meta: Obj | None) -> dict[str, str]:
+    return dict((meta or {}).get("labels") or {})
+
+
+def _container_ports(spec: Obj) -> tuple[list[int], list[tuple[str, int]]]:
+    numbers, named = [], []
+    for container in spec.get("containers") or []:
+        for port in container.get("ports") or []:
+            numbers.append(int(port["containerPort"]))
+            if port.get("name"):
+                named.append((port["name"], int(port["containerPort"])))
+    return numbers, named
+
+
+def predictor(isvc: Obj, runtimes: dict[str, Obj], namespace: str) -> tuple[Pod, Service]:
+    """The predictor pod and Service KServe creates for ``isvc`` (see the module doc for the sources)."""
+    name = isvc["metadata"]["name"]
+    spec = isvc["spec"]["predictor"]
+    component = f"{name}-predictor"
+    labels = {
+        **_labels(isvc["metadata"]),
+        **(spec.get("labels") or {}),
+        "serving.kserve.io/inferenceservice": name,
+        "component": "predictor",
+        "app": f"isvc.{component}",
+    }
+    runtime = runtimes.get((spec.get("model") or {}).get("runtime", ""), {})
+    ports, named = _container_ports(runtime.get("spec") or {})
+    ports = ports or [8080]  # KServe's default model server port (constants.InferenceServiceDefaultHttpPort)
+    agent = any(spec.get(key) for key in LOGGER_OR_BATCHER)
+    target = AGENT_PORT if agent else ports[0]
+    predictor_pod = pod(component, namespace, labels, [*ports, *([AGENT_PORT] if agent else [])], named)
+    service = Service(component, namespace, (("app", f"isvc.{component}"),), ((SERVICE_PORT, target),))
+    return predictor_pod, service
+
+
+def tree_pods(objects: list[Obj], namespace: str) -> tuple[list[Pod], list[Service]]:
+    """Every pod the tree makes (Deployments, CronJobs, the predictors KServe creates) and every Service."""
+    pods, services = [], []
+    runtimes = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServingRuntime"}
+    for obj in objects:
+        kind, meta = obj["kind"], obj["metadata"]
+        ns = meta.get("namespace", namespace)
+        template = None
+        if kind in ("Deployment", "StatefulSet", "Job"):
+            template = obj["spec"]["template"]
+        elif kind == "CronJob":
+            template = obj["spec"]["jobTemplate"]["spec"]["template"]
+        elif kind == "InferenceService":
+            predictor_pod, service = predictor(obj, runtimes, ns)
+            pods.append(predictor_pod)
+            services.append(service)
+        elif kind == "Service":
+            ports = tuple((int(p["port"]), p.get("targetPort", p["port"])) for p in obj["spec"].get("ports") or [])
+            selector = tuple(sorted((obj["spec"].get("selector") or {}).items()))
+            services.append(Service(meta["name"], ns, selector, ports))
+        if template is not None:
+            ports, named = _container_ports(template["spec"])
+            pods.append(pod(meta["name"], ns, _labels(template.get("metadata")), ports, named))
+    return pods, services
+
+
+def behind(service: Service, port: int, pods: list[Pod]) -> list[tuple[Pod, int]]:
+    """The pods a connection to ``service:port`` reaches, with the pod port it arrives on."""
+    target = service.target(port)
+    reached = []
+    for candidate in pods:
+        if candidate.namespace == service.namespace and set(service.selector) <= set(candidate.labels):
+            number = dict(candidate.named_ports).get(target) if isinstance(target, str) else int(target)
+            if number is not None:
+                reached.append((candidate, number))
+    return reached
+
+
+def _selects(selector: Obj | None, labels: dict[str, str]) -> bool:
+    selector = selector or {}
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        present = key in labels
+        if (
+            (operator == "In" and labels.get(key) not in values)
+            or (operator == "NotIn" and present and labels[key] in values)
+            or (operator == "Exists" and not present)
+            or (operator == "DoesNotExist" and present)
+        ):
+            return False
+    return True
+
+
+def _peer_matches(peer: Obj, policy_namespace: str, other: Pod) -> bool:
+    if "ipBlock" in peer:
+        return other.namespace is None  # an address outside the cluster (the evaluator knows no IPs)
+    if other.namespace is None:
+        return False
+    if "namespaceSelector" in peer:
+        if not _selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": other.namespace}):
+            return False
+    elif other.namespace != policy_namespace:
+        return False
+    return _selects(peer.get("podSelector"), other.label_map)
+
+
+def _port_matches(rule_ports: list[Obj] | None, port: int, destination: Pod) -> bool:
+    if not rule_ports:
+        return True
+    for entry in rule_ports:
+        wanted = entry.get("port")
+        if wanted is None:
+            return True
+        if isinstance(wanted, str):
+            wanted = dict(destination.named_ports).get(wanted)
+        end = entry.get("endPort", wanted)
+        if wanted is not None and wanted <= port <= end:
+            return True
+    return False
+
+
+@dataclass
+class Fences:
+    """The NetworkPolicies of a tree over its own pods (``ours``), evaluated as Kubernetes does."""
+
+    policies: list[Obj]
+    ours: set[str] = field(default_factory=set)
+
+    def _direction(self, subject: Pod, other: Pod, port: int, destination: Pod, kind: str) -> bool:
+        if subject.name not in self.ours:
+            return True  # another's pod (the ingress controller, the store): its own policies are not ours to judge
+        key, peers_key = ("egress", "to") if kind == "Egress" else ("ingress", "from")
+        selecting = [
+            p
+            for p in self.policies
+            if p["metadata"].get("namespace") == subject.namespace
+            and kind in p["spec"].get("policyTypes", ["Ingress"])
+            and _selects(p["spec"].get("podSelector"), subject.label_map)
+        ]
+        if not selecting:
+            return True
+        for policy in selecting:
+            for rule in policy["spec"].get(key) or []:
+                peers = rule.get(peers_key)
+                if (not peers or any(_peer_matches(p, policy["metadata"]["namespace"], other) for p in peers)) and (
+                    _port_matches(rule.get("ports"), port, destination)
+                ):
+                    return True
+        return False
+
+    def allows(self, source: Pod, destination: Pod, port: int) -> bool:
+        """May ``source`` open a connection to ``destination`` on its pod port ``port``?"""
+        return self._direction(source, destination, port, destination, "Egress") and self._direction(
+            destination, source, port, destination, "Ingress"
+        )
+
+
+# --- the flows the product needs (the README's "Network flows" lists the same) ------------------------------
+
+DNS = pod("kube-dns", "kube-system", {"k8s-app": "kube-dns"}, [53])
+INGRESS_CONTROLLER = pod("ingress controller", "ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+PROMETHEUS = pod("Prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"})
+POSTGRES = pod("PostgreSQL", None, {}, [5432])  # wherever it runs: the monitor's database URL says
+KFP_API = pod("KFP API", "kubeflow", {"app": "ml-pipeline"}, [8888])
+ISTIOD = pod("istiod", "istio-system", {"app": "istiod"}, [15012])
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A connection the product makes: ``destination`` is a pod of the tree or an outside peer, with the pod
+    port (``name:port``), or a Service (``svc/name:port``) that KServe or the tree defines."""
+
+    what: str
+    source: str
+    destination: str
+
+
+SERVING_FLOWS = (
+    Flow("ingress controller -> client page", "ingress controller", "svc/mpg-client:80"),
+    Flow("client -> predictor (predict, infer, metadata, readiness)", "mpg-client", "svc/mpg-predictor:80"),
+    Flow("client -> monitor (/feedback)", "mpg-client", "svc/mpg-monitor:80"),
+    Flow("KServe's agent -> monitor (payload log)", "mpg-predictor", "svc/mpg-monitor:80"),
+    Flow("storage initializer -> model store", "mpg-predictor", "model store"),
+    Flow("report job -> predictor (/metrics)", "mpg-monitor-report", "svc/mpg-predictor:80"),
+    Flow("report job -> model store (the model card)", "mpg-monitor-report", "model store"),
+    Flow("monitor -> PostgreSQL", "mpg-monitor", "PostgreSQL:5432"),
+    Flow("report job -> PostgreSQL", "mpg-monitor-report", "PostgreSQL:5432"),
+    Flow("Prometheus -> predictor container (/metrics)", "Prometheus", "mpg-predictor:8080"),
+    Flow("Prometheus -> monitor (/metrics)", "Prometheus", "mpg-monitor:8080"),
+    *(
+        Flow(f"{name} -> DNS", name, "kube-dns:53")
+        for name in ("mpg-client", "mpg-predictor", "mpg-monitor", "mpg-monitor-report")
+    ),
+)
+SUBMITTER = "mpg-production-nightly"
+KFP_FLOWS = (
+    Flow("nightly submitter -> KFP API", SUBMITTER, "KFP API:8888"),
+    Flow("nightly submitter -> DNS", SUBMITTER, "kube-dns:53"),
+)
+KFP_MULTI_USER_FLOWS = (*KFP_FLOWS, Flow("nightly submitter's sidecar -> istiod", SUBMITTER, "istiod:15012"))
+
+
+def outside_peers(objects: list[Obj]) -> list[Pod]:
+    """The pods outside the tree its flows reach: the model store comes from the ConfigMap mpg-model-store."""
+    peers = [DNS, INGRESS_CONTROLLER, PROMETHEUS, POSTGRES, KFP_API, ISTIOD]
+    for obj in objects:
+        if (
+            obj["kind"] == "ConfigMap"
+            and obj["metadata"]["name"] == "mpg-model-store"
+            and "podPort" in (obj.get("data") or {})
+        ):
+            data = obj["data"]
+            peers.append(pod("model store", data.get("namespace") or None, {}, [int(data["podPort"])]))
+    return peers
+
+
+@dataclass(frozen=True)
+class Reachability:
+    """Every (source, destination pod, pod port) of a tree and whether the NetworkPolicies allow it."""
+
+    allowed: dict[tuple[str, str, int], bool]
+    needed: dict[Flow, list[tuple[str, str, int]]]  # each flow -> the pod-level connections it makes
+
+    @property
+    def blocked(self) -> list[Flow]:
+        return [flow for flow, hops in self.needed.items() if not hops or not all(self.allowed[h] for h in hops)]
+
+    @property
+    def unneeded(self) -> list[tuple[str, str, int]]:
+        needed = {hop for hops in self.needed.values() for hop in hops}
+        return sorted(key for key, ok in self.allowed.items() if ok and key not in needed)
+
+
+def reachability(objects: list[Obj], flows: Iterable[Flow], namespace: str = "") -> Reachability:
+    """Evaluate the tree's NetworkPolicies for every pair of pods (the tree's, KServe's, the outside peers)."""
+    pods, services = tree_pods(objects, namespace)
+    ours = {p.name for p in pods}
+    peers = outside_peers(objects)
+    everyone = {p.name: p for p in [*pods, *peers]}
+    policy = Fences([o for o in objects if o["kind"] == "NetworkPolicy"], ours)
+    allowed = {
+        (source.name, destination.name, port): policy.allows(source, destination, port)
+        for source in everyone.values()
+        for destination in everyone.values()
+        for port in destination.ports
+        if source is not destination and (source.name in ours or destination.name in ours)
+    }
+    needed = {}
+    for flow in flows:
+        if flow.destination.startswith("svc/"):
+            name, port = flow.destination[4:].rsplit(":", 1)
+            service = next((s for s in services if s.name == name), None)
+            hops = [] if service is None else behind(service, int(port), pods)
+            needed[flow] = [(flow.source, p.name, number) for p, number in hops]
+        elif ":" in flow.destination:
+            name, port = flow.destination.rsplit(":", 1)
+            needed[flow] = [(flow.source, name, int(port))]
+        else:
+            target = everyone.get(flow.destination)
+            needed[flow] = [(flow.source, target.name, port) for port in target.ports] if target else []
+        needed[flow] = (
+            [hop for hop in needed[flow] if hop in allowed] if all(h in allowed for h in needed[flow]) else []
+        )
+    return Reachability(allowed, needed)

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# main, after build-image: one merge request pinning the new image by digest in pipelines/image.py, both
+# kustomizations and the compiled pipeline. Merging it retrains (submit-training) on the new code.
+source "$(dirname "$0")/common.sh"
+mlops gitops image --image "$MLOPS_BUILT_IMAGE" \
+    --branch mlops/image --commit --push --remote "$MLOPS_GIT_REMOTE" --target "$CI_DEFAULT_BRANCH"
