@@ -28,6 +28,16 @@ $(GITLAB_CI_LOCAL): tests/tools/package.json tests/tools/package-lock.json
 	npm ci --prefix tests/tools --no-audit --no-fund --loglevel=error
 	touch $@
 
+# checkov in its own virtualenv (its dependencies conflict with the project's), pinned.
+CHECKOV := .venv-checkov/bin/checkov
+$(CHECKOV): tests/tools/checkov-requirements.txt | $(BIN)/.installed
+	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	$(BIN)/uv pip install --quiet --python .venv-checkov/bin/python -r tests/tools/checkov-requirements.txt
+	touch $@
+
+scan: install $(CHECKOV) ## checkov over the rendered trees, the Dockerfile and .gitlab-ci.yml (skips justified in place)
+	$(BIN)/mlops manifests scan --checkov $(CHECKOV)
+
 SERVE ?= 1
 PREDICTOR_PORT ?= 8080
 CLIENT_PORT ?= 8000
@@ -36,9 +46,9 @@ demo: install ## Data, pipelines, what runs where, then serve model + page (SERV
 	scripts/system-deps.sh demo
 	SERVE=$(SERVE) PREDICTOR_PORT=$(PREDICTOR_PORT) CLIENT_PORT=$(CLIENT_PORT) MONITOR_PORT=$(MONITOR_PORT) scripts/demo.sh
 
-test: install ## System packages the tests drive (nginx, Chromium, Node), lint, compiled pipeline current, every test
+test: install ## System packages the tests drive (nginx, Chromium, Node), checkov, lint, compiled pipeline current, every test
 	scripts/system-deps.sh test
-	$(MAKE) --no-print-directory $(GITLAB_CI_LOCAL)
+	$(MAKE) --no-print-directory $(GITLAB_CI_LOCAL) $(CHECKOV)
 	$(BIN)/ruff check .
 	$(BIN)/mlops pipeline compile --check
 	$(BIN)/python -m pytest
@@ -60,6 +70,6 @@ lock: ## Re-resolve constraints.txt from pyproject.toml (needs uv in .venv)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o constraints.txt
 
 clean: ## Remove the virtualenv, local model store and untracked outputs
-	rm -rf $(VENV) models .mlops .pytest_cache .hypothesis .schemathesis tests/tools/node_modules
+	rm -rf $(VENV) .venv-checkov models .mlops .pytest_cache .hypothesis .schemathesis tests/tools/node_modules
 
-.PHONY: help install demo test lint bench lock clean fuzz
+.PHONY: help install demo test lint bench lock clean fuzz scan

@@ -20,6 +20,15 @@ class OutputPathError(MlopsError):
     """An output file cannot be written where the user asked (missing folder, a directory, no permission)."""
 
 
+def within(root: Path, relative: Path | str) -> Path:
+    """``root / relative``, refused when a symlink on the way leads outside ``root``: a command that edits a
+    repository's files writes in that repository, never through a symlinked folder to somewhere else."""
+    path = Path(root) / relative
+    if not path.resolve().is_relative_to(Path(root).resolve()):
+        raise OutputPathError(f"{relative} leads outside {root} (a symlink?): refusing to write through it")
+    return path
+
+
 @cache
 def _umask() -> int:
     """The process umask, read once (reading it means setting it, briefly)."""

@@ -18,6 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.atomic import within
 from core.errors import MlopsError
 from core.model_card import MODEL_FILES, verify_model_dir
 from core.overlays import ENVIRONMENTS, model_file, model_uri_in
@@ -67,7 +68,7 @@ def verified(folder: Path, uri: StoreURI) -> Path:
 
 def ship(tree: Path, uri: StoreURI, model_dir: Path) -> list[Path]:
     """Copy a verified model directory to its place under ``tree``; the paths written (none if there)."""
-    target = tree / shipped_path(uri)
+    target = within(tree, shipped_path(uri))
     if target.is_dir():
         verified(target, uri)
         return []

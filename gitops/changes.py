@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from core.atomic import atomic_write
+from core.atomic import atomic_write, within
 from core.errors import MlopsError
 from core.gitauth import scrub
 from core.model_card import ModelCard
@@ -54,7 +54,7 @@ def bump_edit(env: str, uri: StoreURI) -> Edit:
     """Set ``env``'s model URI (one line of one file); no change when it is already that."""
 
     def edit(tree: Path) -> list[Path]:
-        path = tree / model_file(env)
+        path = within(tree, model_file(env))
         text = path.read_text()
         updated = with_model_uri(text, uri, str(model_file(env)))
         if updated == text:
@@ -71,9 +71,9 @@ def promote_edit(source: str, target: str) -> Edit:
         raise GitOpsError(f"promote from {source} to itself")
 
     def edit(tree: Path) -> list[Path]:
-        text = (tree / model_file(source)).read_text()
+        text = within(tree, model_file(source)).read_text()
         model_uri_in(text, str(model_file(source)))
-        destination = tree / model_file(target)
+        destination = within(tree, model_file(target))
         if destination.read_text() == text:
             return []
         atomic_write(destination, lambda tmp: tmp.write_text(text))
@@ -369,7 +369,7 @@ def image_edit(image: str) -> Edit:
                 raise GitOpsError(f"{path} has no images: entry for mpg-mlops with newName and digest")
             updated[path] = entry.sub(lambda m: f"{m[1]}{name}{m[2]}{digest}", text)
         for path, text in updated.items():
-            atomic_write(tree / path, lambda tmp, text=text: tmp.write_text(text))
+            atomic_write(within(tree, path), lambda tmp, text=text: tmp.write_text(text))
         return list(updated)
 
     return edit

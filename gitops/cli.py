@@ -58,16 +58,20 @@ def manifests_group():
 
 @manifests_group.command("validate")
 @click.option("--tree", "trees", multiple=True, help="Only this tree (repeatable) [default: all].")
-def validate_command(trees):
+@click.option(
+    "--repo-url",
+    help="This project's git repository: Argo CD syncs it, not a fork (CI gives its own) [default: unchecked].",
+)
+def validate_command(trees, repo_url):
     """Render every tree and check each object: its schema (strict), the policy, and kubeconform if installed.
 
-    Trees: overlays/staging, overlays/production, base/kfp, argocd. Each finding names
-    the tree, the object and the field; exit 1 when there is one.
+    Trees: overlays/staging, overlays/production, base/kfp, overlays/kfp-multi-user,
+    argocd. Each finding names the tree, the object and the field; exit 1 when there is one.
 
     \b
     Example:
       mlops manifests validate
-      mlops manifests validate --tree overlays/staging
+      mlops manifests validate --tree overlays/staging --repo-url https://gitlab.example.com/mlops/mpg-mlops.git
     """
     import shutil
     import time
@@ -76,13 +80,50 @@ def validate_command(trees):
     from gitops.policy import PolicyError
 
     started = time.perf_counter()
-    rendered, found = validate_all(project_root(), list(trees) or None)
+    rendered, found = validate_all(project_root(), list(trees) or None, repo_url)
     if found:
         raise PolicyError(f"{len(found)} problem(s):\n" + "\n".join(map(str, found)))
     count = sum(len(objects) for objects in rendered.values())
     click.echo(f"{count} objects in {len(rendered)} trees valid ({time.perf_counter() - started:.2f} s)")
     if not shutil.which("kubeconform"):
         click.echo("kubeconform not installed: skipped (the strict schema check above ran; CI runs kubeconform)")
+
+
+@manifests_group.command("scan")
+@click.option(
+    "--checkov",
+    "checkov",
+    default=None,
+    help="The checkov to run [default: .venv-checkov/bin/checkov, which `make scan` installs, else PATH].",
+)
+@click.option("--show-skipped", is_flag=True, help="Also list each skipped check with its reason.")
+def scan_command(checkov, show_skipped):
+    """Run checkov over every rendered tree, the Dockerfile and .gitlab-ci.yml; exit 1 on a failed check.
+
+    A check is skipped only in place, with a reason (checkov.io/skipN: CKV_ID=reason on the
+    object; `# checkov:skip=CKV_ID: reason` in the Dockerfile); a skip without one fails.
+    The project's own rules are `mlops manifests validate`.
+
+    \b
+    Example:
+      make scan
+      mlops manifests scan --checkov .venv-checkov/bin/checkov --show-skipped
+    """
+    import shutil
+
+    from gitops.scan import ScanError, scan
+
+    root = project_root()
+    local = root / ".venv-checkov" / "bin" / "checkov"
+    checkov = checkov or (str(local) if local.is_file() else shutil.which("checkov"))
+    if not checkov:
+        raise ScanError("checkov is not installed: `make scan` installs it (pinned, in .venv-checkov)")
+    result = scan(root, checkov)
+    if show_skipped:
+        click.echo("\n".join(f"skipped: {line}" for line in result.skipped))
+    if result.failed:
+        raise ScanError(f"{result.summary()}:\n" + "\n".join(result.failed))
+    click.echo(result.summary())
 
 
 @manifests_group.command("build")
@@ -161,14 +202,47 @@ def store_secret_command(env, namespace):
     click.echo(yaml.safe_dump(secret, sort_keys=False), nl=False)
 
 
+def git_value(kind: str):
+    """A click callback reading a git branch (``kind`` "branch") or any other ref or remote as a name, never an
+    option (``gitops.git.not_an_option``): a bad one is a usage error naming the option."""
+
+    def check(ctx, param, value):
+        from gitops.git import GitError, branch_name, not_an_option
+
+        if value is None:
+            return None
+        try:
+            return (branch_name if kind == "branch" else not_an_option)(value, f"--{param.name}")
+        except GitError as e:
+            raise click.BadParameter(str(e)) from e
+
+    return check
+
+
 def merge_request_options(command):
-    """--branch/--commit/--push/--remote/--target, shared by bump, promote and rollback."""
+    """--branch/--commit/--push/--remote/--target, shared by every command that proposes a change."""
     options = [
-        click.option("--branch", help="Make the change on this branch (in a temporary worktree, not here)."),
+        click.option(
+            "--branch",
+            callback=git_value("branch"),
+            help="Make the change on this branch (in a temporary worktree, not here).",
+        ),
         click.option("--commit", "do_commit", is_flag=True, help="Commit the change on --branch."),
         click.option("--push", "do_push", is_flag=True, help="Push --branch and open a merge request (push options)."),
-        click.option("--remote", default="origin", show_default=True, help="Git remote name or URL to push to."),
-        click.option("--target", default="main", show_default=True, help="Branch the merge request targets."),
+        click.option(
+            "--remote",
+            default="origin",
+            show_default=True,
+            callback=git_value("remote"),
+            help="Git remote name or URL to push to.",
+        ),
+        click.option(
+            "--target",
+            default="main",
+            show_default=True,
+            callback=git_value("branch"),
+            help="Branch the merge request targets.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -259,7 +333,9 @@ def promote_command(source, target_env, **mr):
 
 @gitops_group.command("rollback")
 @click.option("--env", type=ENV, required=True)
-@click.option("--to", "to", metavar="REF", help="Serve the model the file named at this git revision.")
+@click.option(
+    "--to", "to", metavar="REF", callback=git_value("ref"), help="Serve the model the file named at this git revision."
+)
 @click.option("--force", is_flag=True, help="Skip checking that the store still holds that model.")
 @merge_request_options
 def rollback_command(env, to, force, **mr):
@@ -317,7 +393,7 @@ def image_command(image, branch, do_commit, do_push, remote, target):
     Example:
       mlops gitops image --image registry.example.com/mpg@sha256:<digest> --branch mlops/image --commit --push
     """
-    from gitops.changes import GitOpsError, image_edit, parse_image, pushed
+    from gitops.changes import BOT_TRAILER, GitOpsError, image_edit, parse_image, pushed
     from gitops.git import toplevel
     from gitops.mergerequest import Proposal, propose
 
@@ -332,7 +408,10 @@ def image_command(image, branch, do_commit, do_push, remote, target):
         click.echo(f"{subject}: {', '.join(map(str, changed))} updated" if changed else f"{image} is pinned already")
         return
     proposal = Proposal(branch=branch, target=target, remote=remote, push=do_push, labels=["mlops", "image"])
-    message = f"{subject}\n\nThe image CI built for the code on {target}; steps, submitter and predictor run it.\n"
+    message = (
+        f"{subject}\n\nThe image CI built for the code on {target}; steps, submitter and predictor run it.\n\n"
+        f"{BOT_TRAILER}: image\n"
+    )
     done = propose(root, proposal, edit, message)
     if done is None:
         click.echo(f"{image} is pinned already on {branch}: nothing to commit")
@@ -361,7 +440,13 @@ def status_command(as_json):
 
 
 @gitops_group.command("diff")
-@click.option("--base", required=True, metavar="REF", help="Git revision to compare the working tree with.")
+@click.option(
+    "--base",
+    required=True,
+    metavar="REF",
+    callback=git_value("ref"),
+    help="Git revision to compare the working tree with.",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file, not stdout.")
 def diff_command(base, fmt, output):

@@ -43,7 +43,8 @@ def _dump(obj: dict | None) -> list[str]:
 
 def render_at(root: Path, revision: str) -> dict[str, list[dict]]:
     """Every tree as it rendered at ``revision`` (the manifests only, from ``git archive``)."""
-    archive = subprocess.run(["git", "archive", revision, MANIFESTS], cwd=root, capture_output=True)
+    command = ["git", "archive", "--end-of-options", revision, MANIFESTS]
+    archive = subprocess.run(command, cwd=root, capture_output=True)
     if archive.returncode != 0:
         raise GitError(f"cannot read {MANIFESTS}/ at {revision!r}: {archive.stderr.decode().strip()}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -56,20 +56,47 @@ def toplevel(path: Path) -> Path:
 
 def show(root: Path, revision: str, path: Path | str) -> str | None:
     """A file's text at ``revision`` (None where it did not exist)."""
-    result = git("show", f"{revision}:{Path(path).as_posix()}", cwd=root, check=False)
+    result = git("show", "--end-of-options", f"{revision}:{Path(path).as_posix()}", cwd=root, check=False)
     return result.stdout if result.returncode == 0 else None
 
 
 def blob(root: Path, revision: str, path: Path | str) -> bytes | None:
     """A file's bytes at ``revision`` (None where it did not exist)."""
     spec = f"{revision}:{Path(path).as_posix()}"
-    result = subprocess.run(["git", "cat-file", "blob", spec], cwd=root, env=_env(), capture_output=True, timeout=300)
+    command = ["git", "cat-file", "blob", "--end-of-options", spec]
+    result = subprocess.run(command, cwd=root, env=_env(), capture_output=True, timeout=300)
     return result.stdout if result.returncode == 0 else None
 
 
 def history(root: Path, path: Path | str, revision: str = "HEAD") -> list[tuple[str, str]]:
     """(commit, subject) of the commits that touched ``path``, newest first."""
     result = git(
-        "log", f"-{HISTORY_LIMIT}", "--format=%H%x09%s", revision, "--", Path(path).as_posix(), cwd=root, check=False
+        "log",
+        f"-{HISTORY_LIMIT}",
+        "--format=%H%x09%s",
+        "--end-of-options",
+        revision,
+        "--",
+        Path(path).as_posix(),
+        cwd=root,
+        check=False,
     )
     return [tuple(line.split("\t", 1)) for line in result.stdout.splitlines() if "\t" in line]
+
+
+def not_an_option(value: str, what: str) -> str:
+    """``value`` as git will read it: a name, never an option. Every value a user gives for a ref, a branch or a
+    remote passes here first (and git calls end their options with --end-of-options or --): ``--remote
+    '--upload-pack=touch F'`` would otherwise run a command, ``--base --output=F`` write a file."""
+    if not value or value.startswith("-") or not value.isprintable():
+        raise GitError(f"{what} {value!r}: must be a name, not empty, not starting with '-', no control characters")
+    return value
+
+
+def branch_name(value: str, what: str = "branch") -> str:
+    """A valid branch name (git check-ref-format --branch), refused in one line otherwise."""
+    not_an_option(value, what)
+    result = subprocess.run(["git", "check-ref-format", "--branch", value], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise GitError(f"{what} {value!r} is not a valid branch name (git check-ref-format)")
+    return value

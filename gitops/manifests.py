@@ -87,14 +87,18 @@ def kubeconform(rendered: dict[str, list[dict]], schema_dir: Path) -> list[Findi
     return found
 
 
-def validate_all(root: Path, trees: list[str] | None = None) -> tuple[dict[str, list[dict]], list[Finding]]:
-    """Render and check the trees; returns what was rendered and every finding (empty: all clean)."""
+def validate_all(
+    root: Path, trees: list[str] | None = None, repo_url: str | None = None
+) -> tuple[dict[str, list[dict]], list[Finding]]:
+    """Render and check the trees; returns what was rendered and every finding (empty: all clean).
+
+    ``repo_url``: this project's repository, the only one Argo CD may sync from (None: not compared)."""
     rendered = render_all(root) if trees is None else {name: render_tree(root, name) for name in trees}
     schema_dir = root / SCHEMAS
     found = []
     for tree, objects in rendered.items():
         found += schema_findings(tree, objects, schema_dir)
-        found += findings(tree, objects)
+        found += findings(tree, objects, repo_url)
         found += flow_findings(tree, objects)
     found += project_findings(rendered)
     found += kubeconform(rendered, schema_dir)

@@ -62,12 +62,30 @@ NO_PUSH_OPTIONS = (
 def _fetch(root: Path, remote: str, branch: str) -> str | None:
     """Fetch ``branch`` of ``remote`` into our own ref; its name, or None when the remote has no such branch."""
     ref = f"refs/mlops/{branch}"
-    result = git("fetch", "--quiet", remote, f"+refs/heads/{branch}:{ref}", cwd=root, check=False)
+    result = git("fetch", "--quiet", "--", remote, f"+refs/heads/{branch}:{ref}", cwd=root, check=False)
     if result.returncode == 0:
         return ref
     if "couldn't find remote ref" in result.stderr or "no such ref" in result.stderr.lower():
         return None
     raise GitError(f"cannot fetch {branch} from {remote}: {result.stderr.strip().splitlines()[-1]}")
+
+
+def _refuse_a_branch_not_ours(root: Path, branch: str, base: str) -> None:
+    """The branch is made afresh from ``base`` (``worktree add -B``): a local branch of that name holding a commit
+    that is not one of ours (no ``Mlops-Bot`` trailer) would lose it, so that is refused instead."""
+    exists = git("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", cwd=root, check=False).returncode == 0
+    if not exists:
+        return
+    listed = git("log", "--format=%h%x00%s%x00%(trailers:key=Mlops-Bot,valueonly)%x1e", f"{base}..refs/heads/{branch}",
+                 cwd=root, check=False).stdout  # fmt: skip
+    foreign = [entry.split("\0") for entry in listed.split("\x1e") if entry.strip()]
+    foreign = [(commit.strip(), subject) for commit, subject, trailer in foreign if not trailer.strip()]
+    if foreign:
+        commit, subject = foreign[0]
+        raise GitError(
+            f"the local branch {branch} holds {len(foreign)} commit(s) that are not mlops's "
+            f"({commit} {subject[:60]!r}); choose another --branch, or delete that branch if they are not needed"
+        )
 
 
 def _tip(root: Path, ref: str) -> str:
@@ -135,10 +153,11 @@ def propose(
         base = _fetch(root, proposal.remote, proposal.target)
         if base is None:
             raise GitError(f"{proposal.remote} has no branch {proposal.target!r} to propose against")
+    _refuse_a_branch_not_ours(root, proposal.branch, base)
     common = Path(git("rev-parse", "--git-common-dir", cwd=root).stdout.strip())
     with staging_dir((root / common) / "mlops-worktrees") as worktree:  # a killed run's folder is removed here
         git("worktree", "prune", cwd=root)  # and its registration, which would hold the branch, here
-        git("worktree", "add", "--quiet", "--force", "-B", proposal.branch, str(worktree), base, cwd=root)
+        git("worktree", "add", "--quiet", "--force", "-B", proposal.branch, "--", str(worktree), base, cwd=root)
         try:
             return _commit_and_push(root, proposal, worktree, edit, message, describe, lease)
         finally:

@@ -9,7 +9,7 @@ import click
 from core.cli import publish_command
 from core.errors import MlopsError
 from gitops.cli import bench_manifests, gitops_group, manifests_group
-from monitoring.cli import bench_monitor, ingest_command, monitor_group
+from monitoring.cli import bench_monitor, ingest_command, monitor_group, remove_source_command
 from pipelines.cli import bench_pipeline, pipeline_group
 from serving.cli import bench_load, bench_model_option, bench_serve, client_command, serve_command
 from training.cli import bench_training, data_group, evaluate_command, gate_command, predict_command, train_command
@@ -90,6 +90,7 @@ for command in (
 bench_group.add_command(bench_training)
 bench_group.add_command(bench_pipeline)
 data_group.add_command(ingest_command)
+data_group.add_command(remove_source_command)
 bench_group.add_command(bench_serve)
 bench_group.add_command(bench_manifests)
 bench_group.add_command(bench_monitor)

@@ -9,6 +9,7 @@ import click
 from core.cli import MODEL_URI
 from core.overlays import ENVIRONMENTS
 from core.settings import project_root
+from gitops.cli import merge_request_options
 from serving.cli import bench_model_option
 
 DEFAULT_DB = ".mlops/monitor.db"
@@ -53,32 +54,56 @@ def monitor_group():
     show_default=True,
     help="Seconds a feedback waits for its prediction, still on its way from the payload logger (0: none).",
 )
-def serve_command(db_url, host, port, pair_timeout, feedback_hold):
+@click.option(
+    "--feedback-rate",
+    type=click.FloatRange(0, 100_000),
+    default=30,
+    show_default=True,
+    help="Feedback reports a minute per client address, after --feedback-burst (0: no limit); reporters exempt.",
+)
+@click.option("--feedback-burst", type=click.IntRange(1, 10_000), default=10, show_default=True)
+@click.option(
+    "--keep-alive",
+    type=click.FloatRange(1, 3600),
+    default=65,
+    show_default=True,
+    help="Seconds an idle connection stays open (longer than nginx's and the logger's reuse).",
+)
+def serve_command(db_url, host, port, pair_timeout, feedback_hold, feedback_rate, feedback_burst, keep_alive):
     """Receive KServe's inference-logger CloudEvents (POST /) and feedback (POST /feedback).
 
     Request and response events are paired by ce-id and stored per car: the seven
     features, the predictions, the model id, the environment, the time. GET /summary
     counts them; /healthz, /readyz and /metrics are for Kubernetes and Prometheus.
+    Feedback records its client (X-Real-IP, set by the page's nginx) and, with an
+    `Authorization: Bearer` token of MLOPS_FEEDBACK_TOKENS (name:token,...; the Secret
+    mpg-feedback-tokens), its reporter: trusted feedback, not rate-limited.
 
     \b
     Example:
       mlops monitor serve --db sqlite:///.mlops/monitor.db --port 8081
     """
     import asyncio
+    import os
     import signal
 
     import uvicorn
     import uvloop
 
     from monitoring.db import connect
+    from monitoring.reporters import RateLimit, parse_tokens
     from monitoring.service import MonitorApp
     from serving.limits import GuardedHttpToolsProtocol
     from serving.server import bind
 
+    try:
+        tokens = parse_tokens(os.environ.get("MLOPS_FEEDBACK_TOKENS"))
+    except ValueError as e:
+        raise click.UsageError(f"MLOPS_FEEDBACK_TOKENS: {e}") from e
     url = database_url(db_url)
     sock = bind(host, port)
     engine = connect(url)  # an unreachable or unusable database is one line, before serving
-    app = MonitorApp(engine, pair_timeout, feedback_hold)
+    app = MonitorApp(engine, pair_timeout, feedback_hold, tokens, RateLimit(feedback_rate, feedback_burst))
     config = uvicorn.Config(
         app,
         http=GuardedHttpToolsProtocol,
@@ -87,7 +112,7 @@ def serve_command(db_url, host, port, pair_timeout, feedback_hold):
         access_log=False,
         proxy_headers=False,  # nothing here reads the client address
         server_header=False,
-        timeout_keep_alive=65,
+        timeout_keep_alive=keep_alive,
     )
 
     def stop(_signum, _frame):
@@ -195,110 +220,167 @@ def report_command(db_url, model_ref, env, since, metrics_url, out_path, params_
 @click.option("--from-feedback", is_flag=True, help="Ingest the feedback-labelled predictions of the monitor.")
 @db_option
 @click.option("--since", help="With --from-feedback: only feedback since (ISO time or 24h / 7d).")
+@click.option(
+    "--accept-quarantined", is_flag=True, help="With --from-feedback: add the rows the screen held too (checked)."
+)
 @click.option("--dvc-remote", help="DVC remote to push the new version to [default: the repository's].")
-@click.option("--branch", help="Put the new version on this branch (in a temporary worktree), not in the workspace.")
-@click.option("--commit", "do_commit", is_flag=True, help="Commit the new data version on --branch.")
-@click.option("--push", "do_push", is_flag=True, help="Push --branch and open a merge request (push options).")
-@click.option("--remote", default="origin", show_default=True, help="Git remote name or URL to push to.")
-@click.option("--target", default="main", show_default=True, help="Branch the merge request targets.")
-def ingest_command(path, from_feedback, db_url, since, dvc_remote, branch, do_commit, do_push, remote, target):
+@merge_request_options
+def ingest_command(path, from_feedback, db_url, since, accept_quarantined, dvc_remote, **mr):
     """Append new rows to the training data as a new DVC version (validated, deduplicated, pushed).
 
     Rows come from a CSV (raw or canonical column names) or, with --from-feedback, from
-    the cars whose actual consumption was reported. Any invalid row stops it, named by
-    line and column, and nothing changes: not the CSV, not the .dvc file, not the
-    remote. With --branch --commit --push the new version is proposed as a merge
-    request; merging it retrains both pipelines (CI's rules on data/*.dvc).
+    the cars whose actual consumption was reported. Feedback is screened (params.yaml
+    ingest:): a row far from what the model predicted, outside its training ranges, or
+    from a client that reported too much is held in data/quarantine.csv, not added.
+    Every added row's origin goes to data/provenance.csv. Any invalid row stops it,
+    named by line and column, and nothing changes. With --branch --commit --push the
+    new version is proposed as a merge request; merging it retrains.
 
     \b
     Example:
       mlops data ingest new-cars.csv
       mlops data ingest --from-feedback --since 7d --branch mlops/data --commit --push
     """
-    from monitoring.ingest import DVC_FILE, feedback_rows, ingest, object_in_repository
+    from monitoring.datachange import DataChange
+    from monitoring.ingest import MAX_ROWS
     from training.data import read_table
 
     if bool(path) == from_feedback:
         raise click.UsageError("give a CSV file or --from-feedback, not both or neither")
-    if do_push and not do_commit or do_commit != bool(branch):
-        raise click.UsageError("--branch and --commit go together (--push needs both)")
-    root = project_root()
-    if from_feedback:
-        from monitoring.db import connect
-
-        table, source = (
-            feedback_rows(connect(database_url(db_url), create=False), _since(since)),
-            "the monitor's feedback",
-        )
-        if table.empty:
+    if accept_quarantined and not from_feedback:
+        raise click.UsageError("--accept-quarantined goes with --from-feedback")
+    params = _load_params()
+    if not from_feedback:
+        change = DataChange(str(path), Path(params.data.path), table=read_table(path, MAX_ROWS), remote=dvc_remote)
+    else:
+        change = _feedback_change(params, db_url, since, accept_quarantined, dvc_remote)
+        if change is None:
             click.echo("no feedback to ingest" + (f" since {since}" if since else "") + ": nothing changed")
             return
-    else:
-        table, source = read_table(path), str(path)
-    if do_commit:
-        click.echo(_propose_data(root, table, source, dvc_remote, branch, do_push, remote, target))
-        return
-    done = ingest(root, table, source, dvc_remote)
-    click.echo(done.summary())
-    if done.added:
-        click.echo(
-            f"next: commit {DVC_FILE}"
-            + (
-                " and the new object under data/dvc-remote/"
-                if object_in_repository(root, done.version, dvc_remote)
-                else ""
-            )
-            + ", then `dvc repro` to retrain (or ingest with --branch B --commit --push for a merge request)"
-        )
+    _apply_data_change(change, **mr)
 
 
-def _propose_data(root: Path, table, source: str, dvc_remote, branch: str, push: bool, remote: str, target: str) -> str:
-    """The new data version on ``branch``, made from the target's data in a temporary worktree: the
-    checkout (its data, its DVC remote folder) is never read or touched."""
+def _feedback_change(params, db_url, since, accept_quarantined, dvc_remote):
+    """The feedback as a data change: screened (monitoring/screen.py), the held rows in quarantine."""
+    from monitoring.datachange import DataChange
+    from monitoring.db import connect
+    from monitoring.screen import DATA_COLUMNS, feedback_rows, origins, quarantine_table, residuals, screen
+
+    frame = feedback_rows(connect(database_url(db_url), create=False), _since(since))
+    if frame.empty:
+        return None
+    reasons = screen(frame, params.ingest.max_residual, params.ingest.max_per_client, _holdout_rmse(frame, params))
+    take = frame if accept_quarantined else frame[(reasons == "").to_numpy()]
+    return DataChange(
+        "the monitor's feedback",
+        Path(params.data.path),
+        table=take[DATA_COLUMNS].reset_index(drop=True),
+        origins=origins(take),
+        quarantine=None if accept_quarantined else quarantine_table(frame, reasons),
+        residuals=residuals(take),
+        remote=dvc_remote,
+    )
+
+
+def _holdout_rmse(frame, params) -> dict[str, float]:
+    """The holdout RMSE of each model that made these predictions (the unit of the residual screen), from its
+    card in the store; a model the store cannot show is judged by the gate's largest allowed RMSE."""
+    from core.errors import MlopsError
+    from core.settings import Settings
+    from core.store import open_store
+    from core.uri import parse_repository
+
+    settings = Settings.from_env()
+    store, repository = open_store(settings), parse_repository(settings.model_repository)
+    units = {}
+    for model_id in frame["model_id"].unique():
+        try:
+            units[model_id] = store.card(repository.model(model_id)).metrics.holdout.rmse
+        except MlopsError:
+            units[model_id] = params.gate.max_holdout_rmse
+    return units
+
+
+def _apply_data_change(change, branch, do_commit, do_push, remote, target) -> None:
+    """Make ``change`` in the workspace, or on ``branch`` as a merge request (a worktree of ``target``)."""
     from gitops.changes import BOT_TRAILER, pushed
     from gitops.git import toplevel
     from gitops.mergerequest import Proposal, propose
-    from monitoring.ingest import DVC_FILE, ingest, object_in_repository
+    from monitoring.ingest import QUARANTINE, dvc_file, object_in_repository
     from training.versioning import DATA_TARGETS, pull
 
-    results = []
+    root = project_root()
+    held = 0 if change.quarantine is None else len(change.quarantine)
+    if not do_commit:
+        change.apply(root)
+        done = change.done
+        click.echo(done.summary())
+        if held:
+            click.echo(
+                f"{held} feedback row(s) held in {QUARANTINE} (not added): check them, then --accept-quarantined"
+            )
+        if done.version != done.previous:
+            carried = " and the new object under data/dvc-remote/" if object_in_repository(
+                root, done.version, change.remote
+            ) else ""  # fmt: skip
+            click.echo(
+                f"next: commit {dvc_file(change.data)}, data/provenance.csv{carried}, then `dvc repro` to retrain "
+                "(or run this with --branch B --commit --push for a merge request)"
+            )
+        return
 
     def edit(tree: Path) -> list[Path]:
-        pull(tree, dvc_remote, DATA_TARGETS)  # the target's data version, from the worktree's own remote
-        done = ingest(tree, table, source, dvc_remote)
-        results.append(done)
-        if not done.added:
-            return []
-        carried = object_in_repository(tree, done.version, dvc_remote)  # the committed local remote travels in git
-        return [DVC_FILE] if carried is None else [DVC_FILE, carried]
+        pull(tree, change.remote, DATA_TARGETS)  # the target's data version, from the worktree's own remote
+        return change.apply(tree)
 
-    def title() -> str:
-        done = results[-1]
-        return f"data: {done.added} new row(s), version {done.version.md5[:12]}"
-
-    def describe(_tree: Path) -> str:
-        done = results[-1]
-        return "\n".join(
-            [
-                f"**{done.added} new row(s)** from {source} ({done.duplicates} duplicate(s) dropped): "
-                f"{done.rows_before} -> {done.rows_before + done.added} rows.",
-                "",
-                f"`{DVC_FILE}`: `{done.previous.md5}` -> `{done.version.md5}` (pushed to the DVC remote).",
-                "",
-                "Merging this retrains: CI submits the production pipeline on data changes, and the next",
-                "`dvc repro` uses the new version.",
-                "",
-                f"_Opened by `mlops data ingest` ({BOT_TRAILER})._",
-            ]
-        )
-
-    proposal = Proposal(branch=branch, target=target, remote=remote, push=push, labels=["mlops", "data"])
-    proposed = propose(toplevel(root), proposal, edit, lambda: f"{title()}\n\n{BOT_TRAILER}: ingest\n", describe)
+    proposal = Proposal(branch=branch, target=target, remote=remote, push=do_push, labels=["mlops", "data"])
+    message = lambda: f"{change.title()}\n\n{BOT_TRAILER}: ingest\n"  # noqa: E731 - asked after the edit
+    proposed = propose(toplevel(root), proposal, edit, message, change.describe)
     if proposed is None:
-        duplicates = results[-1].duplicates if results else 0
-        return f"nothing new on {target}'s data ({duplicates} duplicate row(s)): nothing to commit on {branch}"
+        click.echo(f"nothing new on {target}'s data: nothing to commit on {branch}")
+        return
     where = pushed(proposed, proposal) if proposed.pushed else f"committed {proposed.commit[:12]} on {branch}"
-    return f"{results[-1].summary()}\n{title()}: {where}"
+    click.echo(f"{change.done.summary()}\n{change.title()}: {where}")
+    if held:
+        click.echo(f"{held} feedback row(s) held in {QUARANTINE} on {branch} (not added)")
+
+
+@click.command("remove-source")
+@click.option(
+    "--source", required=True, type=click.Choice(["seed", "csv", "feedback"]), help="Where the rows came from."
+)
+@click.option("--reference", help="Only rows of this reference (a CSV's name; a feedback's request id prefix).")
+@click.option("--client", help="Only rows this client (address, or reporter:NAME) reported.")
+@click.option("--dvc-remote", help="DVC remote to push the new version to [default: the repository's].")
+@merge_request_options
+def remove_source_command(source, reference, client, dvc_remote, **mr):
+    """Remove every row of one source from the training data, as a new DVC version (data/provenance.csv says
+    where each row came from): a bad CSV or a poisoning client goes in one step.
+
+    \b
+    Example:
+      mlops data remove-source --source feedback --client 203.0.113.9 --branch mlops/data --commit --push
+      mlops data remove-source --source csv --reference new-cars.csv
+    """
+    from monitoring.datachange import DataChange
+
+    def matches(provenance):
+        mask = provenance["source"] == source
+        if reference:
+            mask &= provenance["reference"].str.startswith(reference)
+        if client:
+            mask &= provenance["client"] == client
+        return mask
+
+    described = " ".join(filter(None, [source, reference and f"reference {reference}", client and f"client {client}"]))
+    params = _load_params()
+    _apply_data_change(DataChange(described, Path(params.data.path), matches=matches, remote=dvc_remote), **mr)
+
+
+def _load_params():
+    from training.params import load_params
+
+    return load_params(project_root() / "params.yaml")
 
 
 @click.command("monitor")

@@ -59,6 +59,9 @@ feedback = sa.Table(
     sa.Column("row", sa.Integer, primary_key=True),
     sa.Column("actual_mpg", sa.Float, nullable=False),
     sa.Column("reported", sa.Float, nullable=False),
+    # who reported it: the client's address as nginx saw it, and the reporter a token names ("": untrusted)
+    sa.Column("client", sa.String(100), nullable=False, server_default=""),
+    sa.Column("reporter", sa.String(100), nullable=False, server_default=""),
 )
 
 
@@ -78,7 +81,16 @@ def _v2(connection: Connection) -> None:
     connection.exec_driver_sql("CREATE INDEX halves_received ON halves (received)")
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+def _v3(connection: Connection) -> None:
+    """Feedback says who reported it (screening feedback before it becomes training data needs that). A
+    database made at v1 with today's table definitions has the columns already."""
+    present = {column["name"] for column in sa.inspect(connection).get_columns("feedback")}
+    for column in ("client", "reporter"):
+        if column not in present:
+            connection.exec_driver_sql(f"ALTER TABLE feedback ADD COLUMN {column} VARCHAR(100) NOT NULL DEFAULT ''")
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
 
 
 def current_version(connection: Connection) -> int:
@@ -110,7 +122,7 @@ def connect(url: str, create: bool = True) -> Engine:
     new empty database that would report "nothing recorded" for a mistyped path.
     """
     try:
-        engine = sa.create_engine(url, pool_pre_ping=True)
+        engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)  # no row data in any log
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as e:
         raise MonitorDatabaseError(f"{url!r} is not a database URL (sqlite:///PATH or postgresql+psycopg://...)") from e
     if engine.dialect.name == "sqlite":
@@ -231,18 +243,31 @@ def expire(connection: Connection, older_than: float) -> int:
     return connection.execute(sa.delete(halves).where(halves.c.received < older_than)).rowcount
 
 
-def add_feedback(connection: Connection, request_id: str, row: int, actual_mpg: float) -> bool:
-    """Record (or correct) what a car really did; False when no such prediction is stored."""
+def add_feedback(
+    connection: Connection, request_id: str, row: int, actual_mpg: float, client: str = "", reporter: str = ""
+) -> bool:
+    """Record (or correct) what a car really did; False when no such prediction is stored.
+
+    One upsert: two reports for one car at once both succeed, the later one wins (a delete then an insert
+    raced into a unique violation).
+    """
     known = connection.execute(
         sa.select(predictions.c.row).where(predictions.c.request_id == request_id, predictions.c.row == row)
     ).first()
     if known is None:
         return False
-    connection.execute(sa.delete(feedback).where(feedback.c.request_id == request_id, feedback.c.row == row))
-    connection.execute(
-        sa.insert(feedback).values(request_id=request_id, row=row, actual_mpg=actual_mpg, reported=time.time())
-    )
+    values = {"actual_mpg": actual_mpg, "reported": time.time(), "client": client, "reporter": reporter}
+    insert = _dialect_insert(connection)(feedback).values(request_id=request_id, row=row, **values)
+    connection.execute(insert.on_conflict_do_update(index_elements=["request_id", "row"], set_=values))
     return True
+
+
+def _dialect_insert(connection: Connection):
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 def summary(connection: Connection) -> dict:

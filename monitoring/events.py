@@ -14,20 +14,24 @@ answered 4xx, and nothing is stored.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from serving.schema import InvalidRequestError, decode_v2, parse_v1, parse_v2
+from core.features import FEATURE_NAMES
+from serving.schema import MAX_INSTANCES, InvalidRequestError, decode_v2, parse_v1, parse_v2
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 KINDS = {REQUEST_TYPE: "request", RESPONSE_TYPE: "response"}
 STRUCTURED = "application/cloudevents+json"
 MAX_ID = 200
+MAX_CLOCK_SKEW = 300.0  # seconds an event's time may be ahead of the monitor's clock
 OUTPUTS = ("mpg", "l_per_100km", "outside_training_range")
+MODEL_ID = re.compile(r"[0-9a-f]{64}")
 
 
 class ClientError(ValueError):
@@ -64,24 +68,42 @@ class Half:
     model_id: str | None = None
 
 
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: The same rule as a JSON Schema pattern, for the OpenAPI descriptions.
+PRINTABLE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+
+
+def printable(value: Any, limit: int = MAX_ID) -> bool:
+    """A string a database stores and a log shows as given: at most ``limit`` characters, none of them a control
+    character (PostgreSQL refuses a NUL in text, and one such row used to fail the whole batch it was in)."""
+    return isinstance(value, str) and len(value) <= limit and not CONTROL.search(value)
+
+
 def _attribute(attributes: dict[str, Any], name: str, required: bool = True) -> str | None:
     value = attributes.get(name)
     if value is None or value == "":
         if required:
             raise EventError(f"ce-{name}: required CloudEvents attribute is missing")
         return None
-    if not isinstance(value, str) or len(value) > MAX_ID:
-        raise EventError(f"ce-{name}: must be a string of at most {MAX_ID} characters")
+    if not printable(value):
+        raise EventError(f"ce-{name}: must be a string of at most {MAX_ID} printable characters")
     return value
 
 
 def _time(value: str | None, received: float) -> float:
+    """The event's time: an RFC 3339 time no later than ``MAX_CLOCK_SKEW`` after it arrived (a time in the future
+    would sort after every real event and stay the last one recorded for ever)."""
     if value is None:
         return received
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as e:
         raise EventError(f"ce-time: {value[:40]!r} is not an RFC 3339 time") from e
+    if moment.tzinfo is None:
+        raise EventError(f"ce-time: {value[:40]!r} has no time zone (RFC 3339 needs one)")
+    if moment.timestamp() > received + MAX_CLOCK_SKEW:
+        raise EventError(f"ce-time: {value[:40]!r} is in the future (more than {MAX_CLOCK_SKEW:.0f} s ahead)")
+    return moment.timestamp()
 
 
 def _json(body: bytes, where: str) -> Any:
@@ -136,28 +158,37 @@ def _response_rows(payload: Any) -> tuple[list[list[Any]], str]:
         model_id, predictions = payload.get("model_id"), payload["predictions"]
         if not isinstance(predictions, list) or not predictions:
             raise EventError("data.predictions: must be a non-empty list")
+        if len(predictions) > MAX_INSTANCES:
+            raise EventError(f"data.predictions: {len(predictions)}, at most {MAX_INSTANCES} per event", 413)
         rows = []
         for index, prediction in enumerate(predictions):
             if not isinstance(prediction, dict) or not all(k in prediction for k in OUTPUTS):
                 raise EventError(f"data.predictions[{index}]: must hold {', '.join(OUTPUTS)}")
             rows.append([prediction[k] for k in OUTPUTS])
-    elif "outputs" in payload:  # V2
-        model_id = (payload.get("parameters") or {}).get("model_id")
+    else:  # V2
+        parameters = payload.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise EventError("data.parameters: must be an object")
+        if not isinstance(payload["outputs"], list):
+            raise EventError("data.outputs: must be a list")
+        model_id = parameters.get("model_id")
         outputs = {o.get("name"): o.get("data") for o in payload["outputs"] if isinstance(o, dict)}
         if not all(isinstance(outputs.get(k), list) for k in OUTPUTS) or len({len(outputs[k]) for k in OUTPUTS}) != 1:
             raise EventError(f"data.outputs: must hold {', '.join(OUTPUTS)} of one length")
+        if len(outputs["mpg"]) > MAX_INSTANCES:
+            raise EventError(f"data.outputs: {len(outputs['mpg'])} rows, at most {MAX_INSTANCES} per event", 413)
         columns = zip(*(outputs[k] for k in OUTPUTS), strict=True)
         rows = [
             [mpg, litres, flags.split(",") if isinstance(flags, str) and flags else flags or []]
             for mpg, litres, flags in columns
         ]
-    if not isinstance(model_id, str) or len(model_id) != 64:
-        raise EventError("data: the response names no model id (model_id / parameters.model_id)")
+    if not isinstance(model_id, str) or not MODEL_ID.fullmatch(model_id):
+        raise EventError("data: the response names no model id (model_id / parameters.model_id: 64 hex digits)")
     for index, (mpg, litres, flags) in enumerate(rows):
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (mpg, litres)):
             raise EventError(f"data: prediction {index} is not a number")
-        if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
-            raise EventError(f"data: prediction {index}: outside_training_range must be a list of names")
+        if not isinstance(flags, list) or not set(flags) <= set(FEATURE_NAMES) or len(flags) != len(set(flags)):
+            raise EventError(f"data: prediction {index}: outside_training_range must list feature names, once each")
     return rows, model_id
 
 

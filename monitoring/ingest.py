@@ -1,42 +1,50 @@
 """Update knowledge: new rows become a new DVC version of the training data, or nothing changes.
 
-Rows (a CSV file, or the feedback-labelled predictions of the monitor) are checked
-with the rules of ``mlops data validate`` (an error names its line and column and
-stops everything), exact duplicates of existing rows are dropped, the rest appended.
-The order makes every interruption harmless:
+Rows (a CSV file, or the screened feedback of the monitor) are checked with the rules of
+``mlops data validate`` (an error names its line and column and stops everything), exact
+duplicates of existing rows are dropped, the rest appended, each with its provenance
+(``data/provenance.csv``: where every row of the data came from, so a bad source can be
+removed in one step). The order makes every interruption harmless:
 
-1. the new table is written beside the data and checked whole;
-2. its object goes into the DVC cache and is pushed to the remote;
+1. the new table and the new provenance are written beside the data and checked whole;
+2. the table's object goes into the DVC cache and is pushed to the remote;
 3. a journal records (previous version, new version);
 4. ``data/auto-mpg.csv.dvc`` is replaced in one rename: the new version exists;
-5. the workspace CSV is replaced in one rename; the journal is removed.
+5. the workspace CSV, then the provenance, are replaced in one rename each; the journal is
+   removed.
 
-Killed before 4, the previous version is untouched (an unreferenced object may stay
-in the cache and the remote). Killed between 4 and 5, the next ingest finds the
-journal and finishes step 5 first. A workspace CSV that matches neither version (a
-hand edit) is never overwritten.
+Killed before 4, the previous version is untouched (an unreferenced object may stay in the
+cache and the remote). Killed between 4 and 5, the next ingest finds the journal and
+finishes step 5 first. A workspace CSV that matches neither version (a hand edit) is never
+overwritten: the next ingest stops and says how to keep or drop it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from core.atomic import atomic_write
+from core.atomic import atomic_write, within
 from core.errors import DataValidationError, MlopsError
 from core.features import FEATURES, TARGET
 from core.model_card import md5_file
 from training.data import read_table, require_columns
 from training.validation import canonical_columns, validate_table
 
-DATA_FILE = Path("data/auto-mpg.csv")
+DATA_FILE = Path("data/auto-mpg.csv")  # the default; the commands take params.yaml's data.path
 DVC_FILE = Path("data/auto-mpg.csv.dvc")
+PROVENANCE = Path("data/provenance.csv")
+QUARANTINE = Path("data/quarantine.csv")
 JOURNAL = Path(".mlops/ingest.json")
 RAW_COLUMNS = [TARGET, *(f.raw_name for f in FEATURES), "name"]
+PROVENANCE_COLUMNS = ["row", "source", "reference", "client", "time"]
+MAX_ROWS = 100_000  # rows one ingest takes at most (a million used 1.7 GB)
 
 
 class IngestError(MlopsError):
@@ -50,6 +58,17 @@ class Version:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a row came from: ``seed``, ``csv`` (the file's name), ``feedback`` (request id/row, the client's
+    address or reporter, when it was reported)."""
+
+    source: str
+    reference: str
+    client: str = ""
+    time: str = ""
+
+
+@dataclass(frozen=True)
 class Ingested:
     previous: Version
     version: Version
@@ -57,10 +76,13 @@ class Ingested:
     added: int
     duplicates: int
     dvc_text: str  # the new .dvc file, for a merge request
+    sources: dict[str, int] = field(default_factory=dict)  # source -> rows added
+    added_rows: pd.DataFrame | None = None  # the rows added, canonical columns (for the merge request)
 
     def summary(self) -> str:
         if not self.added:
-            return f"nothing new: {self.duplicates} duplicate row(s); data version {self.previous.md5[:12]} unchanged"
+            duplicates = f": {self.duplicates} duplicate row(s)" if self.duplicates else ""
+            return f"nothing new{duplicates}; data version {self.previous.md5[:12]} unchanged"
         return (
             f"data version {self.version.md5[:12]} (was {self.previous.md5[:12]}): "
             f"{self.rows_before} -> {self.rows_before + self.added} rows, {self.added} added, "
@@ -68,11 +90,20 @@ class Ingested:
         )
 
 
-def read_version(root: Path) -> Version:
-    text = (root / DVC_FILE).read_text()
+def dvc_file(data: Path) -> Path:
+    return data.with_name(data.name + ".dvc")
+
+
+def row_key(values: Sequence[str]) -> str:
+    """A row's identity in the provenance: the hash of its cells as the data file holds them."""
+    return hashlib.sha256("\x1f".join(str(v).strip() for v in values).encode()).hexdigest()[:16]
+
+
+def read_version(root: Path, data: Path = DATA_FILE) -> Version:
+    text = (root / dvc_file(data)).read_text()
     md5, size = re.search(r"md5: (\w+)", text), re.search(r"size: (\d+)", text)
     if not md5 or not size:
-        raise IngestError(f"{DVC_FILE} holds no md5 and size: is it a DVC file?")
+        raise IngestError(f"{dvc_file(data)} holds no md5 and size: is it a DVC file?")
     return Version(md5[1], int(size[1]))
 
 
@@ -86,14 +117,27 @@ def _journal(root: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def recover(root: Path) -> None:
-    """Finish an ingest that was interrupted after its commit point, or forget one that never reached it."""
+def recover(root: Path, data: Path = DATA_FILE) -> None:
+    """Finish an ingest that was interrupted after its commit point, or forget one that never reached it.
+
+    The workspace CSV is put right only while it still is the previous version: one edited by hand after the
+    interruption is never overwritten."""
     journal = _journal(root)
     if journal is None:
         return
-    current = read_version(root).md5
-    if current == journal["to"] and md5_file(root / DATA_FILE) != journal["to"]:
-        _checkout(root, Version(journal["to"], journal["size"]))
+    if read_version(root, data).md5 == journal["to"]:
+        current = md5_file(root / data) if (root / data).is_file() else None
+        if current == journal["from"]:
+            _checkout(root, data, Version(journal["to"], journal["size"]))
+        elif current != journal["to"]:
+            raise IngestError(
+                f"{data} was edited after an interrupted ingest (it is neither version {journal['from'][:12]} "
+                f"nor {journal['to'][:12]}): keep it with `dvc add {data}` or drop it with "
+                f"`dvc checkout {dvc_file(data)}`, then remove {JOURNAL}"
+            )
+        staged = root / journal.get("provenance", "")
+        if journal.get("provenance") and staged.is_file():
+            staged.replace(within(root, PROVENANCE))
     (root / JOURNAL).unlink()
 
 
@@ -103,11 +147,11 @@ def _repo(root: Path):
     return Repo(str(root))
 
 
-def _checkout(root: Path, version: Version) -> None:
+def _checkout(root: Path, data: Path, version: Version) -> None:
     """Put ``version`` (from the DVC cache) at the workspace path, in one rename."""
     with _repo(root) as repo:
         cached = Path(repo.cache.local.oid_to_path(version.md5))
-    atomic_write(root / DATA_FILE, lambda tmp: tmp.write_bytes(cached.read_bytes()))
+    atomic_write(root / data, lambda tmp: tmp.write_bytes(cached.read_bytes()))
 
 
 def _store(root: Path, table_path: Path, version: Version, remote: str | None) -> None:
@@ -140,12 +184,17 @@ def object_in_repository(root: Path, version: Version, remote: str | None) -> Pa
         return None
 
 
+def number_text(value: float) -> str:
+    """A number as the data file writes it: every digit it has (12345.67 stays 12345.67), no trailing .0."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 def _raw_text(name: str, value: float) -> str:
     if pd.isna(value):
         return "?"
     if name == "model_year" and 1900 <= value < 2000:
         value -= 1900  # the data file's two-digit years
-    return f"{value:g}"
+    return number_text(value)
 
 
 def as_raw(table: pd.DataFrame, parsed: pd.DataFrame) -> pd.DataFrame:
@@ -160,77 +209,130 @@ def as_raw(table: pd.DataFrame, parsed: pd.DataFrame) -> pd.DataFrame:
 
 def _keys(parsed: pd.DataFrame) -> pd.Series:
     """One hashable value per row: the numbers that make two rows the same car and consumption."""
-    return parsed[[TARGET, *(f.name for f in FEATURES)]].apply(lambda row: tuple(f"{v:g}" for v in row), axis=1)
+    return parsed[[TARGET, *(f.name for f in FEATURES)]].apply(lambda row: tuple(map(number_text, row)), axis=1)
 
 
-def ingest(root: Path, table: pd.DataFrame, source: str, remote: str | None = None, workspace: bool = True) -> Ingested:
-    """Append ``table``'s new rows to the data as a new DVC version (pushed); see the module doc for the order.
+def read_provenance(root: Path) -> pd.DataFrame:
+    path = root / PROVENANCE
+    if not path.is_file():
+        return pd.DataFrame(columns=PROVENANCE_COLUMNS, dtype=str)
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
-    ``workspace`` False leaves the working tree alone (the new .dvc text goes into a
-    merge request instead).
-    """
-    recover(root)
-    previous = read_version(root)
-    data_path = root / DATA_FILE
+
+def provenance_of(rows: pd.DataFrame, origins: Sequence[Origin]) -> pd.DataFrame:
+    """Provenance lines for raw ``rows`` (data file columns), one ``Origin`` each."""
+    keys = [row_key(values) for values in rows[RAW_COLUMNS].itertuples(index=False)]
+    return pd.DataFrame(
+        [[key, o.source, o.reference, o.client, o.time] for key, o in zip(keys, origins, strict=True)],
+        columns=PROVENANCE_COLUMNS,
+    )
+
+
+def _checked_workspace(root: Path, data: Path) -> tuple[Version, Path]:
+    recover(root, data)
+    previous = read_version(root, data)
+    data_path = within(root, data)
     if not data_path.is_file():
-        raise IngestError(f"{DATA_FILE} is not in the workspace; `mlops data pull` fetches it")
+        raise IngestError(f"{data} is not in the workspace; `mlops data pull` fetches it")
     if md5_file(data_path) != previous.md5:
         raise IngestError(
-            f"{DATA_FILE} differs from the version {DVC_FILE} names (a hand edit?); keep it with `dvc add "
-            f"{DATA_FILE}` or drop it with `dvc checkout {DVC_FILE}`, then ingest again"
+            f"{data} differs from the version {dvc_file(data)} names (a hand edit?); keep it with `dvc add "
+            f"{data}` or drop it with `dvc checkout {dvc_file(data)}`, then ingest again"
         )
+    return previous, data_path
+
+
+def ingest(
+    root: Path,
+    table: pd.DataFrame,
+    source: str,
+    origins: Sequence[Origin] | None = None,
+    remote: str | None = None,
+    data: Path = DATA_FILE,
+    allow_empty: bool = False,
+) -> Ingested:
+    """Append ``table``'s new rows to the data as a new DVC version (pushed), each with its ``origins`` entry
+    (default: the CSV ``source``); see the module doc for the order. An empty ``table`` is an error unless
+    ``allow_empty`` (feedback the screen held entirely)."""
+    previous, data_path = _checked_workspace(root, data)
+    if len(table) > MAX_ROWS:
+        raise IngestError(f"{source}: {len(table)} rows, at most {MAX_ROWS} per ingest; split it")
+    if table.empty and allow_empty:
+        return Ingested(previous, previous, 0, 0, 0, (root / dvc_file(data)).read_text())
+    origins = list(origins) if origins is not None else [Origin("csv", Path(source).name)] * len(table)
     parsed, report = validate_table(table, require_target=True)
     require_columns(Path(source), report, table.columns)
     if not report.valid:
         raise DataValidationError(f"{source} cannot be ingested, nothing changed:\n{report.summary()}", report)
     existing = read_table(data_path)
     keys = _keys(parsed)
-    fresh = ~keys.isin(set(_keys(validate_table(existing, require_target=True)[0]))) & ~keys.duplicated()
+    fresh = (~keys.isin(set(_keys(validate_table(existing, require_target=True)[0]))) & ~keys.duplicated()).to_numpy()
     added = as_raw(table[fresh], parsed[fresh])
-    dvc_text = (root / DVC_FILE).read_text()
+    dvc_text = (root / dvc_file(data)).read_text()
     if added.empty:
         return Ingested(previous, previous, len(existing), 0, len(table), dvc_text)
+    kept = [origin for origin, keep in zip(origins, fresh, strict=True) if keep]
+    lines = added.to_csv(index=False, header=False, lineterminator="\n")
+    text = data_path.read_text()
+    provenance = pd.concat([read_provenance(root), provenance_of(added, kept)], ignore_index=True)
+    version = _commit_version(root, data, text + ("" if text.endswith("\n") else "\n") + lines, provenance, remote)
+    sources = pd.Series([o.source for o in kept]).value_counts().to_dict()
+    return Ingested(
+        previous, version, len(existing), len(added), len(table) - len(added), with_version(dvc_text, version),
+        sources, parsed[fresh],
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Removed:
+    previous: Version
+    version: Version
+    removed: int
+    dvc_text: str
+
+    def summary(self) -> str:
+        if not self.removed:
+            return f"no row matches: data version {self.previous.md5[:12]} unchanged"
+        return f"data version {self.version.md5[:12]} (was {self.previous.md5[:12]}): {self.removed} row(s) removed"
+
+
+def remove(
+    root: Path, matches: Callable[[pd.DataFrame], pd.Series], remote: str | None = None, data: Path = DATA_FILE
+) -> Removed:
+    """Remove the rows whose provenance ``matches`` (a bad source, in one step) as a new DVC version."""
+    previous, data_path = _checked_workspace(root, data)
+    provenance = read_provenance(root)
+    doomed = set(provenance.loc[matches(provenance).to_numpy(), "row"])
+    table = read_table(data_path)
+    keys = pd.Series([row_key(values) for values in table[RAW_COLUMNS].itertuples(index=False)], index=table.index)
+    dvc_text = (root / dvc_file(data)).read_text()
+    if not doomed or not keys.isin(doomed).any():
+        return Removed(previous, previous, 0, dvc_text)
+    kept = table[~keys.isin(doomed)]
+    text = kept.to_csv(index=False, lineterminator="\n")
+    version = _commit_version(root, data, text, provenance[~provenance["row"].isin(doomed)], remote)
+    return Removed(previous, version, int(keys.isin(doomed).sum()), with_version(dvc_text, version))
+
+
+def _commit_version(root: Path, data: Path, text: str, provenance: pd.DataFrame, remote: str | None) -> Version:
+    """Steps 1-5 of the module doc for a new table ``text`` and its ``provenance``."""
     staging = root / ".mlops" / "ingest"
     staging.mkdir(parents=True, exist_ok=True)
-    combined = staging / DATA_FILE.name
-    text = data_path.read_text()
-    lines = added.to_csv(index=False, header=False, lineterminator="\n")
-    atomic_write(combined, lambda tmp: tmp.write_text(text + ("" if text.endswith("\n") else "\n") + lines))
+    combined, staged_provenance = staging / data.name, staging / PROVENANCE.name
+    atomic_write(combined, lambda tmp: tmp.write_text(text))
+    atomic_write(staged_provenance, lambda tmp: provenance.to_csv(tmp, index=False, lineterminator="\n"))
     _, whole = validate_table(read_table(combined), require_target=True)
     if not whole.valid:  # cannot happen when both parts are valid; checked anyway before anything is stored
         raise DataValidationError(f"the combined data would be invalid, nothing changed:\n{whole.summary()}", whole)
     version = Version(md5_file(combined), combined.stat().st_size)
     _store(root, combined, version, remote)
-    new_dvc = with_version(dvc_text, version)
-    if workspace:
-        journal = {"from": previous.md5, "to": version.md5, "size": version.size}
-        atomic_write(root / JOURNAL, lambda tmp: tmp.write_text(json.dumps(journal)))
-        atomic_write(root / DVC_FILE, lambda tmp: tmp.write_text(new_dvc))  # the commit point
-        combined.replace(data_path)
-        (root / JOURNAL).unlink()
-    combined.unlink(missing_ok=True)
-    return Ingested(previous, version, len(existing), len(added), len(table) - len(added), new_dvc)
-
-
-def feedback_rows(engine, since: float = 0.0) -> pd.DataFrame:
-    """Feedback-labelled predictions as data rows: the seven features and the actual mpg."""
-    import sqlalchemy as sa
-
-    from monitoring import db
-
-    p, f = db.predictions, db.feedback
-    query = (
-        sa.select(p, f.c.actual_mpg)
-        .select_from(p.join(f, (f.c.request_id == p.c.request_id) & (f.c.row == p.c.row)))
-        .where(f.c.reported >= since)
-        .order_by(p.c.time)
-    )
-    with engine.connect() as connection:
-        rows = pd.DataFrame(connection.execute(query).mappings().all())
-    if rows.empty:
-        return pd.DataFrame(columns=[TARGET, *(f.name for f in FEATURES), "name"], dtype=str)
-    table = pd.DataFrame({TARGET: rows["actual_mpg"].round(2).map("{:g}".format)})
-    for feature in FEATURES:
-        table[feature.name] = rows[feature.name].map("{:g}".format)
-    table["name"] = "feedback " + rows["request_id"] + "/" + rows["row"].astype(str)
-    return table
+    previous = read_version(root, data)
+    journal = {"from": previous.md5, "to": version.md5, "size": version.size}
+    journal["provenance"] = staged_provenance.relative_to(root).as_posix()
+    atomic_write(root / JOURNAL, lambda tmp: tmp.write_text(json.dumps(journal)))
+    new_dvc = with_version((root / dvc_file(data)).read_text(), version)
+    atomic_write(within(root, dvc_file(data)), lambda tmp: tmp.write_text(new_dvc))  # the commit point
+    combined.replace(within(root, data))
+    staged_provenance.replace(within(root, PROVENANCE))
+    (root / JOURNAL).unlink()
+    return version

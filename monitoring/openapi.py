@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.features import MPG_L100KM_FACTOR, TARGET_DOMAIN
-from monitoring.events import MAX_ID, REQUEST_TYPE, RESPONSE_TYPE
+from monitoring.events import MAX_ID, PRINTABLE_PATTERN, REQUEST_TYPE, RESPONSE_TYPE
 from serving.openapi import ERROR, json_body, predictor_openapi
 from serving.schema import MAX_INSTANCES
 
@@ -25,7 +25,7 @@ def monitor_openapi() -> dict[str, Any]:
         "required": ["request_id"],
         "additionalProperties": False,
         "properties": {
-            "request_id": {"type": "string", "minLength": 1, "maxLength": 200},
+            "request_id": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": PRINTABLE_PATTERN},
             "row": {"type": "integer", "minimum": 0, "maximum": MAX_INSTANCES - 1},
             "actual_mpg": {"type": "number", "minimum": low, "maximum": high},
             "actual_l_per_100km": {
@@ -46,7 +46,10 @@ def monitor_openapi() -> dict[str, Any]:
                     "description": "A binary-mode CloudEvent from KServe's inference logger",
                     "parameters": [
                         header("ce-specversion", {"const": "1.0"}),
-                        header("ce-id", {"type": "string", "minLength": 1, "maxLength": MAX_ID}),
+                        header(
+                            "ce-id",
+                            {"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": PRINTABLE_PATTERN},
+                        ),
                         header("ce-type", {"enum": [REQUEST_TYPE, RESPONSE_TYPE]}),
                         header("ce-source", {"type": "string", "minLength": 1}),
                         header("ce-inferenceservicename", {"type": "string"}, required=False),
@@ -79,7 +82,13 @@ def monitor_openapi() -> dict[str, Any]:
                     "responses": {
                         "201": {"description": "recorded (a second report for a car replaces the first)"},
                         "400": {"description": "a malformed report; the field is named", **error},
+                        "401": {"description": "an Authorization that is not a reporter's token", **error},
                         "404": {"description": "no prediction with this id (yet)", **error},
+                        "429": {
+                            "description": "this client reported too often (--feedback-rate); retry after Retry-After",
+                            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                            **error,
+                        },
                     },
                 }
             },

@@ -32,6 +32,7 @@ from scipy import stats
 from core.features import FEATURE_NAMES
 from core.model_card import Histogram, ModelCard
 from monitoring import db
+from monitoring.events import MAX_CLOCK_SKEW, MODEL_ID
 from training.params import MonitorParams
 
 EPSILON = 1e-4  # a share never observed still counts as this, so PSI stays finite
@@ -113,13 +114,22 @@ def served_rows(engine, model_id: str, since: float) -> pd.DataFrame:
         return pd.DataFrame(connection.execute(query).mappings().all())
 
 
-def latest_model(engine, namespace: str | None = None) -> str:
-    """The model id most recently recorded with the events (in ``namespace``, if given)."""
-    query = sa.select(db.predictions.c.model_id).order_by(db.predictions.c.time.desc()).limit(1)
+def latest_model(engine, namespace: str | None = None, now: float | None = None) -> str:
+    """The model id most recently recorded with the events (in ``namespace``, if given).
+
+    Stored data never stops the report: a row from before ingestion checked ids and times (a model id that
+    is no id, a time in the future) is passed over, not taken as the latest.
+    """
+    now = time.time() if now is None else now
+    query = (
+        sa.select(db.predictions.c.model_id)
+        .where(db.predictions.c.time <= now + MAX_CLOCK_SKEW)
+        .order_by(db.predictions.c.time.desc())
+    )
     if namespace:
         query = query.where(db.predictions.c.namespace == namespace)
     with engine.connect() as connection:
-        found = connection.execute(query).scalar()
+        found = next((m for (m,) in connection.execute(query) if MODEL_ID.fullmatch(m or "")), None)
     if found is None:
         where = f" in {namespace}" if namespace else ""
         raise db.MonitorDatabaseError(f"no prediction is recorded{where} yet: nothing to report on")

@@ -38,18 +38,22 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from core.features import MPG_L100KM_FACTOR, TARGET_DOMAIN
 from monitoring import db
-from monitoring.events import KINDS, ClientError, Half, NotAPrediction, parse_event
+from monitoring.events import KINDS, ClientError, Half, NotAPrediction, parse_event, printable
+from monitoring.reporters import RateLimit, client_address, reporter
 from serving.limits import MAX_BODY_BYTES
 from serving.schema import MAX_INSTANCES, field
 
 logger = logging.getLogger(__name__)
 BATCH = 1000  # events per transaction at most
+PARSE_ON_LOOP = 64 * 1024  # bytes of an event parsed on the event loop; larger ones in a thread
 QUEUE = 5 * BATCH  # events accepted and not yet committed, at most (then new ones wait for room)
 ADMIT_WAIT = 5.0  # seconds an event waits for room in the queue before a 503
 SWEEP_EVERY = 1.0  # seconds between sweeps (pair leftovers, expire halves)
 FEEDBACK_HOLD = 5.0  # seconds a feedback waits at most for its prediction to arrive from the payload logger
 FEEDBACK_GRACE = 1.0  # ... and, past this, only while events keep arriving
 FEEDBACK_POLL = 0.1
+FEEDBACK_RATE = 30.0  # reports a minute per client address (nginx's limit_req in front: the same)
+FEEDBACK_BURST = 10
 MAX_HELD_FEEDBACK = 64  # feedbacks held at once at most; beyond, an unknown id is a 404 at once
 FEEDBACK_KEYS = {"request_id", "row", "actual_mpg", "actual_l_per_100km"}
 
@@ -66,8 +70,8 @@ def parse_feedback(body: bytes) -> tuple[str, int, float]:
     if unknown:
         raise ClientError(f"{field(unknown[0])}: unknown field; expected {', '.join(sorted(FEEDBACK_KEYS))}")
     request_id, row = payload.get("request_id"), payload.get("row", 0)
-    if not isinstance(request_id, str) or not 0 < len(request_id) <= 200:
-        raise ClientError("request_id: required, the id the estimate came with (X-Request-Id)")
+    if not isinstance(request_id, str) or not request_id or not printable(request_id):
+        raise ClientError("request_id: required, the id the estimate came with (X-Request-Id, printable, ≤ 200)")
     if isinstance(row, bool) or not isinstance(row, int | float) or not 0 <= row < MAX_INSTANCES or row % 1:
         raise ClientError(f"row: must be a whole number from 0 to {MAX_INSTANCES - 1} (the car's place in its request)")
     row = int(row)
@@ -148,6 +152,17 @@ class Writer:
             raise
         return added
 
+    def _commit_each(self, batch: list[Half]) -> tuple[int, int]:
+        """Store ``batch`` one event per transaction; (prediction rows added, events lost)."""
+        added = lost = 0
+        for half in batch:
+            try:
+                added += self._commit([half])
+            except Exception as e:  # noqa: BLE001 - counted; the others are stored
+                logger.error("event %r lost (%s)", half.event_id[:40], _brief(e))
+                lost += 1
+        return added, lost
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -161,12 +176,19 @@ class Writer:
             try:
                 added = await loop.run_in_executor(None, self._commit, batch)
             except Exception as e:  # noqa: BLE001 - logged and counted; the writer carries on
-                logger.error("storing %d events failed: %s: %s", len(batch), type(e).__name__, e)
-                self.metrics.lost.inc(len(batch))
-            else:
-                self.metrics.predictions.inc(added)
+                # One bad row must not take the others down: store them one by one, losing only what fails.
+                logger.error("storing %d events failed (%s); storing them one by one", len(batch), _brief(e))
+                added, lost = await loop.run_in_executor(None, self._commit_each, batch)
+                self.metrics.lost.inc(lost)
+            self.metrics.predictions.inc(added)
             if self.queue.empty():
                 self.settled.set()
+
+
+def _brief(error: Exception) -> str:
+    """An error in a few words: its type and first line, never the SQL or the row it was storing."""
+    cause = getattr(error, "orig", None) or error
+    return f"{type(cause).__name__}: {str(cause).splitlines()[0][:160] if str(cause) else ''}"
 
 
 async def _body(receive) -> bytes:
@@ -195,8 +217,17 @@ async def _send(
 class MonitorApp:
     """The ASGI application over an engine from ``db.connect`` (schema up to date)."""
 
-    def __init__(self, engine, pair_timeout: float = 600.0, feedback_hold: float = FEEDBACK_HOLD):
+    def __init__(
+        self,
+        engine,
+        pair_timeout: float = 600.0,
+        feedback_hold: float = FEEDBACK_HOLD,
+        reporter_tokens: dict[str, str] | None = None,
+        feedback_limit: RateLimit | None = None,
+    ):
         self.engine, self.pair_timeout, self.feedback_hold = engine, pair_timeout, feedback_hold
+        self.reporter_tokens = reporter_tokens or {}
+        self.feedback_limit = feedback_limit or RateLimit(FEEDBACK_RATE, FEEDBACK_BURST)
         self.metrics = Metrics()
         self.writer: Writer | None = None
         self._task: asyncio.Task | None = None
@@ -243,7 +274,7 @@ class MonitorApp:
         except ConnectionError:
             return None
         except Exception as e:  # noqa: BLE001 - one line, a 503 the logger will retry
-            logger.error("%s %s failed: %s: %s", scope["method"], scope["path"], type(e).__name__, e)
+            logger.error("%s %s failed: %s", scope["method"], scope["path"], _brief(e))
             return await _send(send, 503, {"error": f"the monitor cannot store this now ({type(e).__name__})"})
 
     async def _lifespan(self, receive, send) -> None:
@@ -260,8 +291,12 @@ class MonitorApp:
     async def event(self, scope, receive, send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         kind = KINDS.get(headers.get("ce-type", ""), "unknown")
+        body = await _body(receive)
         try:
-            half = parse_event(headers, await _body(receive), time.time())
+            if len(body) > PARSE_ON_LOOP:  # a large event is parsed in a thread: /healthz answers meanwhile
+                half = await asyncio.get_running_loop().run_in_executor(None, parse_event, headers, body, time.time())
+            else:
+                half = parse_event(headers, body, time.time())
         except ClientError:
             self.metrics.events.labels(kind, "rejected").inc()
             raise
@@ -276,13 +311,21 @@ class MonitorApp:
     async def feedback(self, scope, receive, send) -> None:
         """Store feedback for a stored prediction, holding it up to ``FEEDBACK_HOLD`` s for one on its way:
         the payload logger posts a prediction after answering it, so feedback typed at once can come first."""
-        request_id, row, mpg = parse_feedback(await _body(receive))
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         loop = asyncio.get_running_loop()
         started = loop.time()
+        name = reporter(self.reporter_tokens, headers.get("authorization"))
+        client = client_address(headers, (scope.get("client") or ("",))[0])
+        if not name and (wait := self.feedback_limit.wait(client, started)):  # a trusted reporter is not limited
+            self.metrics.feedback.labels("limited").inc()
+            message = f"too many reports from {client}: at most {self.feedback_limit.rate:g} a minute"
+            retry = [(b"retry-after", str(math.ceil(wait)).encode())]
+            return await _send(send, 429, {"error": f"client: {message}; retry later"}, headers=retry)
+        request_id, row, mpg = parse_feedback(await _body(receive))
 
         def write() -> bool:
             with self.engine.begin() as connection:
-                return db.add_feedback(connection, request_id, row, mpg)
+                return db.add_feedback(connection, request_id, row, mpg, client, name)
 
         while True:
             await self.writer.drain()  # the prediction may have been accepted a moment ago
@@ -306,7 +349,8 @@ class MonitorApp:
             finally:
                 self.held -= 1
         self.metrics.feedback.labels("stored").inc()
-        await _send(send, 201, {"request_id": request_id, "row": row, "actual_mpg": round(mpg, 4)})
+        answer = {"request_id": request_id, "row": row, "actual_mpg": round(mpg, 4), "trusted": bool(name)}
+        await _send(send, 201, answer)
 
     async def summary(self, scope, receive, send) -> None:
         await self.writer.drain()

@@ -17,12 +17,19 @@ component = dsl.component(base_image=IMAGE, install_kfp_package=False)
 
 @component
 def fetch_data(
-    repo: str, revision: str, dvc_remote: str, params_overrides: list, champion: str, data: Output[Dataset]
+    repo: str,
+    revision: str,
+    dvc_remote: str,
+    params_overrides: list,
+    champion: str,
+    data: Output[Dataset],
+    trusted: Output[Dataset],
 ) -> NamedTuple("FetchOutputs", [("params_json", str), ("candidates", list), ("champion_uri", str)]):
-    """Training data, validated params and the champion's URI at a revision (empty: the working copy)."""
+    """Training data, the trusted holdout, validated params and the champion's URI at a revision (empty: the
+    working copy)."""
     from pipelines.steps import fetch_data as step
 
-    params, champion_uri = step(repo, revision, dvc_remote, list(params_overrides), champion, data.path)
+    params, champion_uri = step(repo, revision, dvc_remote, list(params_overrides), champion, data.path, trusted.path)
     return (params.model_dump_json(), list(params.train.candidates), champion_uri)
 
 
@@ -52,12 +59,17 @@ def select_model(candidates: Input[list[Model]], params_json: str, model: Output
 
 @component
 def gate(
-    model: Input[Model], data: Input[Dataset], params_json: str, champion_uri: str, report: Output[Artifact]
+    model: Input[Model],
+    data: Input[Dataset],
+    trusted: Input[Dataset],
+    params_json: str,
+    champion_uri: str,
+    report: Output[Artifact],
 ) -> bool:
-    """Quality gate against the absolute rules and the champion."""
+    """Quality gate on the trusted holdout: the absolute rules and the champion."""
     from pipelines.steps import gate as step
 
-    return step(model.path, data.path, params_json, champion_uri, report.path)
+    return step(model.path, data.path, trusted.path, params_json, champion_uri, report.path)
 
 
 @component

@@ -157,6 +157,10 @@ def check_arguments(ir_path: Path, arguments: dict[str, Any]) -> None:
         expected, described = _KFP_TYPES.get(kind, (object, kind))
         if not isinstance(value, expected) or (isinstance(value, bool) and kind.startswith("NUMBER")):
             raise PipelineRunError(f"{name} must be {described}, not {value!r}")
+    for name in ("repo", "data_revision", "merge_request_target", "dvc_remote"):  # given to git and DVC
+        value = arguments.get(name)
+        if isinstance(value, str) and (value.startswith("-") or not value.isprintable()):
+            raise PipelineRunError(f"{name} {value!r}: must not start with '-' (git would read it as an option)")
     overrides = arguments.get("params_overrides", [])
     if not all(isinstance(o, str) for o in overrides):
         raise PipelineRunError("params_overrides must be a list of 'key=value' strings")

@@ -78,7 +78,13 @@ def production_pipeline(
     selected = _step(c.select_model(candidates=trained.output, params_json=params_json), "select")
     model = selected.outputs["model"]
     gate = _step(
-        c.gate(model=model, data=data, params_json=params_json, champion_uri=fetch.outputs["champion_uri"]),
+        c.gate(
+            model=model,
+            data=data,
+            trusted=fetch.outputs["trusted"],
+            params_json=params_json,
+            champion_uri=fetch.outputs["champion_uri"],
+        ),
         "gate",
         secrets=("s3",),
     )

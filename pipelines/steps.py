@@ -25,9 +25,10 @@ PROPOSAL_BRANCH = "mlops/bump-staging"
 
 
 def fetch_data(
-    repo: str, revision: str, dvc_remote: str, overrides: list[str], champion: str, data_path: str
+    repo: str, revision: str, dvc_remote: str, overrides: list[str], champion: str, data_path: str, trusted_path: str
 ) -> tuple[Params, str]:
-    """Write the training data to ``data_path``; return the validated params and the champion's URI.
+    """Write the training data to ``data_path`` and the trusted holdout to ``trusted_path``; return the validated
+    params and the champion's URI.
 
     With ``repo`` and ``revision`` empty, the working copy as it is (local runs).
     Otherwise ``repo`` (a git URL, or empty for the working copy's history) at
@@ -53,9 +54,10 @@ def fetch_data(
 
     raw = yaml.safe_load(read("params.yaml")) or {}
     params = parse_params(apply_overrides(raw, overrides), f"params.yaml of {where}", overrides, "params_overrides")
-    content = read(params.data.path, dvc_remote or None)
-    Path(data_path).parent.mkdir(parents=True, exist_ok=True)  # kfp's artifact folder
-    atomic_write(Path(data_path), lambda tmp: tmp.write_bytes(content))
+    for tracked, target in ((params.data.path, data_path), (params.data.trusted_holdout, trusted_path)):
+        content = read(tracked, dvc_remote or None)
+        Path(target).parent.mkdir(parents=True, exist_ok=True)  # kfp's artifact folder
+        atomic_write(Path(target), lambda tmp, content=content: tmp.write_bytes(content))
     if champion in ENVIRONMENTS:
         where_file = f"{model_file(champion)} of {where}"
         return params, str(model_uri_in(read(str(model_file(champion))).decode(), where_file))
@@ -101,8 +103,10 @@ def select_model(candidate_dirs: list[str], params_json: str, model_dir: str) ->
     return card.id
 
 
-def gate(model_dir: str, data_path: str, params_json: str, champion_uri: str, report_path: str) -> bool:
-    """Run the quality gate; write its report; return whether the candidate may be published."""
+def gate(
+    model_dir: str, data_path: str, trusted_path: str, params_json: str, champion_uri: str, report_path: str
+) -> bool:
+    """Run the quality gate (judged on the trusted holdout); write its report; return whether it passed."""
     from core.store import open_store
     from training.data import load_dataset
     from training.gate import run_gate
@@ -110,7 +114,13 @@ def gate(model_dir: str, data_path: str, params_json: str, champion_uri: str, re
     params = Params.model_validate_json(params_json)
     champion_dir, champion_id = open_store(Settings.from_env()).resolve(champion_uri) if champion_uri else (None, None)
     report = run_gate(
-        Path(model_dir), load_dataset(Path(data_path)), params, champion_dir, champion_uri or None, champion_id
+        Path(model_dir),
+        load_dataset(Path(data_path)),
+        params,
+        load_dataset(Path(trusted_path)),
+        champion_dir,
+        champion_uri or None,
+        champion_id,
     )
     Path(report_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     print(report.table())
@@ -144,8 +154,9 @@ def propose(
 
     from core.gitauth import scrub
     from core.model_card import read_card
+    from core.store import open_store
     from core.uri import parse_store_uri
-    from gitops.changes import apply_change, bump_edit
+    from gitops.changes import apply_change, bump_edit, shipping
     from gitops.git import git
     from gitops.mergerequest import Proposal
 
@@ -166,9 +177,10 @@ def propose(
             raise ValueError("open_merge_request needs the repo parameter: the git URL to push the bump to")
         with tempfile.TemporaryDirectory() as tmp:
             clone = Path(tmp) / "repo"
-            git("clone", "--quiet", "--no-checkout", repo, str(clone), cwd=Path(tmp))
+            git("clone", "--quiet", "--no-checkout", "--", repo, str(clone), cwd=Path(tmp))
             mr = Proposal(branch=PROPOSAL_BRANCH, target=target, remote="origin", push=True)
-            applied = apply_change(clone, "bump", "staging", uri, bump_edit("staging", uri), card, gate_report, mr)
+            edit = shipping(bump_edit("staging", uri), open_store(Settings.from_env()), clone, [])  # the model too
+            applied = apply_change(clone, "bump", "staging", uri, edit, card, gate_report, mr)
         print(applied.message)
         done = applied.proposed
         proposal["merge_request"] = {

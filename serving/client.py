@@ -32,7 +32,7 @@ DEFAULT_MONITOR = "http://127.0.0.1:8081"
 HEADER = re.compile(r'^\s*add_header\s+(\S+)\s+"([^"]*)"\s+always;', re.MULTILINE)
 ROUTE = re.compile(
     r"location = (?P<path>/\S+) \{\s*if \(\$request_method != (?P<method>[A-Z]+)\) \{ return 405; \}"
-    r"\s*proxy_pass http://(?P<upstream>\w+);"
+    r"(?:\s*[a-z_]+ [^;{}]*;)*?\s*proxy_pass http://(?P<upstream>\w+);"  # other directives may come between
 )
 
 

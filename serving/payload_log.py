@@ -42,6 +42,10 @@ class LogURLError(MlopsError):
     """``--log-url`` is not an http:// URL."""
 
 
+class StaleConnectionError(OSError):
+    """The server closed a kept-alive connection before our request reached it."""
+
+
 class PayloadLog:
     def __init__(self, url: str, service: str, namespace: str):
         parts = urlsplit(url)
@@ -89,10 +93,14 @@ class PayloadLog:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
     async def _post(self, stream: tuple[asyncio.StreamReader, asyncio.StreamWriter], data: bytes) -> int:
-        """Send one request on a kept-alive connection; the answer's status (its body is read and dropped)."""
+        """Send one request on a kept-alive connection; the answer's status (its body is read and dropped).
+        ``StaleConnectionError`` when the server had closed the connection before this request (nothing answered)."""
         reader, writer = stream
         writer.write(data)
-        status = int((await reader.readline()).split()[1])
+        first = await reader.readline()
+        if not first:
+            raise StaleConnectionError("the monitor had closed the kept-alive connection")
+        status = int(first.split()[1])
         length = 0
         while (line := await reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.partition(b":")
@@ -102,15 +110,26 @@ class PayloadLog:
         return status
 
     async def _send_events(self) -> None:
-        """One of ``SENDERS`` concurrent posters, each on its own connection (reopened after an error)."""
+        """One of ``SENDERS`` concurrent posters, each on its own connection (reopened after an error).
+
+        A kept-alive connection the monitor closed while idle (uvicorn after 65 s) answers nothing: the event
+        is sent once more on a fresh connection, so the first events after a quiet minute are not lost."""
         stream = None
         while True:
             request_id, event_type, body = await self.queue.get()
+            request = self._request(request_id, event_type, body)
             try:
-                if stream is None:
-                    stream = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), TIMEOUT)
-                request = self._request(request_id, event_type, body)
-                status = await asyncio.wait_for(self._post(stream, request), TIMEOUT)
+                for attempt in (1, 2):
+                    if stream is None:
+                        stream = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), TIMEOUT)
+                    try:
+                        status = await asyncio.wait_for(self._post(stream, request), TIMEOUT)
+                        break
+                    except (StaleConnectionError, ConnectionResetError, BrokenPipeError):
+                        stream[1].close()
+                        stream = None
+                        if attempt == 2:
+                            raise
             except (OSError, ValueError, IndexError, TimeoutError, asyncio.IncompleteReadError) as e:
                 if stream is not None:
                     stream[1].close()

@@ -34,6 +34,23 @@ def dataset():
 
 
 @pytest.fixture(scope="session")
+def trusted_csv(tmp_path_factory, params) -> Path:
+    """The trusted holdout's rows: the seed's held-out side, as `mlops data freeze-holdout` writes them (the
+    committed data/trusted/holdout.csv.dvc pins the same bytes; a clone has the file after `mlops data pull`)."""
+    from training.data import holdout_lines
+
+    path = tmp_path_factory.mktemp("trusted") / "holdout.csv"
+    rows = holdout_lines(SEED_DATA, params.split.test_size, params.split.seed)
+    path.write_text(rows.to_csv(index=False, lineterminator="\n"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def trusted(trusted_csv):
+    return load_dataset(trusted_csv)
+
+
+@pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory, dataset, params) -> Path:
     """A model directory trained once with the committed params."""
     from training.train import train

@@ -84,6 +84,33 @@ def data_pull(remote):
         click.echo(f"shipped models {ids} verified; {new} restored into the local store {store.backend.root}")
 
 
+@data_group.command("freeze-holdout")
+@click.option(
+    "--source", type=EXISTING_FILE, default=None, help="Rows to take it from [default: data/seed/auto-mpg.csv]."
+)
+@params_option
+def freeze_holdout_command(source, params_path):
+    """Write the trusted evaluation set: the rows of SOURCE the split holds out, to data.trusted_holdout.
+
+    The gate judges candidates on it, and no ingest changes it. Change it only in a
+    merge request of its own, reviewed (CODEOWNERS on data/trusted/); then `dvc add`
+    the file and push its object.
+
+    \b
+    Example:
+      mlops data freeze-holdout && dvc add data/trusted/holdout.csv && dvc push data/trusted/holdout.csv.dvc
+    """
+    from training.data import holdout_lines
+
+    params = _params(params_path)
+    source = source or project_root() / "data" / "seed" / "auto-mpg.csv"
+    rows = holdout_lines(source, params.split.test_size, params.split.seed)
+    out = project_root() / params.data.trusted_holdout
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda tmp: rows.to_csv(tmp, index=False, lineterminator="\n"))
+    click.echo(f"{len(rows)} held-out rows of {source} -> {params.data.trusted_holdout}")
+
+
 @data_group.command("validate")
 @click.argument("path", type=EXISTING_FILE, required=False)
 @click.option("--report", "report_path", type=OUT_PATH, help="Also write the findings as JSON.")
@@ -143,18 +170,24 @@ def train_command(out_dir, data_path, params_path, overrides):
 @data_option
 @params_option
 def evaluate_command(model_dir, out_dir, data_path, params_path):
-    """Score a model on the seeded holdout rows; write metrics.json, predictions.csv and plots.
+    """Score a model on the held-out rows and the trusted holdout; write metrics.json, predictions.csv, plots.
 
     \b
     Example:
       mlops evaluate --model models/candidate --out reports
     """
+    from training.data import load_dataset
     from training.evaluate import evaluate
 
     params = _params(params_path)
-    metrics = evaluate(model_dir, _dataset(params, data_path), params, out_dir)
+    trusted_path = project_root() / params.data.trusted_holdout
+    trusted = load_dataset(trusted_path) if trusted_path.is_file() else None
+    metrics = evaluate(model_dir, _dataset(params, data_path), params, out_dir, trusted)
     h = metrics["holdout"]
     click.echo(f"holdout RMSE {h['rmse']:.3f}  MAE {h['mae']:.3f}  R² {h['r2']:.3f}  -> {out_dir}")
+    if trusted is not None:
+        t = metrics["trusted_holdout"]
+        click.echo(f"trusted holdout RMSE {t['rmse']:.3f}  MAE {t['mae']:.3f}  R² {t['r2']:.3f}")
 
 
 @click.command("predict")
@@ -218,13 +251,22 @@ def training_section(factors: str = "1,10,100", skip_pipeline: bool = False):
 )
 @click.option("--report", "report_path", type=OUT_PATH, default=None, help="Write the decision as JSON.")
 @data_option
+@click.option(
+    "--trusted",
+    "trusted_path",
+    type=EXISTING_FILE,
+    default=None,
+    help="The trusted holdout CSV the rules judge on [default: data.trusted_holdout in params].",
+)
 @params_option
-def gate_command(candidate_dir, champion_uri, report_path, data_path, params_path):
+def gate_command(candidate_dir, champion_uri, report_path, data_path, trusted_path, params_path):
     """Decide whether a candidate may replace the champion; exit 0 passed, 3 rejected (1: an error).
 
-    Rules live in params.yaml (gate): absolute holdout thresholds, no regression
-    against the champion on the same holdout rows, and behavioural checks. Without a
-    champion only the absolute and behavioural rules apply.
+    Rules live in params.yaml (gate): absolute thresholds and no regression against
+    the champion, both on the trusted holdout (data.trusted_holdout: frozen seed rows
+    no ingest changes), and behavioural checks; the rolling holdout of the current
+    data is reported beside it. Without a champion only the absolute and behavioural
+    rules apply.
 
     \b
     Example:
@@ -233,6 +275,7 @@ def gate_command(candidate_dir, champion_uri, report_path, data_path, params_pat
     from core.overlays import ENVIRONMENTS, read_model_uri
     from core.settings import Settings
     from core.store import open_store
+    from training.data import load_dataset
     from training.gate import run_gate
 
     params = _params(params_path)
@@ -240,7 +283,8 @@ def gate_command(candidate_dir, champion_uri, report_path, data_path, params_pat
         champion_uri = read_model_uri(project_root(), champion_uri)
     champion_dir, champion_id = open_store(Settings.from_env()).resolve(champion_uri) if champion_uri else (None, None)
     champion = str(champion_uri) if champion_uri else None
-    report = run_gate(candidate_dir, _dataset(params, data_path), params, champion_dir, champion, champion_id)
+    trusted = load_dataset(trusted_path or project_root() / params.data.trusted_holdout)
+    report = run_gate(candidate_dir, _dataset(params, data_path), params, trusted, champion_dir, champion, champion_id)
     if report_path:
         atomic_write(report_path, lambda tmp: tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n"))
     click.echo(report.table())

@@ -79,16 +79,17 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def evaluate(model_dir: Path, dataset: Dataset, params: Params, out_dir: Path) -> dict:
-    """Score a saved model on the holdout rows; write metrics.json (numbers only), predictions.csv and plots."""
+def evaluate(model_dir: Path, dataset: Dataset, params: Params, out_dir: Path, trusted: Dataset | None = None) -> dict:
+    """Score a saved model on the holdout rows (and the trusted holdout the gate judges on, when given); write
+    metrics.json (numbers only), predictions.csv and plots."""
     model, card = load_model(model_dir)
     _, test = holdout_split(dataset.frame, params.split.test_size, params.split.seed)
     predicted = model.predict(test[list(FEATURE_NAMES)])
     holdout = regression_metrics(test[TARGET], predicted)
-    metrics = {
-        "holdout": holdout,
-        "cv": {"rmse_mean": card.metrics.cv_rmse_mean, "rmse_std": card.metrics.cv_rmse_std},
-    }
+    metrics = {"holdout": holdout}
+    if trusted is not None:
+        metrics["trusted_holdout"] = regression_metrics(trusted.y, model.predict(trusted.X))
+    metrics["cv"] = {"rmse_mean": card.metrics.cv_rmse_mean, "rmse_std": card.metrics.cv_rmse_std}
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / METRICS_FILE, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2) + "\n"))
     table = pd.DataFrame({"actual": test[TARGET].to_numpy(), "predicted": np.round(predicted, 6)})

@@ -20,6 +20,9 @@ class _Strict(BaseModel):
 
 class DataParams(_Strict):
     path: str = "data/auto-mpg.csv"
+    #: The trusted evaluation set: seed rows no ingest ever changes (DVC-tracked; changed only by a merge
+    #: request of its own). The gate scores candidate and champion on it.
+    trusted_holdout: str = "data/trusted/holdout.csv"
 
 
 class SplitParams(_Strict):
@@ -51,6 +54,13 @@ class GateParams(_Strict):
     prediction_range: tuple[float, float] = (5.0, 80.0)
 
 
+class IngestParams(_Strict):
+    """How feedback is screened before it becomes training data (see monitoring/screen.py)."""
+
+    max_residual: float = Field(3.0, gt=0)  # |actual - predicted|, in holdout RMSEs of the model that predicted
+    max_per_client: int = Field(5, ge=1)  # feedback rows one client may add in one ingest
+
+
 class MonitorParams(_Strict):
     """Alert thresholds of `mlops monitor report` (see monitoring/report.py)."""
 
@@ -68,6 +78,7 @@ class Params(_Strict):
     split: SplitParams = SplitParams()
     train: TrainParams = TrainParams()
     gate: GateParams = GateParams()
+    ingest: IngestParams = IngestParams()
     monitor: MonitorParams = MonitorParams()
 
 

@@ -27,6 +27,8 @@ from core.features import (
 FIRST_DATA_LINE = 2
 MISSING_DROPPED = "missing value; the row is dropped by cleaning"
 MISSING_TO_SCORE = "is the missing-value marker: scoring a car needs all seven features"
+FORMULA = r"[=+\-@]"  # how a spreadsheet formula starts (CSV injection)
+FORMULA_MESSAGE = "starts like a spreadsheet formula (= + - @): not a car name"
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,9 @@ def validate_table(
             continue
         parsed[name] = _parse_column(text[name], name, missing_is_error, two_digit_years, issues)
     _check_domains(parsed, text, issues)
+    if "name" in text.columns:  # free text: a spreadsheet would run a formula written there
+        for index in np.flatnonzero(text["name"].str.match(FORMULA).to_numpy()):
+            issues.append(Issue(int(index) + FIRST_DATA_LINE, "name", text["name"].iat[index], FORMULA_MESSAGE))
     duplicated = table.duplicated(keep="first").to_numpy() if require_target else []
     for index in np.flatnonzero(duplicated):
         issues.append(Issue(int(index) + FIRST_DATA_LINE, "*", "", "exact duplicate of an earlier row", "warning"))

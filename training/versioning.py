@@ -10,7 +10,7 @@ from pathlib import Path
 from core.errors import MlopsError
 from core.gitauth import credentials_env, scrub
 
-DATA_TARGETS = ("data/auto-mpg.csv.dvc",)
+DATA_TARGETS = ("data/auto-mpg.csv.dvc", "data/trusted/holdout.csv.dvc")
 #: pulled by ``mlops data pull``: the data and the experimental pipeline's committed outputs (models/candidate),
 #: so that ``dvc repro`` on a fresh clone reruns nothing and rewrites nothing git tracks.
 PULL_TARGETS = (*DATA_TARGETS, "dvc.yaml")
@@ -70,7 +70,7 @@ class Pulled:
 
 def pull(root: Path, remote: str | None = None, targets: tuple[str, ...] = PULL_TARGETS) -> Pulled:
     """Fetch the files pinned by the ``.dvc`` files and ``dvc.lock`` into the workspace (those that exist)."""
-    result = _run(root, "pull", remote, tuple(t for t in targets if (Path(root) / t).exists()))
+    result = _run(root, "pull", remote, _existing(root, targets))
     base = Path(root).resolve()
     restored = [(Path.cwd() / p).resolve().relative_to(base).as_posix() for p in result["added"] + result["modified"]]
     return Pulled(int(result["stats"]["fetched"]), sorted(restored))
@@ -78,7 +78,12 @@ def pull(root: Path, remote: str | None = None, targets: tuple[str, ...] = PULL_
 
 def push(root: Path, remote: str | None = None, targets: tuple[str, ...] = DATA_TARGETS) -> int:
     """Upload the workspace's tracked data to a remote; returns files uploaded."""
-    return int(_run(root, "push", remote, targets))
+    return int(_run(root, "push", remote, _existing(root, targets)))
+
+
+def _existing(root: Path, targets: tuple[str, ...]) -> tuple[str, ...]:
+    """The targets this checkout has (an older revision has no trusted holdout yet)."""
+    return tuple(t for t in targets if (Path(root) / t).exists())
 
 
 def read_versioned(path: str, repo: str, revision: str, remote: str | None = None) -> bytes:

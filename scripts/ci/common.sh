@@ -4,9 +4,18 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 make --no-print-directory install >/dev/null
 export PATH="$PWD/.venv/bin:$PATH"
 
-# The model store a job reads: the production overlay's (k8s/overlays/production/model-store.yaml, the one
-# place it is set), unless MLOPS_S3_ENDPOINT_URL names another address (a runner outside the cluster).
+# The model store a job reads, with the read-only key pair: no CI job writes to the store (the pipeline does,
+# in the cluster, with its own Secret). Its address: the production overlay's (k8s/overlays/production/
+# model-store.yaml, the one place it is set), unless MLOPS_S3_ENDPOINT_URL names another (a runner outside).
 use_model_store() {
+    local key
+    for key in MLOPS_READONLY_AWS_ACCESS_KEY_ID MLOPS_READONLY_AWS_SECRET_ACCESS_KEY; do
+        if [ -z "${!key:-}" ]; then
+            echo "error: $key is not set: add the store's read-only key pair as CI/CD variables (README, CI variables)" >&2
+            exit 1
+        fi
+    done
+    export AWS_ACCESS_KEY_ID="$MLOPS_READONLY_AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$MLOPS_READONLY_AWS_SECRET_ACCESS_KEY"
     MLOPS_S3_ENDPOINT_URL="${MLOPS_S3_ENDPOINT_URL:-$(mlops manifests model-store production)}"
     export MLOPS_S3_ENDPOINT_URL
 }

@@ -69,5 +69,8 @@ def test_the_predictor_survives_schema_based_fuzzing(trained_dir, tmp_path):
 def test_the_monitor_survives_schema_based_fuzzing(tmp_path):
     # no feedback hold: thousands of generated feedbacks name ids nobody served (the hold is tested in
     # tests/monitoring/test_service.py); everything else runs as deployed
-    with running_monitor(f"sqlite:///{tmp_path / 'monitor.db'}", "--feedback-hold", "0") as (base, process):
+    # the rate limit off: this fuzzes the parsers (the limit has its own test, tests/monitoring/test_service.py)
+    with running_monitor(
+        f"sqlite:///{tmp_path / 'monitor.db'}", "--feedback-hold", "0", "--feedback-rate", "0"
+    ) as (base, process):
         fuzz(monitor_openapi(), base, process.pid, f"{base}/readyz", tmp_path)

@@ -87,3 +87,15 @@ def world(tmp_path, root, served_dir) -> GitOpsWorld:
     for name in ("b", "c"):
         models[name] = store.publish(second_model(served_dir, tmp_path / name), REPOSITORY).uri
     return GitOpsWorld(clone, remote, env, models)
+
+
+@pytest.fixture
+def repo(tmp_path, root) -> Path:
+    """A clone whose origin/main is the current commit, on an https origin as GitLab's runners have."""
+    repo = copy_worktree(root, tmp_path / "repo")
+    sh("git", "clone", "-q", "--bare", repo, tmp_path / "origin.git", cwd=tmp_path)
+    sh("git", "remote", "add", "origin", tmp_path / "origin.git", cwd=repo)
+    sh("git", "fetch", "-q", "origin", cwd=repo)
+    sh("git", "remote", "set-head", "origin", "main", cwd=repo)
+    sh("git", "remote", "set-url", "origin", "https://gitlab.example.com/mlops/mpg-mlops.git", cwd=repo)
+    return repo

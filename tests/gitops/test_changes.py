@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -328,3 +329,48 @@ def test_image_pins_a_digest_everywhere_in_one_merge_request_that_equals_a_fresh
 def test_image_refuses_a_tag(world):
     line = one_line_error(world.mlops("gitops", "image", "--image", "registry.example.com/team/mpg:1.0"), 2)
     assert "pinned by digest" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("gitops", "bump", "--env", "staging", "--model-uri", "{b}", "--branch", "b", "--commit", "--push",
+          "--remote", "--upload-pack=touch {proof};"), "--remote"),
+        (("gitops", "diff", "--base", "--output={proof}"), "--base"),
+        (("gitops", "rollback", "--env", "staging", "--to", "--output={proof}"), "--to"),
+        (("gitops", "promote", "--branch", "--orphan", "--commit"), "--branch"),
+    ],
+    ids=["remote-upload-pack", "diff-base-output", "rollback-to-output", "branch-option"],
+)  # fmt: skip
+def test_an_option_like_git_value_is_refused_and_runs_nothing(world, tmp_path, args, option):
+    proof = tmp_path / "proof"
+    line = one_line_error(world.mlops(*(a.format(b=world.models["b"], proof=proof) for a in args)), 2)
+    assert option in line and "starting with '-'" in line
+    assert not proof.exists(), "git ran what the value said"
+
+
+def test_a_local_branch_with_commits_of_yours_is_never_reset(world):
+    world.git("checkout", "-q", "-b", "mlops/bump-staging")
+    (world.clone / "MINE.md").write_text("my unpushed work\n")
+    world.git("add", "MINE.md")
+    world.git("commit", "-qm", "my unpushed work")
+    mine = world.git("rev-parse", "HEAD").stdout
+    world.git("checkout", "-q", "main")
+    args = ("gitops", "bump", "--env", "staging", "--model-uri", world.models["b"], "--branch", "mlops/bump-staging")
+    line = one_line_error(world.mlops(*args, "--commit"))
+    assert "holds 1 commit(s) that are not mlops's" in line and "my unpushed work" in line
+    assert world.git("rev-parse", "mlops/bump-staging").stdout == mine, "the commit is where it was"
+    world.git("branch", "-qD", "mlops/bump-staging")
+    assert world.mlops(*args, "--commit").returncode == 0
+    assert world.mlops(*args, "--commit").returncode == 0, "a branch of mlops's own commits is made afresh"
+
+
+def test_a_symlinked_overlay_folder_is_not_written_through(world, tmp_path):
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(world.clone / "k8s" / "overlays" / "staging", outside)
+    shutil.rmtree(world.clone / "k8s" / "overlays" / "staging")
+    (world.clone / "k8s" / "overlays" / "staging").symlink_to(outside)
+    before = (outside / "model.yaml").read_text()
+    line = one_line_error(world.mlops("gitops", "bump", "--env", "staging", "--model-uri", world.models["b"]))
+    assert "leads outside" in line
+    assert (outside / "model.yaml").read_text() == before

@@ -12,27 +12,13 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.integration.conftest import sh
-from training.bench import copy_worktree
 
 ROOT = Path(__file__).resolve().parents[2]
 GITLAB_CI_LOCAL = ROOT / "tests" / "tools" / "node_modules" / ".bin" / "gitlab-ci-local"
 CHECKS = ["lint", "tests", "manifests", "kubeconform", "compiled-pipeline", "gitops-diff", "dependency-audit"]
-
-
-@pytest.fixture
-def repo(tmp_path, root) -> Path:
-    """A clone whose origin/main is the current commit, on an https origin as GitLab's runners have."""
-    repo = copy_worktree(root, tmp_path / "repo")
-    sh("git", "clone", "-q", "--bare", repo, tmp_path / "origin.git", cwd=tmp_path)
-    sh("git", "remote", "add", "origin", tmp_path / "origin.git", cwd=repo)
-    sh("git", "fetch", "-q", "origin", cwd=repo)
-    sh("git", "remote", "set-head", "origin", "main", cwd=repo)
-    sh("git", "remote", "set-url", "origin", "https://gitlab.example.com/mlops/mpg-mlops.git", cwd=repo)
-    return repo
 
 
 def jobs(repo: Path, *variables: str) -> list[str]:

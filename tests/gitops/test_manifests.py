@@ -178,6 +178,120 @@ BROKEN = {
         "base/kfp: CronJob/mpg-production-nightly:"
         " spec.jobTemplate.spec.template.spec.containers[submit].args: a bearer token over plain http",
     ),
+    # The review's edits that passed before (issue 16): each must be a finding now.
+    "privileged container": (
+        lambda p: edit_yaml(
+            base(p, "client/deployment.yaml"), lambda d: _client_container(d)["securityContext"].update(privileged=True)
+        ),
+        "Deployment/mpg-client: spec.template.spec.containers[nginx].securityContext.privileged: must not be true",
+    ),
+    "SYS_ADMIN added beside drop ALL": (
+        lambda p: edit_yaml(
+            base(p, "client/deployment.yaml"),
+            lambda d: _client_container(d)["securityContext"]["capabilities"].update(add=["SYS_ADMIN"]),
+        ),
+        "spec.template.spec.containers[nginx].securityContext.capabilities.add: adds SYS_ADMIN",
+    ),
+    "hostPath /": (
+        lambda p: edit_yaml(
+            base(p, "client/deployment.yaml"),
+            lambda d: _client_pod(d)["volumes"].append({"name": "host", "hostPath": {"path": "/"}}),
+        ),
+        "Deployment/mpg-client: spec.template.spec.volumes[host].hostPath: a host path mounts the node's files",
+    ),
+    **{
+        f"{field}": (
+            lambda p, field=field: edit_yaml(
+                base(p, "client/deployment.yaml"), lambda d: _client_pod(d).update({field: True})
+            ),
+            f"Deployment/mpg-client: spec.template.spec.{field}: must not be true",
+        )
+        for field in ("hostNetwork", "hostPID", "hostIPC")
+    },
+    "hostPort": (
+        lambda p: edit_yaml(
+            base(p, "client/deployment.yaml"), lambda d: _client_container(d)["ports"][0].update(hostPort=80)
+        ),
+        "Deployment/mpg-client: spec.template.spec.containers[nginx].ports.hostPort: 80: a host port exposes the node",
+    ),
+    "foreign registry": (
+        lambda p: edit_yaml(
+            base(p, "kustomization.yaml"), lambda d: d["images"][1].update(newName="docker.io/evil/nginx")
+        ),
+        "Deployment/mpg-client: spec.template.spec.containers[nginx].image: 'docker.io/evil/nginx@sha256:",
+    ),
+    **{
+        f"Service {kind}": (
+            lambda p, kind=kind: edit_yaml(base(p, "client/service.yaml"), lambda d: d["spec"].update(type=kind)),
+            f"overlays/staging: Service/mpg-client: spec.type: {kind} exposes the pods outside the cluster",
+        )
+        for kind in ("LoadBalancer", "NodePort")
+    },
+    "ClusterRole in an overlay": (
+        lambda p: append_document(
+            base(p, "model-reader.yaml"),
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: reader\n"
+            "rules:\n  - apiGroups: ['']\n    resources: [secrets]\n    verbs: [get]\n",
+        ),
+        "overlays/staging: ClusterRole/reader: kind: no ClusterRole in this repository",
+    ),
+    "RoleBinding to cluster-admin": (
+        lambda p: append_document(
+            base(p, "model-reader.yaml"),
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: root\n"
+            "roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: cluster-admin\n"
+            "subjects:\n  - kind: ServiceAccount\n    name: mpg-model-reader\n",
+        ),
+        "overlays/staging: RoleBinding/root: roleRef.name: 'cluster-admin' grants far more",
+    ),
+    "NetworkPolicy allowing all to the monitor": (
+        lambda p: append_document(
+            base(p, "network-policies.yaml"),
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: monitor-open\nspec:\n"
+            "  podSelector:\n    matchLabels:\n      app.kubernetes.io/name: mpg-monitor\n"
+            "  policyTypes: [Ingress]\n  ingress:\n    - {}\n",
+        ),
+        "overlays/staging: NetworkPolicy/monitor-open: spec.ingress[0].from: admits traffic from everywhere",
+    ),
+    "Ingress without TLS": (
+        lambda p: edit_yaml(p / "k8s/overlays/staging/host.yaml", lambda d: d["spec"].pop("tls")),
+        "overlays/staging: Ingress/mpg-client: spec.rules[0].host: 'mpg.staging.example.com' is served without TLS",
+    ),
+    "AppProject sourceRepos *": (
+        lambda p: edit_yaml(p / "k8s/argocd/projects.yaml", lambda d: d["spec"]["sourceRepos"].append("*")),
+        "argocd: AppProject/mpg-mlops: spec.sourceRepos[1]: must not be a wildcard",
+    ),
+    "AppProject destinations *": (
+        lambda p: edit_yaml(
+            p / "k8s/argocd/projects.yaml", lambda d: d["spec"].update(destinations=[{"server": "*", "namespace": "*"}])
+        ),
+        "argocd: AppProject/mpg-mlops: spec.destinations[0]: must not be a wildcard",
+    ),
+    "AppProject any namespaced kind": (
+        lambda p: edit_yaml(
+            p / "k8s/argocd/projects.yaml",
+            lambda d: d["spec"].update(namespaceResourceWhitelist=[{"group": "*", "kind": "*"}]),
+        ),
+        "argocd: AppProject/mpg-mlops: spec.namespaceResourceWhitelist[0]: must not be a wildcard",
+    ),
+    "InferenceService model container privileged": (
+        lambda p: edit_yaml(
+            base(p, "inference-service.yaml"),
+            lambda d: d["spec"]["predictor"]["model"].update(securityContext={"privileged": True}),
+        ),
+        "overlays/staging: InferenceService/mpg: spec.predictor.model.securityContext.privileged: must not be true",
+    ),
+    "InferenceService extra container from anywhere": (
+        lambda p: edit_yaml(
+            base(p, "inference-service.yaml"),
+            lambda d: d["spec"]["predictor"].update(containers=[{"name": "sidecar", "image": "docker.io/evil/x:1"}]),
+        ),
+        "InferenceService/mpg: spec.predictor.containers[sidecar].image: 'docker.io/evil/x:1' must be pinned",
+    ),
+    "ServingRuntime on the host network": (
+        lambda p: edit_yaml(base(p, "serving-runtime.yaml"), lambda d: d["spec"].update(hostIPC=True)),
+        "ServingRuntime/mpg-sklearn: spec.hostIPC: must not be true",
+    ),
     "predictor pod may be root": (
         lambda p: edit_yaml(base(p, "inference-service.yaml"), lambda d: d["spec"]["predictor"].pop("securityContext")),
         "InferenceService/mpg: spec.predictor.securityContext.runAsNonRoot: must be true",
@@ -192,6 +306,22 @@ def test_a_broken_variant_fails_naming_tree_object_and_field(project, case):
     _, found = validate_all(project)
     messages = [str(f) for f in found]
     assert any(expected in m for m in messages), "\n".join(messages) or "no finding"
+
+
+def test_argo_cd_syncs_this_projects_repository_not_a_fork(project):
+    """settings.yaml names the repository for every Application and AppProject: pointed at a fork, the
+    AppProject's own check passes (both moved), so the policy compares with the project's URL, as CI gives it."""
+    ours = "https://gitlab.example.com/mlops/mpg-mlops.git"
+    assert validate_all(project, repo_url="git@gitlab.example.com:mlops/MPG-mlops")[1] == [], "one repository"
+    settings = project / "k8s/argocd/settings.yaml"
+    settings.write_text(settings.read_text().replace(ours, "https://gitlab.example.com/attacker/mpg-mlops.git"))
+    assert validate_all(project)[1] == [], "without the project's URL, nothing to compare with"
+    messages = [str(f) for f in validate_all(project, repo_url=ours)[1]]
+    assert any("Application/mpg-staging: spec.source.repoURL:" in m and "a fork?" in m for m in messages), messages
+    assert any("AppProject/mpg-mlops: spec.sourceRepos[0]" in m for m in messages), messages
+    shutil.copy(Path(__file__).parents[2] / "params.yaml", project / "params.yaml")
+    result = run_mlops("manifests", "validate", "--repo-url", ours, cwd=project)
+    assert result.returncode == 1 and "a fork?" in result.stderr
 
 
 def test_validate_command_lists_every_finding_and_exits_1(project):

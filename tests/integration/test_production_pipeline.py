@@ -68,7 +68,7 @@ def test_degraded_candidate_is_rejected_against_the_champion_and_nothing_is_publ
     result, summary = run(project, store, f"champion_uri={champion}", 'params_overrides=["train.candidates=[linear]"]')
     assert result.returncode == 3, result.stdout + result.stderr
     assert summary["status"] == "rejected" and summary["model_uri"] is None
-    assert any(r.startswith("rmse_increase_vs_champion") for r in summary["gate"]["reasons"])
+    assert any(r.startswith("trusted_rmse_increase_vs_champion") for r in summary["gate"]["reasons"])
     assert "rejected by the gate" in result.stdout
     assert published_ids(store) == [first_run[1]["model_id"]]
     assert not {"publish", "propose"} & {s["name"] for s in summary["steps"] if s["status"] == "SUCCESS"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -36,47 +37,77 @@ def baseline_dir(tmp_path_factory, dataset, params):
     return out
 
 
-def test_good_candidate_passes_every_rule(trained_dir, dataset, params):
-    report = run_gate(trained_dir, dataset, params)
+def test_the_trusted_holdout_is_the_seeds_held_out_rows_and_its_dvc_version(root, params):
+    """Frozen from the seed by `mlops data freeze-holdout`; the .dvc file pins those very bytes."""
+    from training.data import holdout_lines
+
+    rows = holdout_lines(SEED_DATA, params.split.test_size, params.split.seed)
+    text = rows.to_csv(index=False, lineterminator="\n")
+    dvc_file = (root / params.data.trusted_holdout).with_suffix(".csv.dvc").read_text()
+    digest = hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+    assert f"md5: {digest}" in dvc_file, "data/trusted/holdout.csv is not the seed's held-out rows"
+    assert len(rows) > 60
+
+
+def test_good_candidate_passes_every_rule_and_names_both_holdouts(trained_dir, dataset, params, trusted):
+    report = run_gate(trained_dir, dataset, params, trusted)
     assert report.passed, report.table()
     assert {r.name for r in report.rules} == {
-        "holdout_rmse",
-        "holdout_r2",
+        "trusted_holdout_rmse",
+        "trusted_holdout_r2",
+        "trusted_rows_in_training",
         "weight_monotone_share",
         "predictions_in_range_share",
     }
+    assert set(report.evaluations) == {"trusted holdout", "rolling holdout"}
+    assert "trusted holdout" in report.table() and "rolling holdout" in report.table()
 
 
-def test_constant_predictor_is_rejected_with_reasons(constant_dir, dataset, params):
-    report = run_gate(constant_dir, dataset, params)
+def test_a_split_that_trains_on_trusted_rows_is_rejected(trained_dir, dataset, params, trusted):
+    """Another split seed puts trusted rows on the training side: scored on them, a candidate would look
+    better than it is."""
+    other = params.model_copy(update={"split": params.split.model_copy(update={"seed": 7})})
+    report = run_gate(trained_dir, dataset, other, trusted)
+    (rule,) = [r for r in report.rules if r.name == "trusted_rows_in_training"]
+    assert not rule.passed and rule.observed > len(trusted.frame) / 2, report.table()
+
+
+def test_constant_predictor_is_rejected_with_reasons(constant_dir, dataset, params, trusted):
+    report = run_gate(constant_dir, dataset, params, trusted)
     assert not report.passed
     failed = {r.name for r in report.rules if not r.passed}
-    assert {"holdout_rmse", "holdout_r2", "weight_monotone_share"} <= failed
-    assert any(reason.startswith("holdout_rmse:") for reason in report.reasons)
+    assert {"trusted_holdout_rmse", "trusted_holdout_r2", "weight_monotone_share"} <= failed
+    assert any(reason.startswith("trusted_holdout_rmse:") for reason in report.reasons)
 
 
-def test_worse_than_champion_is_rejected_even_when_absolute_rules_pass(baseline_dir, trained_dir, dataset, params):
-    alone = run_gate(baseline_dir, dataset, params)
+def test_worse_than_champion_is_rejected_even_when_absolute_rules_pass(
+    baseline_dir, trained_dir, dataset, params, trusted
+):
+    alone = run_gate(baseline_dir, dataset, params, trusted)
     assert alone.passed, alone.table()
-    against = run_gate(baseline_dir, dataset, params, champion_dir=trained_dir, champion_uri="s3://b/models/mpg/x/")
+    against = run_gate(
+        baseline_dir, dataset, params, trusted, champion_dir=trained_dir, champion_uri="s3://b/models/mpg/x/"
+    )
     assert not against.passed
-    assert [r.name for r in against.rules if not r.passed] == ["rmse_increase_vs_champion"]
+    assert [r.name for r in against.rules if not r.passed] == ["trusted_rmse_increase_vs_champion"]
     assert against.champion_metrics["rmse"] < against.candidate_metrics["rmse"]
 
 
-def test_champion_against_itself_passes(trained_dir, dataset, params):
-    report = run_gate(trained_dir, dataset, params, champion_dir=trained_dir)
+def test_champion_against_itself_passes(trained_dir, dataset, params, trusted):
+    report = run_gate(trained_dir, dataset, params, trusted, champion_dir=trained_dir)
     assert report.passed and report.champion_metrics == report.candidate_metrics
 
 
-def test_gate_cli_exit_status_and_json_report(constant_dir, trained_dir, tmp_path):
+def test_gate_cli_exit_status_and_json_report(constant_dir, trained_dir, tmp_path, trusted_csv):
     """The real script: 0 passed, 3 rejected (distinct from 1, an error), the reasons in one stderr line."""
-    good = run_mlops("gate", "--candidate", trained_dir, "--data", SEED_DATA)
+    good = run_mlops("gate", "--candidate", trained_dir, "--data", SEED_DATA, "--trusted", trusted_csv)
     assert good.returncode == 0 and "gate PASSED" in good.stdout
     report = tmp_path / "gate.json"
-    bad = run_mlops("gate", "--candidate", constant_dir, "--data", SEED_DATA, "--report", report)
+    bad = run_mlops(
+        "gate", "--candidate", constant_dir, "--data", SEED_DATA, "--trusted", trusted_csv, "--report", report
+    )
     assert bad.returncode == 3 and "FAIL" in bad.stdout
-    assert bad.stderr.startswith("rejected by the gate: holdout_rmse") and len(bad.stderr.splitlines()) == 1
+    assert bad.stderr.startswith("rejected by the gate: trusted_holdout_rmse") and len(bad.stderr.splitlines()) == 1
     decision = json.loads(report.read_text())
     assert decision["passed"] is False and decision["reasons"]
     error = run_mlops("gate", "--candidate", constant_dir, "--data", tmp_path / "missing.csv")

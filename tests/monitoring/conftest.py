@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -13,10 +15,14 @@ import orjson
 import pytest
 
 from core.features import FEATURE_NAMES
+from core.model_card import md5_file
 from monitoring import db
 from monitoring.events import Half
+from monitoring.ingest import DATA_FILE, DVC_FILE, PROVENANCE, QUARANTINE, read_version
 from serving.bench import free_port
-from tests.conftest import MLOPS
+from tests.conftest import MLOPS, SEED_DATA, run_mlops
+from tests.integration.conftest import command_env
+from training.bench import copy_worktree
 
 MODEL = "7" * 64
 CAR = [4, 140, 90, 2800, 15.5, 1976, 1]
@@ -47,14 +53,14 @@ def v1_response(n: int = 1, model: str = MODEL) -> dict:
 
 
 @contextlib.contextmanager
-def running_monitor(db_url: str, *args: str, prefix=()):
+def running_monitor(db_url: str, *args: str, prefix=(), env: dict[str, str] | None = None):
     """``mlops monitor serve`` on a free port until the block ends: (base URL, process).
 
-    ``prefix``: a command that runs it (``prlimit ...``)."""
+    ``prefix``: a command that runs it (``prlimit ...``); ``env``: variables added to this environment."""
     port = free_port()
     process = subprocess.Popen(
         [*prefix, str(MLOPS), "monitor", "serve", "--db", db_url, "--port", str(port), *args],
-        env=dict(os.environ),
+        env={**os.environ, **(env or {})},
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -87,7 +93,7 @@ def monitor(request, tmp_path_factory):
         with engine.begin() as connection:  # the session's server is shared: start empty
             for table in (db.predictions, db.feedback, db.halves):
                 connection.execute(table.delete())
-    with running_monitor(url) as (base, _):
+    with running_monitor(url, "--feedback-rate", "0") as (base, _):  # many tests share it; the limit has its own
         yield base
 
 
@@ -101,8 +107,11 @@ def sample(dataset, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return rows[list(FEATURE_NAMES)].to_numpy(dtype=float), rows["mpg"].to_numpy()
 
 
-def served(engine, model, card, cars: np.ndarray, prefix: str, actual: np.ndarray | None = None, time0=1.8e9):
-    """Store ``cars`` as the monitor would have (request + response per car), with feedback if ``actual``."""
+def served(
+    engine, model, card, cars: np.ndarray, prefix: str, actual: np.ndarray | None = None, time0=1.7e9, client=""
+):
+    """Store ``cars`` as the monitor would have (request + response per car), with feedback if ``actual``
+    (reported from ``client``'s address)."""
     predicted = model.predict(cars)
     low, high = np.array([f.min for f in card.features]), np.array([f.max for f in card.features])
     halves = []
@@ -124,4 +133,26 @@ def served(engine, model, card, cars: np.ndarray, prefix: str, actual: np.ndarra
     with engine.begin() as connection:
         db.store_halves(connection, halves, time0)
         for index, value in enumerate(actual if actual is not None else []):
-            db.add_feedback(connection, f"{prefix}-{index}", 0, float(value))
+            db.add_feedback(connection, f"{prefix}-{index}", 0, float(value), client)
+
+
+@pytest.fixture
+def project(tmp_path, root) -> Path:
+    """A clone of the project with the tracked data checked out (the state after `mlops data pull`)."""
+    clone = copy_worktree(root, tmp_path / "repo")
+    shutil.copy(SEED_DATA, clone / DATA_FILE)
+    assert md5_file(clone / DATA_FILE) == read_version(clone).md5
+    return clone
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file of the data, its .dvc file, its provenance and quarantine, the DVC remote and the cache
+    (what an ingest may touch)."""
+    files = [p for p in (root / DATA_FILE, root / DVC_FILE, root / PROVENANCE, root / QUARANTINE) if p.is_file()]
+    for folder in (root / "data" / "dvc-remote", root / ".dvc" / "cache"):
+        files += sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    return {str(p.relative_to(root)): p.read_bytes() for p in files}
+
+
+def ingest(project: Path, *args, env=None):
+    return run_mlops("data", "ingest", *args, cwd=project, env=env or command_env())

@@ -130,10 +130,10 @@ def test_migrations_bring_an_old_database_up_to_date_and_keep_its_rows(tmp_path)
         assert "predictions_model_time" not in {i["name"] for i in sa.inspect(connection).get_indexes("predictions")}
     upgraded = db.connect(f"sqlite:///{tmp_path / 'old.db'}")
     with upgraded.connect() as connection:
-        assert db.current_version(connection) == len(db.MIGRATIONS) == 2
+        assert db.current_version(connection) == len(db.MIGRATIONS) == 3
         assert "predictions_model_time" in {i["name"] for i in sa.inspect(connection).get_indexes("predictions")}
     assert len(rows(upgraded)) == 1
-    assert db.migrate(upgraded) == 2, "running them again changes nothing"
+    assert db.migrate(upgraded) == 3, "running them again changes nothing"
 
 
 def test_a_bad_database_url_is_one_clear_error(tmp_path):
@@ -143,3 +143,21 @@ def test_a_bad_database_url_is_one_clear_error(tmp_path):
         db.connect(f"sqlite:///{tmp_path / 'no' / 'monitor.db'}")
     with pytest.raises(db.MonitorDatabaseError, match="cannot open the monitor database"):
         db.connect("postgresql+psycopg://nobody@127.0.0.1:9/none")
+
+
+def test_a_v2_database_gets_the_reporter_columns_and_keeps_its_feedback(tmp_path):
+    """v3 adds who reported a feedback; a v2 database (feedback without those columns) keeps its rows."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'v2.db'}")
+    with engine.begin() as connection:
+        for statement in (
+            "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+            "INSERT INTO schema_version VALUES (1), (2)",
+            "CREATE TABLE feedback (request_id VARCHAR(200) NOT NULL, row INTEGER NOT NULL, actual_mpg FLOAT NOT NULL,"
+            " reported FLOAT NOT NULL, PRIMARY KEY (request_id, row))",
+            "INSERT INTO feedback VALUES ('old', 0, 30.0, 1.0)",
+        ):
+            connection.exec_driver_sql(statement)
+    assert db.migrate(engine) == 3
+    with engine.connect() as connection:
+        [row] = connection.execute(sa.select(db.feedback)).mappings()
+    assert (row["request_id"], row["actual_mpg"], row["client"], row["reporter"]) == ("old", 30.0, "", "")

@@ -15,41 +15,30 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
+import pandas as pd
 
 from core.model_card import load_model, md5_file
 from monitoring import db
-from monitoring.ingest import DATA_FILE, DVC_FILE, JOURNAL, read_version
+from monitoring.ingest import (
+    DATA_FILE,
+    DVC_FILE,
+    JOURNAL,
+    MAX_ROWS,
+    RAW_COLUMNS,
+    read_provenance,
+    read_version,
+    row_key,
+)
 from tests.conftest import MLOPS, SEED_DATA, one_line_error, run_mlops
 from tests.gitops.conftest import make_remote
 from tests.integration.conftest import command_env, sh
-from tests.monitoring.conftest import sample, served
+from tests.monitoring.conftest import ingest, sample, served, snapshot
 from training.bench import copy_worktree
+from training.data import read_table
 
 HEADER = "mpg,cyl,dpl,hp,wght,acc,year,org,name\n"
 NEW_CARS = "31.5,4,98,68,2045,18.5,81,3,honda civic 1500 gl\n24,4,121,110,2800,15.4,81,2,saab 900s\n"
 EXISTING = "18,8,307,130,3507,12,70,1,chevrolet chevelle malibu\n"
-
-
-@pytest.fixture
-def project(tmp_path, root) -> Path:
-    """A clone of the project with the tracked data checked out (the state after `mlops data pull`)."""
-    clone = copy_worktree(root, tmp_path / "repo")
-    shutil.copy(SEED_DATA, clone / DATA_FILE)
-    assert md5_file(clone / DATA_FILE) == read_version(clone).md5
-    return clone
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file of the data, its .dvc file, the DVC remote and the cache (what an ingest may touch)."""
-    files = [root / DATA_FILE, root / DVC_FILE]
-    for folder in (root / "data" / "dvc-remote", root / ".dvc" / "cache"):
-        files += sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
-    return {str(p.relative_to(root)): p.read_bytes() for p in files}
-
-
-def ingest(project: Path, *args, env=None):
-    return run_mlops("data", "ingest", *args, cwd=project, env=env or command_env())
 
 
 def remote_object(project: Path, md5: str) -> Path:
@@ -155,6 +144,8 @@ def test_feedback_becomes_a_data_merge_request_that_checks_out_with_its_object(p
     model, card = load_model(trained_dir)
     cars, actual = sample(dataset, 12, seed=3)
     served(db.connect(url), model, card, cars, "fb", actual[:5] + 1.5)
+    liar, _ = sample(dataset, 2, seed=4)
+    served(db.connect(url), model, card, liar, "liar", np.array([75.0, 70.0]), time0=1.8e9, client="198.51.100.7")
     uncommitted = tmp_path / "uncommitted.csv"  # a plain ingest into the workspace, never committed
     uncommitted.write_text(HEADER + "26.1,4,139,71,2561,14.1,79,1,test coupe\n")
     assert ingest(project, uncommitted).returncode == 0
@@ -170,6 +161,13 @@ def test_feedback_becomes_a_data_merge_request_that_checks_out_with_its_object(p
     }, "the checkout is never touched: not its data, not its DVC remote folder"
     (push,) = (json.loads(line) for line in (remote / "pushes.jsonl").read_text().splitlines()[1:])
     assert "merge_request.create" in push["options"] and "merge_request.target=main" in push["options"]
+    (description,) = [o for o in push["options"] if o.startswith("merge_request.description=")]
+    shown = description.replace("\\n", "\n")
+    assert "**5 new row(s)**" in shown and "Sources: feedback 5." in shown
+    assert "| weight |" in shown and "| mpg |" in shown, "each feature's distribution, added against existing"
+    assert "Residuals of the added rows" in shown and "beyond ±5: 0" in shown
+    assert "**Quarantined 2 row(s)** (residual 2)" in shown and "data/quarantine.csv" in shown
+    assert "2 feedback row(s) held" in result.stdout
 
     checkout = tmp_path / "checkout"
     sh("git", "clone", "-q", "-b", "mlops/data", remote, checkout, cwd=tmp_path)
@@ -180,6 +178,10 @@ def test_feedback_becomes_a_data_merge_request_that_checks_out_with_its_object(p
     assert "test coupe" not in "\n".join(rows), "the workspace's uncommitted rows did not ride along"
     assert len(rows) == len(before[str(DATA_FILE)].decode().splitlines()) - 1 + 5, "the target's rows + 5 feedbacks"
     assert [r.rsplit(",", 1)[1] for r in rows[-5:]] == [f"feedback fb-{i}/0" for i in range(5)]
+    held = pd.read_csv(checkout / "data" / "quarantine.csv")
+    assert held["client"].tolist() == ["198.51.100.7"] * 2 and held["reason"].tolist() == ["residual"] * 2
+    feedback = read_provenance(checkout).query("source == 'feedback'")
+    assert feedback["reference"].tolist() == [f"fb-{i}/0" for i in range(5)]
     version = read_version(checkout)
     assert md5_file(checkout / DATA_FILE) == version.md5
     assert remote_object(checkout, version.md5).is_file() and not remote_object(project, version.md5).exists()
@@ -228,3 +230,68 @@ def test_kill_9_at_any_point_keeps_the_previous_version_and_a_retry_succeeds(roo
         assert (project / DATA_FILE).read_text() == SEED_DATA.read_text() + NEW_CARS
         assert md5_file(project / DATA_FILE) == read_version(project).md5 == read_version(timed).md5
     assert "previous" in outcomes, "some kills landed before the commit point"
+
+
+def test_a_nul_byte_a_formula_or_too_many_rows_is_refused_and_nothing_changes(project, tmp_path):
+    """Review findings: ``35\\0garbage`` was stored as 35 (and passed `data validate`), a name starting with
+    ``=`` went in verbatim for a spreadsheet to run, a million rows took 1.7 GB."""
+    before = snapshot(project)
+    nul = tmp_path / "nul.csv"
+    nul.write_bytes(HEADER.encode() + NEW_CARS.encode() + b"35\x00garbage,4,98,68,2045,18.5,81,3,nul car\n")
+    for command in (("data", "ingest", nul), ("data", "validate", nul)):
+        line = one_line_error(run_mlops(*command, cwd=project, env=command_env()))
+        assert "line 4, column 1: a control character (byte 0x00)" in line, line
+    formula = tmp_path / "formula.csv"
+    formula.write_text(HEADER + '31,4,98,68,2045,18.5,81,3,"=HYPERLINK(""http://x"",""car"")"\n')
+    result = ingest(project, formula)
+    assert result.returncode == 1 and "line 2" in result.stderr and "spreadsheet formula" in result.stderr
+    many = tmp_path / "many.csv"
+    many.write_text(HEADER + NEW_CARS * (MAX_ROWS // 2) + NEW_CARS[: NEW_CARS.index("\n") + 1])
+    line = one_line_error(ingest(project, many))
+    assert f"{MAX_ROWS + 1} data rows, at most {MAX_ROWS}" in line and "split the file" in line
+    assert snapshot(project) == before
+
+
+def test_numbers_keep_every_digit_they_were_given(project, tmp_path):
+    new = tmp_path / "precise.csv"
+    new.write_text(HEADER + "31.55,4,98.123456,68,2045.5,18.1234567,81,3,precise car\n")
+    assert ingest(project, new).returncode == 0
+    assert (project / DATA_FILE).read_text().endswith("\n31.55,4,98.123456,68,2045.5,18.1234567,81,3,precise car\n")
+
+
+def test_a_hand_edit_after_an_interrupted_ingest_is_never_overwritten(project, tmp_path):
+    """The README's promise, which `recover()` broke: killed after the .dvc rename, then the CSV edited by hand;
+    the next ingest stops and names both fixes, the edit intact."""
+    previous = read_version(project)
+    first = tmp_path / "first.csv"
+    first.write_text(HEADER + NEW_CARS)
+    assert ingest(project, first).returncode == 0
+    version = read_version(project)
+    edited = SEED_DATA.read_text() + "25,4,98,80,2100,16,82,1,my own car\n"
+    (project / DATA_FILE).write_text(edited)
+    (project / JOURNAL).write_text(json.dumps({"from": previous.md5, "to": version.md5, "size": version.size}))
+    line = one_line_error(ingest(project, first))
+    assert "edited after an interrupted ingest" in line and "dvc add" in line and "dvc checkout" in line
+    assert (project / DATA_FILE).read_text() == edited and (project / JOURNAL).is_file()
+
+
+def test_every_data_row_has_one_provenance_line_after_adds_and_removals(project, tmp_path):
+    """The invariant a data merge request and `remove-source` rely on, kept by every change."""
+
+    def check() -> pd.DataFrame:
+        table = read_table(project / DATA_FILE)
+        keys = [row_key(values) for values in table[RAW_COLUMNS].itertuples(index=False)]
+        lines = read_provenance(project)
+        assert sorted(keys) == sorted(lines["row"]), "one provenance line per data row, no orphan"
+        return lines
+
+    assert set(check()["source"]) == {"seed"}
+    for name, rows in (("a.csv", NEW_CARS), ("b.csv", "26.1,4,139,71,2561,14.1,79,1,test coupe\n")):
+        (tmp_path / name).write_text(HEADER + rows)
+        assert ingest(project, tmp_path / name).returncode == 0
+    assert check().query("source == 'csv'")["reference"].value_counts().to_dict() == {"a.csv": 2, "b.csv": 1}
+    result = run_mlops("data", "remove-source", "--source", "csv", "--reference", "a.csv", cwd=project,
+                       env=command_env())  # fmt: skip
+    assert result.returncode == 0 and "2 row(s) removed" in result.stdout, result.stdout + result.stderr
+    assert check().query("source == 'csv'")["reference"].tolist() == ["b.csv"]
+    assert (project / DATA_FILE).read_text() == SEED_DATA.read_text() + "26.1,4,139,71,2561,14.1,79,1,test coupe\n"

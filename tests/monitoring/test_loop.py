@@ -40,15 +40,17 @@ from training.bench import copy_worktree
 
 pytestmark = pytest.mark.slow
 WEIGHT_FACTOR = 1.2
+FLEET_TOKEN = "fleet-reporter-token-0123456789"  # noqa: S105 - a test token
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, trained_dir, root):
-    """Monitor (SQLite), predictor logging to it, nginx in front of both; yields the URLs and the db."""
+    """Monitor (SQLite), predictor logging to it, nginx in front of both; yields the URLs and the db. The
+    owners who report consumptions here are a known reporter with a token (their feedback is trusted)."""
     tmp = tmp_path_factory.mktemp("loop")
     db_url, port = f"sqlite:///{tmp / 'monitor.db'}", free_port()
     with (
-        running_monitor(db_url) as (monitor, _),
+        running_monitor(db_url, env={"MLOPS_FEEDBACK_TOKENS": f"fleet:{FLEET_TOKEN}"}) as (monitor, _),
         running_server(str(trained_dir), tmp, args=("--log-url", f"{monitor}/")) as (predictor, _, _log),
         running_nginx(root / "k8s" / "base" / "client", predictor, port, monitor),
     ):
@@ -71,9 +73,12 @@ def logged(site, count: int, timeout: float = 20) -> dict:
         time.sleep(0.1)
 
 
-def feedback(site, request_id: str, **actual) -> httpx.Response:
-    """One post, at once: the monitor holds it while the prediction is on its way from the payload logger."""
-    return httpx.post(f"{site['page']}/feedback", json={"request_id": request_id, **actual}, timeout=30)
+def feedback(site, request_id: str, token: str | None = FLEET_TOKEN, **actual) -> httpx.Response:
+    """One post, at once: the monitor holds it while the prediction is on its way from the payload logger.
+    With the fleet's token unless ``token`` is None (anyone on the page)."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.post(f"{site['page']}/feedback", json={"request_id": request_id, **actual}, headers=headers,
+                      timeout=30)  # fmt: skip
 
 
 def test_the_id_the_caller_gets_is_the_one_feedback_refers_to(site):
@@ -84,7 +89,7 @@ def test_the_id_the_caller_gets_is_the_one_feedback_refers_to(site):
     generated = theirs.headers["x-request-id"]
     assert len(generated) == 32 and generated != "car-42", "nginx gives a request without an id one of its own"
     assert logged(site, before + 2)["predictions"] == before + 2
-    stored = feedback(site, generated, actual_l_per_100km=11.5)
+    stored = feedback(site, generated, token=None, actual_l_per_100km=11.5)  # anyone on the page
     assert stored.status_code == 201 and stored.json()["actual_mpg"] == pytest.approx(235.2145 / 11.5, rel=1e-3)
     assert feedback(site, "car-42", actual_mpg=27).status_code == 201
     unknown = feedback(site, "never-served", actual_mpg=20)
@@ -280,3 +285,20 @@ def _counter(base: str, name: str) -> float:
 def test_a_log_url_that_is_not_http_is_one_line(tmp_path, trained_dir):
     result = run_mlops("serve", "--model-uri", trained_dir, "--port", free_port(), "--log-url", "ftp://monitor/")
     assert result.returncode == 1 and "--log-url 'ftp://monitor/'" in one_line_error(result)
+
+
+def test_events_after_an_idle_spell_longer_than_the_monitors_keep_alive_are_not_lost(trained_dir, tmp_path):
+    """The monitor closes an idle kept-alive connection (uvicorn, `--keep-alive`); the logger's next post on it
+    used to read nothing and drop the event, so the first prediction after a quiet minute had no feedback."""
+    with (
+        running_monitor(f"sqlite:///{tmp_path / 'm.db'}", "--keep-alive", "1") as (monitor, _),
+        running_server(str(trained_dir), tmp_path, args=("--log-url", f"{monitor}/")) as (predictor, _, _log),
+    ):
+        car = [[4, 140, 90, 2800, 15.5, 1976, 1]]
+        for index in range(8):  # every sender opens its connection
+            assert predict(predictor, car, f"warm-{index}").status_code == 200
+        time.sleep(2.5)  # longer than the monitor's keep-alive: it closes them all
+        assert predict(predictor, car, "after-idle").status_code == 200
+        answer = httpx.post(f"{monitor}/feedback", json={"request_id": "after-idle", "actual_mpg": 25}, timeout=30)
+        assert answer.status_code == 201, answer.text
+        assert _counter(predictor, "mpg_payload_log_dropped_total") == 0

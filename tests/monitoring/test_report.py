@@ -7,6 +7,7 @@ import json
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from core.features import FEATURE_NAMES
 from core.model_card import load_model
@@ -144,6 +145,12 @@ def test_without_a_model_the_one_recorded_with_the_events_is_reported(world, tra
     assert "no prediction is recorded yet" in line
     cars, _ = sample(dataset, 10, seed=6)
     served(engine, model, card, cars, "latest")
+    with engine.begin() as connection:  # a row no ingestion would store now: no id, a time in year 9999
+        row = {c.name: 0.0 for c in db.predictions.columns} | {
+            "request_id": "bogus", "row": 0, "model_id": "z" * 64, "service": "mpg", "namespace": "x",
+            "time": 253402214400.0, "outside_training_range": "",
+        }  # fmt: skip
+        connection.execute(sa.insert(db.predictions).values(**row))
     line = one_line_error(
         run_mlops("monitor", "report", "--db", url, "--out", out, env={"MLOPS_STORE_ROOT": str(tmp_path / "empty")})
     )

@@ -235,3 +235,28 @@ def test_a_predictor_that_is_down_gives_a_plain_message(browser, root):
         message = wait_text(browser, "form-error")
     assert message == "The estimate service is unavailable (HTTP 502). Try again in a moment."
     assert "Unexpected token" not in message and result_hidden(browser)
+
+
+def test_nginx_limits_feedback_per_address_and_a_forged_forwarded_for_does_not_evade_it(root, tmp_path):
+    """limit_req: 30 a minute after a burst of 10 (429 past it). X-Forwarded-For is trusted from private
+    addresses only (the ingress controller): a client on loopback cannot name another address to get more.
+    A report with a reporter's token is the monitor's to judge (401 for a token it does not know)."""
+    port = free_port()
+    prefix = prepare_site(root / "k8s" / "base" / "client", "http://127.0.0.1:9", port, "http://127.0.0.1:9")
+    process = start_nginx(prefix)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(f"{url}/healthz", process)
+        codes = [
+            httpx.post(f"{url}/feedback", json={"request_id": "x", "actual_mpg": 20},
+                       headers={"x-forwarded-for": f"198.51.100.{i}"}).status_code
+            for i in range(14)
+        ]  # fmt: skip
+        assert 429 not in codes[:11] and codes[11:] == [429] * 3, codes
+        reporter = httpx.post(f"{url}/feedback", json={"request_id": "x", "actual_mpg": 20},
+                              headers={"authorization": "Bearer some-token"})  # fmt: skip
+        assert reporter.status_code == 502, "a reporter's token goes on to the monitor (here down), which checks it"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(prefix, ignore_errors=True)
