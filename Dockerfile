@@ -18,6 +18,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY core core
+COPY infra infra
 COPY training training
 COPY pipelines pipelines
 COPY serving serving

@@ -1,11 +1,10 @@
 """Typed errors and exit statuses shared by every part.
 
-The CLI turns any ``MlopsError`` into one line and exit status ``EXIT_ERROR``.
+The CLI turns any ``MlopsError`` into one line and exit status ``EXIT_ERROR``; 0 is success and 2 a usage
+error (click's own).
 """
 
-EXIT_OK = 0
 EXIT_ERROR = 1
-EXIT_USAGE = 2  # click's usage errors
 EXIT_GATE_REJECTED = 3  # the quality gate rejected the candidate (mlops gate, mlops pipeline run)
 EXIT_ALERT = 4  # a monitoring threshold was crossed (mlops monitor report)
 
@@ -15,11 +14,7 @@ class MlopsError(Exception):
 
 
 class DataValidationError(MlopsError):
-    """Input data broke the schema; ``report`` lists every offending row and column."""
-
-    def __init__(self, message: str, report=None):
-        super().__init__(message)
-        self.report = report
+    """Input data broke the schema; the message names every offending row and column."""
 
 
 class ParamsError(MlopsError):

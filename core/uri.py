@@ -23,7 +23,7 @@ from core.errors import MlopsError
 ACCEPTED = "s3://<bucket>/<prefix>/<64-hex model id>/ or the path of a local model directory"
 MODEL_ID = re.compile(r"[0-9a-f]{64}")
 _BUCKET = r"[a-z0-9](?:[a-z0-9-]|\.(?!\.)){1,61}[a-z0-9]"  # S3 bucket naming rules, no ".."
-_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._-]*"  # never "." or ".."; not hidden (staging lives in ".staging")
+_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._-]*"  # never "." or ".."; not hidden (a publish is assembled in ".scratch")
 _REPOSITORY = re.compile(rf"s3://(?P<bucket>{_BUCKET})/(?P<prefix>{_SEGMENT}(?:/{_SEGMENT})*)/?")
 _STORE_URI = re.compile(rf"s3://(?P<bucket>{_BUCKET})/(?P<prefix>{_SEGMENT}(?:/{_SEGMENT})*?)/(?P<id>[0-9a-f]{{64}})/")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")

@@ -13,17 +13,17 @@ from pydantic import BaseModel, Field
 
 from core.atomic import atomic_write, within
 from core.errors import MlopsError
-from core.gitauth import scrub
 from core.model_card import ModelCard
-from core.overlays import ENVIRONMENTS, OverlayError, model_file, model_uri_in, with_model_uri
-from core.shipped import overlay_uris, prune, ship, shipped_path, shipped_uris
-from core.staging import staging_dir
-from core.store import ModelStore
 from core.uri import StoreURI
 from gitops.diff import as_markdown, diff_rendered, render_at
 from gitops.git import GitError, blob, git, history, show
 from gitops.manifests import render_all
 from gitops.mergerequest import Proposal, Proposed, propose
+from infra.gitauth import scrub
+from infra.overlays import ENVIRONMENTS, OverlayError, model_file, model_uri_in, with_model_uri
+from infra.scratch import scratch_dir
+from infra.shipped import overlay_uris, prune, ship, shipped_path, shipped_uris
+from infra.store import ModelStore
 
 Edit = Callable[[Path], list[Path]]
 SUBJECT_WIDTH = 72  # characters of a commit subject `status` shows (the JSON has it whole)
@@ -83,7 +83,7 @@ def promote_edit(source: str, target: str) -> Edit:
 
 
 def shipping(edit: Edit, store: ModelStore, root: Path, unshipped: list[StoreURI], pruning: bool = True) -> Edit:
-    """``edit``, then every model the overlays name shipped in ``data/models/`` (see ``core.shipped``) and,
+    """``edit``, then every model the overlays name shipped in ``data/models/`` (see ``infra.shipped``) and,
     when ``pruning``, every other model removed from it (it stays in git history).
 
     A model to ship comes from the store, else from the git history of ``root``; one found in
@@ -123,7 +123,7 @@ def restore_from_history(root: Path, store: ModelStore, uri: StoreURI) -> bool:
     commit = found.stdout.strip()
     if found.returncode or not commit:
         return False
-    with staging_dir(root / ".mlops" / "restore") as staging:
+    with scratch_dir(root / ".mlops" / "restore") as staging:
         folder = staging / uri.model_id
         folder.mkdir()
         for path in (model, shipped_path(uri) / "model.json"):

@@ -9,9 +9,8 @@ from pathlib import Path
 import click
 import yaml
 
-from core.cli import STORE_URI
-from core.overlays import ENVIRONMENTS
-from core.settings import project_root
+from infra.cli import STORE_URI, current_project, pass_project
+from infra.overlays import ENVIRONMENTS
 
 ENV = click.Choice(ENVIRONMENTS)
 
@@ -80,7 +79,7 @@ def validate_command(trees, repo_url):
     from gitops.policy import PolicyError
 
     started = time.perf_counter()
-    rendered, found = validate_all(project_root(), list(trees) or None, repo_url)
+    rendered, found = validate_all(current_project().root, list(trees) or None, repo_url)
     if found:
         raise PolicyError(f"{len(found)} problem(s):\n" + "\n".join(map(str, found)))
     count = sum(len(objects) for objects in rendered.values())
@@ -113,7 +112,7 @@ def scan_command(checkov, show_skipped):
 
     from gitops.scan import ScanError, scan
 
-    root = project_root()
+    root = current_project().root
     local = root / ".venv-checkov" / "bin" / "checkov"
     checkov = checkov or (str(local) if local.is_file() else shutil.which("checkov"))
     if not checkov:
@@ -140,7 +139,7 @@ def build_command(tree):
     name = f"overlays/{tree}" if tree in ENVIRONMENTS else tree
     if name not in TREES:
         raise click.BadParameter(f"unknown tree {tree!r}; expected {', '.join((*ENVIRONMENTS, *TREES))}")
-    click.echo(yaml.dump_all(render_tree(project_root(), name), Dumper=_BlockDumper, sort_keys=False), nl=False)
+    click.echo(yaml.dump_all(render_tree(current_project().root, name), Dumper=_BlockDumper, sort_keys=False), nl=False)
 
 
 class _BlockDumper(yaml.SafeDumper):
@@ -167,7 +166,7 @@ def model_store_command(env):
     """
     from gitops.manifests import model_store
 
-    click.echo(model_store(project_root(), env).url)
+    click.echo(model_store(current_project().root, env).url)
 
 
 @manifests_group.command("store-secret")
@@ -193,7 +192,7 @@ def store_secret_command(env, namespace):
     if not all(keys.values()):
         missing = " and ".join(name for name, value in keys.items() if not value)
         raise click.UsageError(f"{missing} not set: export the model store's credentials first")
-    root = project_root()
+    root = current_project().root
     if namespace is None:
         namespace = next(
             o["metadata"]["name"] for o in render_tree(root, f"overlays/{env}") if o["kind"] == "Namespace"
@@ -270,14 +269,14 @@ def gitops_group():
 
 def _apply(action, env, uri, edit, branch, do_commit, do_push, remote, target, card, gate_report=None):
     """Edit the working tree, or commit (and push) the edit on a branch, shipping the models the overlays
-    then name (``core.shipped``); say what happened."""
+    then name (``infra.shipped``); say what happened."""
     from gitops.changes import apply_change, shipping
     from gitops.git import toplevel
     from gitops.mergerequest import Proposal
 
-    root = toplevel(project_root())
+    root = toplevel(current_project().root)
     unshipped = []
-    edit = shipping(edit, _store(), root, unshipped, pruning=action != "promote")
+    edit = shipping(edit, current_project().store, root, unshipped, pruning=action != "promote")
     proposal = Proposal(branch=branch, target=target, remote=remote, push=do_push) if do_commit else None
     click.echo(apply_change(root, action, env, uri, edit, card, gate_report, proposal).message)
     for missing in unshipped:
@@ -324,10 +323,10 @@ def promote_command(source, target_env, **mr):
     Example:
       mlops gitops promote --from staging --to production --branch mlops/promote-production --commit --push
     """
-    from core.overlays import read_model_uri
     from gitops.changes import promote_edit
+    from infra.overlays import read_model_uri
 
-    uri = read_model_uri(project_root(), source)
+    uri = read_model_uri(current_project().root, source)
     _apply("promote", target_env, uri, promote_edit(source, target_env), card=_card(uri, True, "promote"), **mr)
 
 
@@ -346,20 +345,13 @@ def rollback_command(env, to, force, **mr):
       mlops gitops rollback --env production --branch mlops/rollback-production --commit --push
       mlops gitops rollback --env staging --to v1.4
     """
-    from core.overlays import read_model_uri
     from gitops.changes import bump_edit, rollback_target
     from gitops.git import toplevel
+    from infra.overlays import read_model_uri
 
-    root = toplevel(project_root())
+    root = toplevel(current_project().root)
     uri = rollback_target(root, env, read_model_uri(root, env), to)
     _apply("rollback", env, uri, bump_edit(env, uri), card=_card(uri, force, "rollback"), **mr)
-
-
-def _store():
-    from core.settings import Settings
-    from core.store import open_store
-
-    return open_store(Settings.from_env())
 
 
 def _card(uri, force: bool, action: str):
@@ -369,9 +361,9 @@ def _card(uri, force: bool, action: str):
     from gitops.changes import GitOpsError, store_holds
     from gitops.git import toplevel
 
-    store = _store()
+    store = current_project().store
     try:
-        if not store_holds(store, toplevel(project_root()), uri):
+        if not store_holds(store, toplevel(current_project().root), uri):
             store.card(uri)  # raises, naming what is missing
         return store.card(uri)
     except MlopsError as e:
@@ -401,7 +393,7 @@ def image_command(image, branch, do_commit, do_push, remote, target):
         name, digest = parse_image(image)
     except GitOpsError as e:
         raise click.BadParameter(str(e), param_hint="--image") from e
-    root, edit = toplevel(project_root()), image_edit(image)
+    root, edit = toplevel(current_project().root), image_edit(image)
     subject = f"image: pin {name}@{digest[:19]}"
     if not do_commit:
         changed = edit(root)
@@ -421,7 +413,8 @@ def image_command(image, branch, do_commit, do_push, remote, target):
 
 @gitops_group.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status_command(as_json):
+@pass_project
+def status_command(project, as_json):
     """What runs where: per environment the model URI and id, algorithm, holdout metrics, the commit that set it.
 
     Metrics come from the model card in the store (the local store unless
@@ -431,11 +424,9 @@ def status_command(as_json):
     Example:
       mlops gitops status --json
     """
-    from core.settings import Settings
-    from core.store import open_store
     from gitops.changes import status, status_json, status_table
 
-    rows = status(project_root(), open_store(Settings.from_env()))
+    rows = status(project.root, project.store)
     click.echo(status_json(rows) if as_json else status_table(rows))
 
 
@@ -460,7 +451,7 @@ def diff_command(base, fmt, output):
     from gitops.diff import as_markdown, as_text, diff_against
     from gitops.git import toplevel
 
-    changes = diff_against(toplevel(project_root()), base)
+    changes = diff_against(toplevel(current_project().root), base)
     text = (as_markdown if fmt == "markdown" else as_text)(changes) + "\n"
     if output:
         atomic_write(output, lambda tmp: tmp.write_text(text))
@@ -481,7 +472,8 @@ def diff_command(base, fmt, output):
     show_default=True,
     help="Answers in a row from the new model (old pods answer during a rollout).",
 )
-def smoke_command(env, url, timeout, interval, consecutive):
+@pass_project
+def smoke_command(project, env, url, timeout, interval, consecutive):
     """Wait until an environment serves the model its overlay names, then check it on known cars.
 
     It counts as served after --consecutive answers in a row from that model; each must
@@ -494,28 +486,11 @@ def smoke_command(env, url, timeout, interval, consecutive):
       mlops gitops smoke --env staging --url https://mpg.staging.example.com
     """
     from core.model_card import load_model
-    from core.overlays import read_model_uri
-    from core.settings import Settings
-    from core.store import open_store
     from gitops.smoke import smoke
 
-    uri = read_model_uri(project_root(), env)
-    path, model_id = open_store(Settings.from_env()).resolve(uri)
+    uri = project.model_ref(env)
+    path, model_id = project.resolve(uri)
     model, _ = load_model(path, model_id)
     result = smoke(url, uri, model, timeout, interval, consecutive)
     cars = ", ".join(f"{p:.1f}" for p in result.predictions)
     click.echo(f"{env} serves model {uri.model_id[:12]} (after {result.waited_seconds:.0f} s); smoke cars: {cars} mpg")
-
-
-@click.command("manifests")
-@click.option("--runs", default=5, show_default=True, help="Timed runs; figures are medians.")
-def bench_manifests(runs):
-    """Benchmark: `mlops manifests validate` over every tree against rendering alone (kustomize).
-
-    \b
-    Example:
-      mlops bench manifests --runs 5
-    """
-    from gitops.bench import section
-
-    click.echo(section(project_root(), runs).detail)

@@ -1,6 +1,6 @@
 """The git plumbing GitOps needs: run git, read files at a revision, a file's history.
 
-Credentials come from ``core.gitauth`` (``GIT_ASKPASS``), never from a URL; every
+Credentials come from ``infra.gitauth`` (``GIT_ASKPASS``), never from a URL; every
 message is scrubbed of URL credentials.
 """
 
@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from core.errors import MlopsError
-from core.gitauth import credentials_env, scrub
+from infra.gitauth import credentials_env, scrub
 
 BOT_NAME, BOT_EMAIL = "mpg-mlops bot", "mlops-bot@localhost"
 HISTORY_LIMIT = 500  # commits searched for a file's earlier model URIs

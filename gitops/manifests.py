@@ -2,7 +2,7 @@
 
 The trees are the two serving overlays, the Kubeflow objects (``k8s/base/kfp``) and
 the Argo CD objects (``k8s/argocd``). Each is rendered once; every object is checked
-against its schema (``core.manifests``, strict) and the policy (``gitops.policy``).
+against its schema (``infra.manifests``, strict) and the policy (``gitops.policy``).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from core.manifests import KSERVE_VERSIONS, ManifestError, object_problems, render
-from core.overlays import ENVIRONMENTS
 from gitops.cluster import KFP_FLOWS, KFP_MULTI_USER_FLOWS, SERVING_FLOWS, reachability
 from gitops.policy import Finding, findings, name_of
+from infra.manifests import KSERVE_VERSIONS, ManifestError, object_problems, render
+from infra.overlays import ENVIRONMENTS
 
 SCHEMAS = Path("k8s/schemas")
 FLOWS = {  # the network flows each tree's pods need

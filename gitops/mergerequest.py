@@ -5,7 +5,7 @@ target), so the user's own checkout is never touched. A push rejected because th
 branch moved meanwhile is fetched, the change re-applied on top and pushed again:
 two bumps racing both land, in order, nothing lost. Any other rejection is one clear
 error, and the local branch keeps the commit for a later push. The worktree lives in
-``<git dir>/mlops-worktrees/`` (``core.staging``): the folder and the registration a
+``<git dir>/mlops-worktrees/`` (``infra.scratch``): the folder and the registration a
 killed run leaves are removed by the next, so no dead worktree ever holds the branch.
 
 GitLab opens (or updates) the merge request from the push options
@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from core.staging import staging_dir
 from gitops.git import GitError, git
+from infra.scratch import scratch_dir
 
 RETRIES = 5
 MAX_DESCRIPTION = 60_000  # characters; GitLab's limit is far above, git's push options have none
@@ -155,7 +155,7 @@ def propose(
             raise GitError(f"{proposal.remote} has no branch {proposal.target!r} to propose against")
     _refuse_a_branch_not_ours(root, proposal.branch, base)
     common = Path(git("rev-parse", "--git-common-dir", cwd=root).stdout.strip())
-    with staging_dir((root / common) / "mlops-worktrees") as worktree:  # a killed run's folder is removed here
+    with scratch_dir((root / common) / "mlops-worktrees") as worktree:  # a killed run's folder is removed here
         git("worktree", "prune", cwd=root)  # and its registration, which would hold the branch, here
         git("worktree", "add", "--quiet", "--force", "-B", proposal.branch, "--", str(worktree), base, cwd=root)
         try:

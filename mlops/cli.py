@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from core.cli import publish_command
 from core.errors import MlopsError
-from gitops.cli import bench_manifests, gitops_group, manifests_group
-from monitoring.cli import bench_monitor, ingest_command, monitor_group, remove_source_command
-from pipelines.cli import bench_pipeline, pipeline_group
-from serving.cli import bench_load, bench_model_option, bench_serve, client_command, serve_command
-from training.cli import bench_training, data_group, evaluate_command, gate_command, predict_command, train_command
+from gitops.cli import gitops_group, manifests_group
+from infra.cli import publish_command
+from monitoring.cli import ingest_command, monitor_group, remove_source_command
+from pipelines.cli import pipeline_group
+from serving.cli import client_command, serve_command
+from training.cli import data_group, evaluate_command, gate_command, predict_command, train_command
 
 
 class OneLineUsageError(click.UsageError):
@@ -21,6 +19,16 @@ class OneLineUsageError(click.UsageError):
     def show(self, file=None) -> None:
         hint = f" (see '{self.ctx.command_path} --help')" if self.ctx else ""
         click.echo(f"Error: {self.format_message()}{hint}", err=True)
+
+
+def _debug() -> bool:
+    """MLOPS_DEBUG, read without failing: this runs while an error is being reported."""
+    from infra.settings import Settings
+
+    try:
+        return Settings().debug
+    except ValueError:
+        return False
 
 
 class MlopsGroup(click.Group):
@@ -44,7 +52,7 @@ class MlopsGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as e:  # the last resort: a bug is still one line, the traceback on request
-            if os.environ.get("MLOPS_DEBUG"):
+            if _debug():
                 raise
             raise click.ClickException(
                 f"unexpected {type(e).__name__}: {e} (a bug: MLOPS_DEBUG=1 shows the traceback for a report)"
@@ -59,16 +67,6 @@ def main():
     \b
     Example:
       mlops data pull && mlops train --out models/candidate
-    """
-
-
-@main.group("bench")
-def bench_group():
-    """Benchmarks: each compares against a baseline measured in the same run.
-
-    \b
-    Example:
-      mlops bench training
     """
 
 
@@ -87,73 +85,22 @@ for command in (
     monitor_group,
 ):
     main.add_command(command)
-bench_group.add_command(bench_training)
-bench_group.add_command(bench_pipeline)
 data_group.add_command(ingest_command)
 data_group.add_command(remove_source_command)
-bench_group.add_command(bench_serve)
-bench_group.add_command(bench_manifests)
-bench_group.add_command(bench_monitor)
-bench_group.add_command(bench_load)
 
 
-@bench_group.command("all")
-@bench_model_option(help="Model directory the serving, monitor and load benchmarks serve.")
-@click.option(
-    "--out",
-    "out_path",
-    type=click.Path(dir_okay=False),
-    default="BENCHMARKS.md",
-    show_default=True,
-    help="The Markdown file the figures go to (replaced whole).",
-)
-@click.option("--factors", default="1,10,100", show_default=True, help="Training data sizes, as multiples.")
-@click.option("--serve-seconds", default=5, show_default=True, type=click.IntRange(1, 600), help="Each serving run.")
-@click.option("--load-seconds", default=60, show_default=True, type=click.IntRange(1, 3600), help="Each load run.")
-def bench_all(model_dir, out_path, factors, serve_seconds, load_seconds):
-    """Every benchmark in turn; one table of figures against their baselines, written to BENCHMARKS.md.
+def _add_benchmarks(group: click.Group) -> None:
+    """``mlops bench``, where the ``bench`` package is (a development checkout; not in the image)."""
+    try:
+        from bench.cli import bench_group
+    except ModuleNotFoundError as e:
+        if e.name != "bench":
+            raise
+        return
+    group.add_command(bench_group)
 
-    Exit 1 when a load run missed a target (the file is written first, with the problem).
 
-    \b
-    Example:
-      mlops bench all --load-seconds 60 --out BENCHMARKS.md
-    """
-    from pathlib import Path
-
-    from core.atomic import atomic_write
-    from core.benchmarks import markdown, summary_table
-    from core.settings import project_root
-    from gitops import bench as manifests
-    from monitoring import bench as monitor
-    from pipelines import bench as pipeline
-    from serving import bench as serving
-    from serving import loadtest
-    from serving.bench import BenchError
-    from training.cli import training_section
-
-    model = model_dir.resolve()
-    out = Path(out_path)
-    runs = {
-        "training": lambda: training_section(factors),
-        "production pipeline": lambda: pipeline.section(project_root()),
-        "serving": lambda: serving.section(model, serve_seconds),
-        "manifests": lambda: manifests.section(project_root()),
-        "monitor": lambda: monitor.section(model),
-        "load": lambda: loadtest.section(model, load_seconds),
-    }
-    sections = []
-    for name, run in runs.items():
-        click.echo(f"==> {name}", err=True)
-        sections.append(run())
-        click.echo(sections[-1].detail, err=True)
-    click.echo(summary_table(sections))
-    command = f"mlops bench all --factors {factors} --serve-seconds {serve_seconds} --load-seconds {load_seconds}"
-    atomic_write(out, lambda tmp: tmp.write_text(markdown(sections, command)))
-    click.echo(f"written to {out}", err=True)
-    problems = [problem for section in sections for problem in section.problems]
-    if problems:
-        raise BenchError("; ".join(problems))
+_add_benchmarks(main)
 
 
 if __name__ == "__main__":

@@ -6,24 +6,22 @@ from pathlib import Path
 
 import click
 
-from core.cli import MODEL_URI
-from core.overlays import ENVIRONMENTS
-from core.settings import project_root
 from gitops.cli import merge_request_options
-from serving.cli import bench_model_option
+from infra.cli import MODEL_URI, current_project, pass_project
+from infra.overlays import ENVIRONMENTS
 
 DEFAULT_DB = ".mlops/monitor.db"
 db_option = click.option(
     "--db",
     "db_url",
-    envvar="MLOPS_MONITOR_DB",
     default=None,
-    help=f"Database URL: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB [default: sqlite:///{DEFAULT_DB}].",
+    help="Database URL: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB "
+    f"[default: MLOPS_MONITOR_DB, else sqlite:///{DEFAULT_DB}].",
 )
 
 
 def database_url(db_url: str | None) -> str:
-    return db_url or f"sqlite:///{project_root() / DEFAULT_DB}"
+    return db_url or current_project().settings.monitor_db or f"sqlite:///{current_project().root / DEFAULT_DB}"
 
 
 @click.group("monitor")
@@ -84,42 +82,33 @@ def serve_command(db_url, host, port, pair_timeout, feedback_hold, feedback_rate
       mlops monitor serve --db sqlite:///.mlops/monitor.db --port 8081
     """
     import asyncio
-    import os
-    import signal
 
     import uvicorn
     import uvloop
 
+    from infra.http import RECEIVE_TIMEOUT, bind, exit_on_signals, server_config
     from monitoring.db import connect
     from monitoring.reporters import RateLimit, parse_tokens
     from monitoring.service import MonitorApp
-    from serving.limits import GuardedHttpToolsProtocol
-    from serving.server import bind
 
     try:
-        tokens = parse_tokens(os.environ.get("MLOPS_FEEDBACK_TOKENS"))
+        secret = current_project().settings.feedback_tokens
+        tokens = parse_tokens(secret.get_secret_value() if secret else None)
     except ValueError as e:
         raise click.UsageError(f"MLOPS_FEEDBACK_TOKENS: {e}") from e
     url = database_url(db_url)
     sock = bind(host, port)
     engine = connect(url)  # an unreachable or unusable database is one line, before serving
     app = MonitorApp(engine, pair_timeout, feedback_hold, tokens, RateLimit(feedback_rate, feedback_burst))
-    config = uvicorn.Config(
+    config = server_config(
         app,
-        http=GuardedHttpToolsProtocol,
+        receive_timeout=RECEIVE_TIMEOUT,
+        keep_alive=keep_alive,
+        access_log=False,
         lifespan="on",
         log_level="warning",
-        access_log=False,
-        proxy_headers=False,  # nothing here reads the client address
-        server_header=False,
-        timeout_keep_alive=keep_alive,
     )
-
-    def stop(_signum, _frame):
-        raise SystemExit(0)  # uvicorn shuts down gracefully, then re-raises the signal here
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop)
+    exit_on_signals()
     click.echo(f"monitor on http://{host}:{sock.getsockname()[1]} storing to {engine.url!r}", err=True)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(uvicorn.Server(config).serve(sockets=[sock]))
@@ -158,7 +147,8 @@ def _since(text: str | None) -> float:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Thresholds [params.yaml].",
 )
-def report_command(db_url, model_ref, env, since, metrics_url, out_path, params_path):
+@pass_project
+def report_command(project, db_url, model_ref, env, since, metrics_url, out_path, params_path):
     """Drift, quality and traffic of a served model, against its model card; exit 4 on an alert.
 
     Input drift per feature and prediction drift (PSI over the card's training deciles
@@ -175,11 +165,7 @@ def report_command(db_url, model_ref, env, since, metrics_url, out_path, params_
 
     from core.atomic import atomic_write
     from core.errors import EXIT_ALERT
-    from core.model_card import verify_model_dir
-    from core.overlays import read_model_uri
-    from core.settings import Settings
-    from core.store import open_store
-    from core.uri import LocalModelDir, parse_repository
+    from core.uri import parse_repository
     from monitoring.db import connect
     from monitoring.report import as_html, build_report, latest_model
     from training.params import load_params
@@ -188,18 +174,11 @@ def report_command(db_url, model_ref, env, since, metrics_url, out_path, params_
         raise click.UsageError("give at most one of --model and --env")
     if out_path.suffix not in (".html", ".json"):
         raise click.BadParameter(f"{out_path} must end in .html or .json", param_hint="--out")
-    thresholds = load_params(params_path or project_root() / "params.yaml").monitor
+    thresholds = load_params(params_path or current_project().root / "params.yaml").monitor
     engine = connect(database_url(db_url), create=False)
-    settings = Settings.from_env()
-    if env:
-        model_ref = read_model_uri(project_root(), env)
-    elif model_ref is None:
-        model_ref = parse_repository(settings.model_repository).model(latest_model(engine))
-    card = (
-        verify_model_dir(model_ref.path)
-        if isinstance(model_ref, LocalModelDir)
-        else open_store(settings).card(model_ref)
-    )
+    if model_ref is None and not env:
+        model_ref = parse_repository(project.settings.model_repository).model(latest_model(engine))
+    card = project.card(env or model_ref)
     report, frame = build_report(engine, card, thresholds, _since(since), metrics_url)
     text = json.dumps(report.to_dict(), indent=2) if out_path.suffix == ".json" else as_html(report, frame)
     atomic_write(out_path, lambda tmp: tmp.write_text(text + "\n"))
@@ -225,7 +204,8 @@ def report_command(db_url, model_ref, env, since, metrics_url, out_path, params_
 )
 @click.option("--dvc-remote", help="DVC remote to push the new version to [default: the repository's].")
 @merge_request_options
-def ingest_command(path, from_feedback, db_url, since, accept_quarantined, dvc_remote, **mr):
+@pass_project
+def ingest_command(project, path, from_feedback, db_url, since, accept_quarantined, dvc_remote, **mr):
     """Append new rows to the training data as a new DVC version (validated, deduplicated, pushed).
 
     Rows come from a CSV (raw or canonical column names) or, with --from-feedback, from
@@ -253,14 +233,14 @@ def ingest_command(path, from_feedback, db_url, since, accept_quarantined, dvc_r
     if not from_feedback:
         change = DataChange(str(path), Path(params.data.path), table=read_table(path, MAX_ROWS), remote=dvc_remote)
     else:
-        change = _feedback_change(params, db_url, since, accept_quarantined, dvc_remote)
+        change = _feedback_change(project, params, db_url, since, accept_quarantined, dvc_remote)
         if change is None:
             click.echo("no feedback to ingest" + (f" since {since}" if since else "") + ": nothing changed")
             return
     _apply_data_change(change, **mr)
 
 
-def _feedback_change(params, db_url, since, accept_quarantined, dvc_remote):
+def _feedback_change(project, params, db_url, since, accept_quarantined, dvc_remote):
     """The feedback as a data change: screened (monitoring/screen.py), the held rows in quarantine."""
     from monitoring.datachange import DataChange
     from monitoring.db import connect
@@ -269,7 +249,8 @@ def _feedback_change(params, db_url, since, accept_quarantined, dvc_remote):
     frame = feedback_rows(connect(database_url(db_url), create=False), _since(since))
     if frame.empty:
         return None
-    reasons = screen(frame, params.ingest.max_residual, params.ingest.max_per_client, _holdout_rmse(frame, params))
+    units = _holdout_rmse(project, frame, params)
+    reasons = screen(frame, params.ingest.max_residual, params.ingest.max_per_client, units)
     take = frame if accept_quarantined else frame[(reasons == "").to_numpy()]
     return DataChange(
         "the monitor's feedback",
@@ -282,16 +263,13 @@ def _feedback_change(params, db_url, since, accept_quarantined, dvc_remote):
     )
 
 
-def _holdout_rmse(frame, params) -> dict[str, float]:
+def _holdout_rmse(project, frame, params) -> dict[str, float]:
     """The holdout RMSE of each model that made these predictions (the unit of the residual screen), from its
     card in the store; a model the store cannot show is judged by the gate's largest allowed RMSE."""
     from core.errors import MlopsError
-    from core.settings import Settings
-    from core.store import open_store
     from core.uri import parse_repository
 
-    settings = Settings.from_env()
-    store, repository = open_store(settings), parse_repository(settings.model_repository)
+    store, repository = project.store, parse_repository(project.settings.model_repository)
     units = {}
     for model_id in frame["model_id"].unique():
         try:
@@ -307,9 +285,10 @@ def _apply_data_change(change, branch, do_commit, do_push, remote, target) -> No
     from gitops.git import toplevel
     from gitops.mergerequest import Proposal, propose
     from monitoring.ingest import QUARANTINE, dvc_file, object_in_repository
-    from training.versioning import DATA_TARGETS, pull
+    from training.params import load_params
+    from training.versioning import data_targets, pull
 
-    root = project_root()
+    root = current_project().root
     held = 0 if change.quarantine is None else len(change.quarantine)
     if not do_commit:
         change.apply(root)
@@ -330,7 +309,8 @@ def _apply_data_change(change, branch, do_commit, do_push, remote, target) -> No
         return
 
     def edit(tree: Path) -> list[Path]:
-        pull(tree, change.remote, DATA_TARGETS)  # the target's data version, from the worktree's own remote
+        targets = data_targets(load_params(tree / "params.yaml"))  # the target's data, from its own remote
+        pull(tree, targets, change.remote)
         return change.apply(tree)
 
     proposal = Proposal(branch=branch, target=target, remote=remote, push=do_push, labels=["mlops", "data"])
@@ -380,23 +360,4 @@ def remove_source_command(source, reference, client, dvc_remote, **mr):
 def _load_params():
     from training.params import load_params
 
-    return load_params(project_root() / "params.yaml")
-
-
-@click.command("monitor")
-@bench_model_option(help="Model directory the predictor serves and the events name.")
-@click.option("--seconds", default=5, show_default=True, type=click.IntRange(1, 600), help="Each wrk run.")
-@click.option("--rows", default=100_000, show_default=True, type=click.IntRange(1), help="Predictions to report on.")
-def bench_monitor(model_dir, seconds, rows):
-    """Benchmark: monitor ingest vs the predictor's request rate (SQLite, PostgreSQL), and the report's cost.
-
-    PostgreSQL is a throwaway local cluster (Debian's postgresql package; skipped, and
-    said, when it is not installed).
-
-    \b
-    Example:
-      mlops bench monitor --seconds 5
-    """
-    from monitoring.bench import section
-
-    click.echo(section(model_dir.resolve(), seconds, rows).detail)
+    return load_params(current_project().root / "params.yaml")

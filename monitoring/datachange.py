@@ -19,7 +19,6 @@ import pandas as pd
 from core.atomic import atomic_write, within
 from core.features import FEATURES, TARGET
 from monitoring.ingest import (
-    DATA_FILE,
     PROVENANCE,
     QUARANTINE,
     Ingested,
@@ -38,7 +37,7 @@ class DataChange:
     """What to add (``table`` with ``origins``) or remove (``matches``), and what the merge request shows."""
 
     source: str
-    data: Path = DATA_FILE
+    data: Path  # params.yaml's data.path
     table: pd.DataFrame | None = None
     origins: list[Origin] | None = None
     matches: object = None  # provenance frame -> mask, for a removal
@@ -54,10 +53,10 @@ class DataChange:
             atomic_write(within(tree, QUARANTINE), lambda tmp: self.quarantine.to_csv(tmp, index=False))
             changed.append(QUARANTINE)
         if self.matches is not None:
-            done = remove(tree, self.matches, self.remote, self.data)
+            done = remove(tree, self.data, self.matches, self.remote)
             moved = done.removed
         else:
-            done = ingest(tree, self.table, self.source, self.origins, self.remote, self.data, allow_empty=True)
+            done = ingest(tree, self.data, self.table, self.source, self.origins, self.remote, allow_empty=True)
             moved = done.added
         self.results.append(done)
         if not moved:

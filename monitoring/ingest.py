@@ -9,7 +9,8 @@ removed in one step). The order makes every interruption harmless:
 1. the new table and the new provenance are written beside the data and checked whole;
 2. the table's object goes into the DVC cache and is pushed to the remote;
 3. a journal records (previous version, new version);
-4. ``data/auto-mpg.csv.dvc`` is replaced in one rename: the new version exists;
+4. the data's ``.dvc`` file (``data.path`` of params.yaml, plus ``.dvc``) is replaced in one rename: the new
+   version exists;
 5. the workspace CSV, then the provenance, are replaced in one rename each; the journal is
    removed.
 
@@ -37,8 +38,6 @@ from core.model_card import md5_file
 from training.data import read_table, require_columns
 from training.validation import canonical_columns, validate_table
 
-DATA_FILE = Path("data/auto-mpg.csv")  # the default; the commands take params.yaml's data.path
-DVC_FILE = Path("data/auto-mpg.csv.dvc")
 PROVENANCE = Path("data/provenance.csv")
 QUARANTINE = Path("data/quarantine.csv")
 JOURNAL = Path(".mlops/ingest.json")
@@ -99,7 +98,7 @@ def row_key(values: Sequence[str]) -> str:
     return hashlib.sha256("\x1f".join(str(v).strip() for v in values).encode()).hexdigest()[:16]
 
 
-def read_version(root: Path, data: Path = DATA_FILE) -> Version:
+def read_version(root: Path, data: Path) -> Version:
     text = (root / dvc_file(data)).read_text()
     md5, size = re.search(r"md5: (\w+)", text), re.search(r"size: (\d+)", text)
     if not md5 or not size:
@@ -117,7 +116,7 @@ def _journal(root: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def recover(root: Path, data: Path = DATA_FILE) -> None:
+def recover(root: Path, data: Path) -> None:
     """Finish an ingest that was interrupted after its commit point, or forget one that never reached it.
 
     The workspace CSV is put right only while it still is the previous version: one edited by hand after the
@@ -244,11 +243,11 @@ def _checked_workspace(root: Path, data: Path) -> tuple[Version, Path]:
 
 def ingest(
     root: Path,
+    data: Path,
     table: pd.DataFrame,
     source: str,
     origins: Sequence[Origin] | None = None,
     remote: str | None = None,
-    data: Path = DATA_FILE,
     allow_empty: bool = False,
 ) -> Ingested:
     """Append ``table``'s new rows to the data as a new DVC version (pushed), each with its ``origins`` entry
@@ -263,7 +262,7 @@ def ingest(
     parsed, report = validate_table(table, require_target=True)
     require_columns(Path(source), report, table.columns)
     if not report.valid:
-        raise DataValidationError(f"{source} cannot be ingested, nothing changed:\n{report.summary()}", report)
+        raise DataValidationError(f"{source} cannot be ingested, nothing changed:\n{report.summary()}")
     existing = read_table(data_path)
     keys = _keys(parsed)
     fresh = (~keys.isin(set(_keys(validate_table(existing, require_target=True)[0]))) & ~keys.duplicated()).to_numpy()
@@ -296,9 +295,7 @@ class Removed:
         return f"data version {self.version.md5[:12]} (was {self.previous.md5[:12]}): {self.removed} row(s) removed"
 
 
-def remove(
-    root: Path, matches: Callable[[pd.DataFrame], pd.Series], remote: str | None = None, data: Path = DATA_FILE
-) -> Removed:
+def remove(root: Path, data: Path, matches: Callable[[pd.DataFrame], pd.Series], remote: str | None = None) -> Removed:
     """Remove the rows whose provenance ``matches`` (a bad source, in one step) as a new DVC version."""
     previous, data_path = _checked_workspace(root, data)
     provenance = read_provenance(root)
@@ -323,7 +320,7 @@ def _commit_version(root: Path, data: Path, text: str, provenance: pd.DataFrame,
     atomic_write(staged_provenance, lambda tmp: provenance.to_csv(tmp, index=False, lineterminator="\n"))
     _, whole = validate_table(read_table(combined), require_target=True)
     if not whole.valid:  # cannot happen when both parts are valid; checked anyway before anything is stored
-        raise DataValidationError(f"the combined data would be invalid, nothing changed:\n{whole.summary()}", whole)
+        raise DataValidationError(f"the combined data would be invalid, nothing changed:\n{whole.summary()}")
     version = Version(md5_file(combined), combined.stat().st_size)
     _store(root, combined, version, remote)
     previous = read_version(root, data)

@@ -37,10 +37,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from core.features import MPG_L100KM_FACTOR, TARGET_DOMAIN
+from infra.http import MAX_BODY_BYTES
 from monitoring import db
 from monitoring.events import KINDS, ClientError, Half, NotAPrediction, parse_event, printable
 from monitoring.reporters import RateLimit, client_address, reporter
-from serving.limits import MAX_BODY_BYTES
 from serving.schema import MAX_INSTANCES, field
 
 logger = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 from core.atomic import atomic_write
-from core.errors import EXIT_GATE_REJECTED
-from core.settings import project_root
+from core.errors import EXIT_ERROR, EXIT_GATE_REJECTED
+from infra.cli import current_project
 
 
 def parse_assignments(items: tuple[str, ...], ir_path: Path) -> dict:
@@ -74,13 +74,13 @@ def compile_command(check):
     """
     from pipelines.compile import check_compiled, write_compiled
 
-    root = project_root()
+    root = current_project().root
     if check:
         stale = check_compiled(root)
         for path in stale:
             click.echo(f"stale: {path} (run `mlops pipeline compile` and commit)", err=True)
         if stale:
-            raise SystemExit(1)
+            raise SystemExit(EXIT_ERROR)
         click.echo("compiled pipeline is up to date")
         return
     changed = write_compiled(root)
@@ -104,7 +104,7 @@ def run_command(params, summary_json, pipeline_root):
     from pipelines.compile import IR_FILE
     from pipelines.local import run_compiled
 
-    root = project_root()
+    root = current_project().root
     runs = pipeline_root or root / ".mlops" / "pipeline-runs"
     click.echo(f"running {IR_FILE} locally (kfp.local, SubprocessRunner)")
     terminal = click.get_text_stream("stdout")  # kfp's own output is captured while the run lasts
@@ -126,13 +126,11 @@ def run_command(params, summary_json, pipeline_root):
         raise SystemExit(EXIT_GATE_REJECTED)
     else:
         click.echo(f"failed, nothing published: {outcome.error}", err=True)
-        raise SystemExit(1)
+        raise SystemExit(EXIT_ERROR)
 
 
 @pipeline_group.command("submit")
-@click.option(
-    "--host", required=True, envvar="MLOPS_KFP_HOST", help="KFP API endpoint, e.g. http://ml-pipeline.kubeflow:8888."
-)
+@click.option("--host", help="KFP API endpoint, e.g. http://ml-pipeline.kubeflow:8888 [default: MLOPS_KFP_HOST].")
 @click.option("--token-file", type=click.Path(path_type=Path), help="Bearer token file (ServiceAccount token).")
 @click.option("--experiment", default="mpg-production", show_default=True)
 @click.option("--namespace", help="Multi-user KFP: the profile namespace runs go to (standalone KFP: none).")
@@ -162,7 +160,10 @@ def submit_command(host, token_file, experiment, namespace, pipeline_from_repo, 
     from pipelines.compile import IR_FILE
     from pipelines.submit import read_token, stop_sidecar, submit
 
-    ir_path = project_root() / IR_FILE
+    host = host or current_project().settings.kfp_host
+    if not host:
+        raise click.UsageError("give --host (or MLOPS_KFP_HOST): the Kubeflow Pipelines API endpoint")
+    ir_path = current_project().root / IR_FILE
     try:
         arguments = parse_assignments(params, ir_path)
         with _pipeline_file(ir_path, arguments if pipeline_from_repo else None) as compiled:
@@ -191,17 +192,3 @@ def _pipeline_file(ir_path: Path, from_repo: dict | None):
         path = Path(tmp) / IR_FILE.name
         path.write_bytes(text)
         yield path
-
-
-@click.command("pipeline")
-@click.option("--runs", default=2, show_default=True, help="Runs of the whole pipeline to average.")
-def bench_pipeline(runs):
-    """Benchmark: the compiled pipeline end to end with kfp.local, per step, against its start-up floor.
-
-    \b
-    Example:
-      mlops bench pipeline --runs 3
-    """
-    from pipelines.bench import section
-
-    click.echo(section(project_root(), runs).detail)

@@ -7,7 +7,7 @@ from typing import List  # noqa: UP035 - KFP wants typing.List for artifact list
 
 from kfp import dsl, kubernetes
 
-from core.settings import DEFAULT_MODEL_REPOSITORY
+from infra.settings import DEFAULT_MODEL_REPOSITORY
 from pipelines import components as c
 
 PIPELINE_NAME = "mpg-production"

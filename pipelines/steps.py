@@ -15,9 +15,9 @@ import yaml
 
 from core.atomic import atomic_write
 from core.errors import DataValidationError
-from core.overlays import ENVIRONMENTS, model_file, model_uri_in
-from core.settings import Settings, project_root
 from core.uri import parse_model_uri
+from infra.overlays import ENVIRONMENTS, model_file, model_uri_in
+from infra.settings import project_root
 from training.params import Params, apply_overrides, parse_params
 
 PROPOSAL_TARGET = "k8s/overlays/staging"
@@ -74,7 +74,7 @@ def validate_data(data_path: str, report_path: str) -> int:
     _, report = validate_file(Path(data_path))
     Path(report_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if not report.valid:
-        raise DataValidationError(f"the data is invalid:\n{report.summary()}", report)
+        raise DataValidationError(f"the data is invalid:\n{report.summary()}")
     return report.rows - len(report.dropped_lines)
 
 
@@ -107,12 +107,12 @@ def gate(
     model_dir: str, data_path: str, trusted_path: str, params_json: str, champion_uri: str, report_path: str
 ) -> bool:
     """Run the quality gate (judged on the trusted holdout); write its report; return whether it passed."""
-    from core.store import open_store
+    from infra.project import Project
     from training.data import load_dataset
     from training.gate import run_gate
 
     params = Params.model_validate_json(params_json)
-    champion_dir, champion_id = open_store(Settings.from_env()).resolve(champion_uri) if champion_uri else (None, None)
+    champion_dir, champion_id = Project().resolve(champion_uri) if champion_uri else (None, None)
     report = run_gate(
         Path(model_dir),
         load_dataset(Path(data_path)),
@@ -129,9 +129,9 @@ def gate(
 
 def publish(model_dir: str, repository: str) -> str:
     """Publish the gated model; returns its immutable URI."""
-    from core.store import open_store
+    from infra.project import Project
 
-    return open_store(Settings.from_env()).publish(Path(model_dir), repository).uri
+    return Project().store.publish(Path(model_dir), repository).uri
 
 
 def propose(
@@ -152,13 +152,13 @@ def propose(
     """
     import tempfile
 
-    from core.gitauth import scrub
     from core.model_card import read_card
-    from core.store import open_store
     from core.uri import parse_store_uri
     from gitops.changes import apply_change, bump_edit, shipping
     from gitops.git import git
     from gitops.mergerequest import Proposal
+    from infra.gitauth import scrub
+    from infra.project import Project
 
     card = read_card(Path(model_dir))
     uri = parse_store_uri(model_uri)
@@ -179,7 +179,7 @@ def propose(
             clone = Path(tmp) / "repo"
             git("clone", "--quiet", "--no-checkout", "--", repo, str(clone), cwd=Path(tmp))
             mr = Proposal(branch=PROPOSAL_BRANCH, target=target, remote="origin", push=True)
-            edit = shipping(bump_edit("staging", uri), open_store(Settings.from_env()), clone, [])  # the model too
+            edit = shipping(bump_edit("staging", uri), Project().store, clone, [])  # the model too
             applied = apply_change(clone, "bump", "staging", uri, edit, card, gate_report, mr)
         print(applied.message)
         done = applied.proposed

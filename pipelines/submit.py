@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from core.errors import MlopsError
+from infra.settings import Settings
 from pipelines.local import check_arguments
 
 #: Where a ServiceAccount token projected for the KFP audience is usually mounted.
@@ -25,8 +25,8 @@ def read_token(token_file: Path | None) -> str | None:
             return Path(token_file).read_text().strip()
         except OSError as e:
             raise SubmitError(f"cannot read token file {token_file}: {e}") from e
-    if token := os.environ.get("MLOPS_KFP_TOKEN"):
-        return token
+    if token := Settings().kfp_token:
+        return token.get_secret_value()
     return DEFAULT_TOKEN_FILE.read_text().strip() if DEFAULT_TOKEN_FILE.is_file() else None
 
 

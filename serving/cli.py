@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from core.cli import MODEL_URI
 from core.errors import MlopsError
-from core.overlays import ENVIRONMENTS
-from core.settings import project_root
+from infra.cli import MODEL_URI, current_project, pass_project
+from infra.overlays import ENVIRONMENTS
 
 
 @click.command("serve")
@@ -17,9 +14,8 @@ from core.settings import project_root
 @click.option("--model-uri", type=MODEL_URI, help="s3:// model URI or model directory (instead of --env).")
 @click.option(
     "--source-uri",
-    envvar="MLOPS_MODEL_SOURCE_URI",
     help="The store URI a model directory was downloaded from; the model must hash to its id "
-    "(the ServingRuntime passes the InferenceService's storageUri).",
+    "(the ServingRuntime passes the InferenceService's storageUri) [default: MLOPS_MODEL_SOURCE_URI].",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 in a container.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
@@ -39,11 +35,13 @@ from core.settings import project_root
     show_default=True,
     help="Seconds a client has to send a whole request (408 after).",
 )
-def serve_command(env, model_uri, source_uri, host, port, model_name, access_log, log_url, receive_timeout):
+@pass_project
+def serve_command(project, env, model_uri, source_uri, host, port, model_name, access_log, log_url, receive_timeout):
     """Serve the model over KServe's V1 and V2 REST protocols until SIGINT/SIGTERM.
 
-    With --env the URI comes from the rendered overlay (k8s/overlays/<env>), so local
-    serving serves exactly what that environment's manifests point to. s3:// URIs are
+    With --env the URI comes from the overlay's model file (k8s/overlays/<env>/model.yaml,
+    the one line its InferenceService's storageUri is set from), so local serving serves
+    exactly what that environment's manifests point to. s3:// URIs are
     read through the model store (the local folder unless MLOPS_S3_ENDPOINT_URL is set).
     A model that cannot be loaded leaves the server up and not ready, with the reason
     logged once and answered on /v2/health/live (503).
@@ -53,9 +51,6 @@ def serve_command(env, model_uri, source_uri, host, port, model_name, access_log
       mlops serve --env staging
       curl -s localhost:8080/v1/models/mpg:predict -d '{"instances": [[4, 140, 90, 2800, 15.5, 1976, 1]]}'
     """
-    from core.overlays import read_model_uri
-    from core.settings import Settings
-    from core.store import open_store
     from core.uri import LocalModelDir, parse_store_uri
     from serving.payload_log import PayloadLog
     from serving.predictor import MpgModel
@@ -65,13 +60,14 @@ def serve_command(env, model_uri, source_uri, host, port, model_name, access_log
         raise click.UsageError("give exactly one of --env or --model-uri")
     if isinstance(model_uri, LocalModelDir) and not model_uri.path.is_dir():
         raise click.BadParameter(f"{model_uri} is not a directory; give a model directory", param_hint="--model-uri")
+    source_uri = source_uri or project.settings.model_source_uri
     if source_uri is not None:
         try:
             parse_store_uri(source_uri)
         except MlopsError as e:
             raise click.BadParameter(str(e), param_hint="--source-uri") from e
-    uri = str(model_uri) if model_uri else str(read_model_uri(project_root(), env))
-    model = MpgModel(model_name, uri, open_store(Settings.from_env()), source_uri)
+    uri = str(project.model_ref(model_uri or env))
+    model = MpgModel(model_name, uri, project.store, source_uri)
     serve(
         [model],
         host=host,
@@ -106,8 +102,8 @@ def client_command(predictor, port, monitor, use_python):
     """
     import signal
 
-    from serving.client import fallback_server, nginx_binary, running_nginx
-    from serving.server import bind
+    from infra.http import bind
+    from serving.page import fallback_server, nginx_binary, running_nginx
 
     def stop(signum, _frame):
         raise KeyboardInterrupt  # the same clean exit for Ctrl-C and SIGTERM
@@ -117,7 +113,7 @@ def client_command(predictor, port, monitor, use_python):
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     bind("127.0.0.1", port).close()  # a busy port is one line now, not after a success message
-    client_dir = project_root() / "k8s" / "base" / "client"
+    client_dir = current_project().root / "k8s" / "base" / "client"
     try:
         if nginx_binary() and not use_python:
             with running_nginx(client_dir, predictor, port, monitor) as process:
@@ -130,53 +126,3 @@ def client_command(predictor, port, monitor, use_python):
             server.serve_forever()
     except KeyboardInterrupt:
         click.echo("client stopped", err=True)
-
-
-def bench_model_option(help: str):
-    """``--model DIR`` of the benchmarks that serve a model (a ``Path``; ``dvc repro`` makes the default)."""
-    return click.option(
-        "--model",
-        "model_dir",
-        type=click.Path(exists=True, file_okay=False, path_type=Path),
-        default="models/candidate",
-        show_default=True,
-        help=help,
-    )
-
-
-@click.command("serve")
-@bench_model_option(help="Model directory to serve in all three servers.")
-@click.option("--seconds", default=5, show_default=True, help="Duration of each measured wrk run.")
-@click.option("--rounds", default=3, show_default=True, help="Interleaved rounds; figures are medians.")
-def bench_serve(model_dir, seconds, rounds):
-    """Benchmark: this predictor vs a generic scikit-learn server vs a trivial model (wrk, 16 connections).
-
-    \b
-    Example:
-      mlops bench serve --seconds 5
-    """
-    from serving.bench import section
-
-    click.echo(section(model_dir.resolve(), seconds, rounds).detail)
-
-
-@click.command("load")
-@bench_model_option(help="Model directory the predictor serves.")
-@click.option("--seconds", default=60, show_default=True, type=click.IntRange(1, 3600), help="Each of the four runs.")
-def bench_load(model_dir, seconds):
-    """Load: the predictor through nginx and the monitor's ingest, 64 connections, alone and with malformed requests.
-
-    Exit 1 when a good request was not answered 2xx, a malformed one was answered 5xx
-    or accepted, or a server's resident memory grew by 10 % or more.
-
-    \b
-    Example:
-      mlops bench load --seconds 60
-    """
-    from serving.bench import BenchError
-    from serving.loadtest import section
-
-    result = section(model_dir.resolve(), seconds)
-    click.echo(result.detail)
-    if result.problems:
-        raise BenchError("; ".join(result.problems))

@@ -23,8 +23,8 @@ from kserve.protocol.infer_type import InferOutput
 from core.errors import MlopsError, ModelDirError
 from core.features import FEATURE_NAMES, to_l_per_100km
 from core.model_card import ModelCard, load_model
-from core.store import ModelStore
 from core.uri import parse_store_uri
+from infra.store import ModelStore
 from serving.fastpath import fast_predictor
 from serving.schema import InvalidRequestError, parse_v1, parse_v2
 
@@ -49,7 +49,7 @@ class MpgModel(Model):
         self.store = store
         self.card: ModelCard | None = None
         self.load_error: str | None = None
-        self.path = "none"
+        self.predictor_kind = "none"  # "compiled" (the fast path) or "model.predict", once loaded
         self.ready = False
 
     def load(self) -> bool:
@@ -64,7 +64,9 @@ class MpgModel(Model):
         self.load_error = None
         self.ready = True
         card = self.card
-        logger.info("model %s loaded from %s (%s, %s path)", card.id[:12], self.model_uri, card.algorithm, self.path)
+        logger.info(
+            "model %s loaded from %s (%s, %s path)", card.id[:12], self.model_uri, card.algorithm, self.predictor_kind
+        )
         return True
 
     def _load(self) -> None:
@@ -78,7 +80,7 @@ class MpgModel(Model):
         self._low = np.array([f.min for f in card.features])
         self._high = np.array([f.max for f in card.features])
         self._ranges = [(f.min, f.max) for f in card.features]
-        self._predict, self.path = fast_predictor(model, self._low, self._high)
+        self._predict, self.predictor_kind = fast_predictor(model, self._low, self._high)
         self.card = card
 
     def validate(self, payload):

@@ -8,7 +8,7 @@ is ours, for four reasons:
   the model, and ``:explain`` or ``/versions/...`` answer 501;
 - every client mistake is a 4xx with a JSON ``error`` naming it, and is logged in at
   most one line (kserve logs a traceback per 400);
-- request limits (``serving.limits``): body, header bytes, time to receive a request;
+- request limits (``infra.http``): body, header bytes, time to receive a request;
 - liveness means something: 503 once the model failed to load (see ``live``).
 
 ``sys.argv`` is cleared before kserve is imported (it parses it on import) and the
@@ -20,7 +20,6 @@ import contextlib
 import functools
 import logging
 import re
-import signal
 import socket
 import sys
 import time
@@ -30,8 +29,7 @@ from typing import Any
 
 import orjson
 
-from core.errors import MlopsError
-from serving.limits import RECEIVE_TIMEOUT, BodyLimit, GuardedHttpToolsProtocol
+from infra.http import RECEIVE_TIMEOUT, BodyLimit, bind, exit_on_signals, server_config
 from serving.payload_log import PayloadLog
 from serving.schema import InvalidRequestError, decode_v2
 
@@ -271,44 +269,20 @@ def _model_server_class():
             for model in models:
                 model.enable_latency_logging = False
                 self.register_model(model)  # registered even when not ready: /ready says why not
-            config = uvicorn.Config(
+            config = server_config(
                 build_app(self.dataplane, self.registered_models, self.payload_log),
+                receive_timeout=self.receive_timeout,
+                keep_alive=self.timeout_keep_alive,
+                access_log=self.access_log,
                 host=self.host,
                 port=self.http_port,
-                http=type("Protocol", (GuardedHttpToolsProtocol,), {"receive_timeout": self.receive_timeout}),
                 log_config=None,
-                access_log=self.access_log,
-                timeout_keep_alive=self.timeout_keep_alive,
                 timeout_graceful_shutdown=self.grace_period,
                 loop=self.event_loop,
             )
             asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
     return HostModelServer
-
-
-def _exit_cleanly(signum, _frame) -> None:
-    raise SystemExit(0)
-
-
-class PortInUseError(MlopsError):
-    """The address to listen on is taken (or not this machine's)."""
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening-ready socket on ``host:port`` (port 0: any free port), or one line saying why not."""
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so (proto 0 would
-    # leave Nagle on, and every response would wait ~40 ms for a delayed ACK).
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise PortInUseError(
-            f"cannot listen on {host}:{port}: {e.strerror}; stop what listens there or choose another --port"
-        ) from e
-    return sock
 
 
 def _log_to_stderr(level: int) -> None:
@@ -340,8 +314,7 @@ def serve(
     if announce:
         bound_host, bound_port = sock.getsockname()[:2]
         announce(f"http://{bound_host}:{bound_port}")
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _exit_cleanly)
+    exit_on_signals()
     server_class = _model_server_class()
     server = server_class(
         host=host,

@@ -64,8 +64,8 @@ def trained_dir(tmp_path_factory, dataset, params) -> Path:
 def served_dir() -> Path:
     """The model the overlays name, as the repository ships it (``data/models``): the same bytes on every
     machine, unlike a model trained here (training is not bitwise reproducible across CPUs)."""
-    from core.overlays import read_model_uri
-    from core.shipped import shipped_path, verified
+    from infra.overlays import read_model_uri
+    from infra.shipped import shipped_path, verified
 
     uri = read_model_uri(ROOT, "staging")
     return verified(ROOT / shipped_path(uri), uri)
@@ -112,8 +112,8 @@ def one_line_error(result, exit_code: int = 1) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A real PostgreSQL server on loopback for the session (monitoring/local_postgres.py)."""
-    from monitoring.local_postgres import postgres_cluster
+    """A real PostgreSQL server on loopback for the session (bench/local_postgres.py)."""
+    from bench.local_postgres import postgres_cluster
 
     with postgres_cluster() as url:
         yield url

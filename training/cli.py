@@ -8,9 +8,8 @@ from pathlib import Path
 import click
 
 from core.atomic import atomic_write
-from core.cli import CHAMPION
-from core.errors import EXIT_GATE_REJECTED
-from core.settings import project_root
+from core.errors import EXIT_ERROR, EXIT_GATE_REJECTED
+from infra.cli import CHAMPION, current_project, pass_project
 
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -34,13 +33,13 @@ data_option = click.option(
 def _params(params_path: Path | None, overrides=()):
     from training.params import load_params
 
-    return load_params(params_path or project_root() / "params.yaml", overrides)
+    return load_params(params_path or current_project().root / "params.yaml", overrides)
 
 
 def _dataset(params, data_path: Path | None):
     from training.data import load_dataset
 
-    return load_dataset(data_path or project_root() / params.data.path)
+    return load_dataset(data_path or current_project().root / params.data.path)
 
 
 @click.group("data")
@@ -55,7 +54,8 @@ def data_group():
 
 @data_group.command("pull")
 @click.option("--remote", default=None, help="DVC remote name [default: the repo's default, a local folder].")
-def data_pull(remote):
+@pass_project
+def data_pull(project, remote):
     """Fetch the DVC-tracked data and the committed experiment outputs; restore the shipped models.
 
     The models the overlays name (data/models, committed) are checked against their
@@ -67,17 +67,16 @@ def data_pull(remote):
       mlops data pull                # from the committed local remote
       mlops data pull --remote s3    # from S3 (credentials from the environment)
     """
-    from core.settings import Settings
-    from core.shipped import restore
-    from core.store import LocalBackend, open_store
-    from training.versioning import pull
+    from infra.shipped import restore
+    from infra.store import LocalBackend
+    from training.versioning import pull, pull_targets
 
-    click.echo(pull(project_root(), remote).summary())
-    store = open_store(Settings.from_env())
+    click.echo(pull(project.root, pull_targets(_params(None)), remote).summary())
+    store = project.store
     if not isinstance(store.backend, LocalBackend):
         click.echo("shipped models (data/models) not copied: the store is S3 (MLOPS_S3_ENDPOINT_URL)")
         return
-    restored = restore(project_root(), store)
+    restored = restore(project.root, store)
     if restored:
         new = sum(r.created for r in restored)
         ids = ", ".join(r.uri.model_id[:12] for r in restored)
@@ -103,9 +102,9 @@ def freeze_holdout_command(source, params_path):
     from training.data import holdout_lines
 
     params = _params(params_path)
-    source = source or project_root() / "data" / "seed" / "auto-mpg.csv"
+    source = source or current_project().root / "data" / "seed" / "auto-mpg.csv"
     rows = holdout_lines(source, params.split.test_size, params.split.seed)
-    out = project_root() / params.data.trusted_holdout
+    out = current_project().root / params.data.trusted_holdout
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: rows.to_csv(tmp, index=False, lineterminator="\n"))
     click.echo(f"{len(rows)} held-out rows of {source} -> {params.data.trusted_holdout}")
@@ -127,13 +126,13 @@ def data_validate(path, report_path, features_only):
     """
     from training.data import validate_file
 
-    path = path or project_root() / _params(None).data.path
+    path = path or current_project().root / _params(None).data.path
     _, report = validate_file(path, require_target=not features_only)
     if report_path:
         atomic_write(report_path, lambda tmp: tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n"))
     click.echo(report.summary())
     if not report.valid:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_ERROR)
 
 
 @click.command("train")
@@ -180,7 +179,7 @@ def evaluate_command(model_dir, out_dir, data_path, params_path):
     from training.evaluate import evaluate
 
     params = _params(params_path)
-    trusted_path = project_root() / params.data.trusted_holdout
+    trusted_path = current_project().root / params.data.trusted_holdout
     trusted = load_dataset(trusted_path) if trusted_path.is_file() else None
     metrics = evaluate(model_dir, _dataset(params, data_path), params, out_dir, trusted)
     h = metrics["holdout"]
@@ -219,27 +218,6 @@ def predict_command(model_dir, input_path, output_path, rejected_path):
     click.echo(f"{scored.predicted} predictions written to {output_path}{rejected}")
 
 
-@click.command("training")
-@click.option("--factors", default="1,10,100", show_default=True, help="Data sizes, as multiples of the data.")
-@click.option("--skip-pipeline", is_flag=True, help="Only the fit-time table.")
-def bench_training(factors, skip_pipeline):
-    """Benchmark: experimental pipeline end to end, and fit time per candidate as the data grows.
-
-    \b
-    Example:
-      mlops bench training --factors 1,10
-    """
-    click.echo(training_section(factors, skip_pipeline).detail)
-
-
-def training_section(factors: str = "1,10,100", skip_pipeline: bool = False):
-    from training.bench import section
-
-    params = _params(None)
-    sizes = tuple(int(f) for f in factors.split(","))
-    return section(_dataset(params, None), params, sizes, skip_pipeline)
-
-
 @click.command("gate")
 @click.option("--candidate", "candidate_dir", type=EXISTING_DIR, required=True, help="Candidate model directory.")
 @click.option(
@@ -259,7 +237,8 @@ def training_section(factors: str = "1,10,100", skip_pipeline: bool = False):
     help="The trusted holdout CSV the rules judge on [default: data.trusted_holdout in params].",
 )
 @params_option
-def gate_command(candidate_dir, champion_uri, report_path, data_path, trusted_path, params_path):
+@pass_project
+def gate_command(project, candidate_dir, champion_uri, report_path, data_path, trusted_path, params_path):
     """Decide whether a candidate may replace the champion; exit 0 passed, 3 rejected (1: an error).
 
     Rules live in params.yaml (gate): absolute thresholds and no regression against
@@ -272,18 +251,14 @@ def gate_command(candidate_dir, champion_uri, report_path, data_path, trusted_pa
     Example:
       mlops gate --candidate models/candidate --champion s3://mpg-mlops/models/mpg/<id>/
     """
-    from core.overlays import ENVIRONMENTS, read_model_uri
-    from core.settings import Settings
-    from core.store import open_store
     from training.data import load_dataset
     from training.gate import run_gate
 
     params = _params(params_path)
-    if champion_uri in ENVIRONMENTS:
-        champion_uri = read_model_uri(project_root(), champion_uri)
-    champion_dir, champion_id = open_store(Settings.from_env()).resolve(champion_uri) if champion_uri else (None, None)
+    champion_uri = project.model_ref(champion_uri) if champion_uri else None
+    champion_dir, champion_id = project.resolve(champion_uri) if champion_uri else (None, None)
     champion = str(champion_uri) if champion_uri else None
-    trusted = load_dataset(trusted_path or project_root() / params.data.trusted_holdout)
+    trusted = load_dataset(trusted_path or current_project().root / params.data.trusted_holdout)
     report = run_gate(candidate_dir, _dataset(params, data_path), params, trusted, champion_dir, champion, champion_id)
     if report_path:
         atomic_write(report_path, lambda tmp: tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n"))

@@ -107,7 +107,7 @@ def load_dataset(path: Path) -> Dataset:
     parsed, report = validate_table(table, require_target=True)
     require_columns(path, report, table.columns)
     if not report.valid:
-        raise DataValidationError(f"{path} is invalid:\n{report.summary()}", report)
+        raise DataValidationError(f"{path} is invalid:\n{report.summary()}")
     dropped = [line - FIRST_DATA_LINE for line in report.dropped_lines]
     frame = parsed.drop(index=dropped).reset_index(drop=True)
     return Dataset(frame=frame[[*FEATURE_NAMES, TARGET]], path=Path(path), md5=md5_file(path), report=report)
@@ -143,7 +143,7 @@ def holdout_lines(path: Path, test_size: float, seed: int) -> pd.DataFrame:
     parsed, report = validate_table(table, require_target=True)
     require_columns(path, report, table.columns)
     if not report.valid:
-        raise DataValidationError(f"{path} is invalid:\n{report.summary()}", report)
+        raise DataValidationError(f"{path} is invalid:\n{report.summary()}")
     kept = parsed.drop(index=[line - FIRST_DATA_LINE for line in report.dropped_lines])
     _, held_out = holdout_split(kept, test_size, seed)
     return table.loc[held_out.index]

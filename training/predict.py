@@ -66,7 +66,7 @@ def predict_file(model_dir: Path, input_path: Path, output_path: Path, rejected_
     bad = {i.line - FIRST_DATA_LINE for i in report.errors}
     keep = [index for index in range(len(table)) if index not in bad]
     if not keep:
-        raise DataValidationError(f"{input_path}: no row can be scored:\n{report.summary()}", report)
+        raise DataValidationError(f"{input_path}: no row can be scored:\n{report.summary()}")
     model, card = load_model(model_dir)
     matrix = parsed.iloc[keep][list(FEATURE_NAMES)].to_numpy(dtype=float)
     predicted = model.predict(matrix)

@@ -8,12 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import MlopsError
-from core.gitauth import credentials_env, scrub
+from infra.gitauth import credentials_env, scrub
 
-DATA_TARGETS = ("data/auto-mpg.csv.dvc", "data/trusted/holdout.csv.dvc")
-#: pulled by ``mlops data pull``: the data and the experimental pipeline's committed outputs (models/candidate),
-#: so that ``dvc repro`` on a fresh clone reruns nothing and rewrites nothing git tracks.
-PULL_TARGETS = (*DATA_TARGETS, "dvc.yaml")
+
+def data_targets(params) -> tuple[str, ...]:
+    """The ``.dvc`` files of the data and of the trusted holdout, as ``params.yaml`` names them."""
+    return tuple(f"{path}.dvc" for path in (params.data.path, params.data.trusted_holdout))
+
+
+def pull_targets(params) -> tuple[str, ...]:
+    """What ``mlops data pull`` fetches: the data, and the experimental pipeline's committed outputs
+    (models/candidate), so that ``dvc repro`` on a fresh clone reruns nothing and rewrites nothing git tracks."""
+    return (*data_targets(params), "dvc.yaml")
 
 
 class DataVersionError(MlopsError):
@@ -38,7 +44,7 @@ def _environment(values: dict[str, str]):
 def store_endpoint() -> dict[str, str]:
     """The model store's endpoint for DVC's s3 remote too: one setting (MLOPS_S3_ENDPOINT_URL, the overlay's
     model-store.yaml in the cluster), passed as botocore's AWS_ENDPOINT_URL_S3 unless that is set."""
-    from core.settings import Settings
+    from infra.settings import Settings
 
     url = Settings().s3_endpoint_url
     return {"AWS_ENDPOINT_URL_S3": url} if url and "AWS_ENDPOINT_URL_S3" not in os.environ else {}
@@ -68,17 +74,12 @@ class Pulled:
         return f"restored {files} ({self.downloaded} file(s) downloaded, the rest from the local cache)"
 
 
-def pull(root: Path, remote: str | None = None, targets: tuple[str, ...] = PULL_TARGETS) -> Pulled:
+def pull(root: Path, targets: tuple[str, ...], remote: str | None = None) -> Pulled:
     """Fetch the files pinned by the ``.dvc`` files and ``dvc.lock`` into the workspace (those that exist)."""
     result = _run(root, "pull", remote, _existing(root, targets))
     base = Path(root).resolve()
     restored = [(Path.cwd() / p).resolve().relative_to(base).as_posix() for p in result["added"] + result["modified"]]
     return Pulled(int(result["stats"]["fetched"]), sorted(restored))
-
-
-def push(root: Path, remote: str | None = None, targets: tuple[str, ...] = DATA_TARGETS) -> int:
-    """Upload the workspace's tracked data to a remote; returns files uploaded."""
-    return int(_run(root, "push", remote, _existing(root, targets)))
 
 
 def _existing(root: Path, targets: tuple[str, ...]) -> tuple[str, ...]:
@@ -90,7 +91,7 @@ def read_versioned(path: str, repo: str, revision: str, remote: str | None = Non
     """A tracked file (git or DVC) of ``repo`` at ``revision``, fetched from the DVC remote if needed.
 
     Credentials for a private repository come from ``MLOPS_GIT_TOKEN`` through
-    ``GIT_ASKPASS`` (``core.gitauth``), never through the URL.
+    ``GIT_ASKPASS`` (``infra.gitauth``), never through the URL.
     """
     import dvc.api
     from dvc.exceptions import DvcException

@@ -17,7 +17,7 @@ FAST = "train.candidates=[linear]"
 
 
 @pytest.fixture
-def workspace(tmp_path, trained_dir):
+def workspace(tmp_path, trained_dir, trusted_csv):
     """A local model store with one published model and a warm cache (a gate run fetched it)."""
     env = {
         "MLOPS_STORE_ROOT": str(tmp_path / ".mlops" / "store"),
@@ -26,7 +26,8 @@ def workspace(tmp_path, trained_dir):
     published = run_mlops("publish", "--model", trained_dir, env=env)
     assert published.returncode == 0, published.stderr
     uri = published.stdout.strip()
-    gate = run_mlops("gate", "--candidate", trained_dir, "--champion", uri, "--data", SEED_DATA, env=env)
+    gate = run_mlops("gate", "--candidate", trained_dir, "--champion", uri, "--data", SEED_DATA, "--trusted",
+                     trusted_csv, env=env)  # fmt: skip
     assert gate.returncode == 0, gate.stdout + gate.stderr
     assert (tmp_path / ".mlops" / "cache" / read_card(trained_dir).id).is_dir()
     return tmp_path, env, uri

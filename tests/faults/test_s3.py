@@ -14,8 +14,8 @@ import boto3
 import pytest
 
 from core.model_card import read_card
-from core.settings import Settings
-from core.store import StoreError, open_store
+from infra.settings import Settings
+from infra.store import StoreError, open_store
 from tests.conftest import one_line_error, run_mlops
 from tests.faults.helpers import DyingProxy
 from tests.integration.conftest import command_env
@@ -40,7 +40,7 @@ def test_the_server_dying_mid_upload_is_one_line_and_leaves_no_model(s3_env, buc
     line = one_line_error(result)
     assert result.returncode == 1 and "S3" in line and proxy.url in line
     assert time.monotonic() - started < 60, "bounded retries, not a hang"
-    assert [k for k in keys(s3_env["endpoint"], bucket) if "/.staging/" not in k] == [], "no model at any final URI"
+    assert [k for k in keys(s3_env["endpoint"], bucket) if "/.scratch/" not in k] == [], "no model at any final URI"
     retry = run_mlops("publish", "--model", trained_dir, "--to", f"s3://{bucket}/models/mpg",
                       env={**env, "MLOPS_S3_ENDPOINT_URL": s3_env["endpoint"]}, cwd=tmp_path)  # fmt: skip
     assert retry.returncode == 0, retry.stderr
@@ -58,6 +58,6 @@ def test_the_server_dying_mid_download_is_a_store_error_and_caches_nothing(s3_en
     assert proxy.dead.is_set() and "\n" not in str(error.value)
     assert time.monotonic() - started < 60
     left = [p.relative_to(tmp_path) for p in (tmp_path / "cache").rglob("*") if p.name != ".lock"]
-    assert left == [tmp_path.joinpath("cache/.staging").relative_to(tmp_path)], "nothing half-downloaded stays"
+    assert left == [tmp_path.joinpath("cache/.scratch").relative_to(tmp_path)], "nothing half-downloaded stays"
     fetched, _ = open_store(live).resolve(uri)
     assert (fetched / "model.joblib").read_bytes() == (trained_dir / "model.joblib").read_bytes()

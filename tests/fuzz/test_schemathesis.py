@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.load import rss_kib
 from monitoring.openapi import monitor_openapi
-from serving.loadtest import rss_kib
 from serving.openapi import predictor_openapi
 from tests.monitoring.conftest import running_monitor
 from tests.serving.conftest import running_server
@@ -70,7 +70,8 @@ def test_the_monitor_survives_schema_based_fuzzing(tmp_path):
     # no feedback hold: thousands of generated feedbacks name ids nobody served (the hold is tested in
     # tests/monitoring/test_service.py); everything else runs as deployed
     # the rate limit off: this fuzzes the parsers (the limit has its own test, tests/monitoring/test_service.py)
-    with running_monitor(
-        f"sqlite:///{tmp_path / 'monitor.db'}", "--feedback-hold", "0", "--feedback-rate", "0"
-    ) as (base, process):
+    with running_monitor(f"sqlite:///{tmp_path / 'monitor.db'}", "--feedback-hold", "0", "--feedback-rate", "0") as (
+        base,
+        process,
+    ):
         fuzz(monitor_openapi(), base, process.pid, f"{base}/readyz", tmp_path)

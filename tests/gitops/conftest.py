@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.worktree import copy_worktree
 from core.model_card import load_model, save_model_dir
-from core.settings import Settings
-from core.store import open_store
+from infra.settings import Settings
+from infra.store import open_store
 from tests.conftest import run_mlops
 from tests.integration.conftest import command_env, sh
-from training.bench import copy_worktree
 
 RECORDING_HOOK = """#!/usr/bin/env python3
 import json, os, sys

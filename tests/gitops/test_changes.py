@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from core.shipped import shipped_path
 from core.uri import parse_store_uri
+from infra.shipped import shipped_path
 from tests.conftest import MLOPS, one_line_error, run_mlops
 
 STAGING, PRODUCTION = "k8s/overlays/staging/model.yaml", "k8s/overlays/production/model.yaml"

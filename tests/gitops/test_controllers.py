@@ -13,9 +13,9 @@ import copy
 
 import pytest
 
-from core.manifests import KSERVE_VERSIONS, object_problems
 from gitops.cluster import KFP_FLOWS, KFP_MULTI_USER_FLOWS, SERVING_FLOWS, predictor, reachability, tree_pods
 from gitops.manifests import render_tree
+from infra.manifests import KSERVE_VERSIONS, object_problems
 
 ENVIRONMENTS = ("staging", "production")
 

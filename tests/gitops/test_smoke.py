@@ -10,11 +10,11 @@ import threading
 import httpx
 import pytest
 
+from bench.serving import free_port
 from core.model_card import read_card
-from core.settings import Settings
-from core.store import open_store
-from serving.bench import free_port
-from serving.client import prepare_site, start_nginx
+from infra.settings import Settings
+from infra.store import open_store
+from serving.page import prepare_site, start_nginx
 from tests.conftest import one_line_error, run_mlops
 from tests.gitops.conftest import REPOSITORY, second_model
 from tests.serving.conftest import running_server, wait_until

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from training.bench import copy_worktree
+from bench.worktree import copy_worktree
 
 BIN = Path(sys.executable).parent
 GIT_IDENTITY = {

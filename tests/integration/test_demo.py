@@ -12,13 +12,13 @@ import time
 import httpx
 import pytest
 
+from bench.serving import free_port
+from bench.worktree import copy_worktree
 from core.model_card import read_card
-from core.overlays import read_model_uri
-from serving.bench import free_port
+from infra.overlays import read_model_uri
 from tests.conftest import MLOPS
 from tests.integration.conftest import BIN, command_env, sh
 from tests.serving.conftest import wait_until
-from training.bench import copy_worktree
 
 pytestmark = pytest.mark.slow
 

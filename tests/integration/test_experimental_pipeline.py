@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from bench.worktree import copy_worktree
 from core.model_card import md5_file, read_card
 from tests.conftest import SEED_DATA
 from tests.integration.conftest import sh
-from training.bench import copy_worktree
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.worktree import copy_worktree
 from tests.gitops.conftest import make_remote
 from tests.integration.conftest import sh
-from training.bench import copy_worktree
 
 pytestmark = pytest.mark.slow
 STEPS = {"fetch-data", "validate-data", "train-candidate", "select-model", "gate", "publish", "propose"}

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.worktree import copy_worktree
 from core.model_card import read_card
 from tests.integration.conftest import sh
-from training.bench import copy_worktree
 
 ROOT = Path(__file__).parents[2]
 PACKAGES = tuple(
@@ -71,7 +71,7 @@ def test_the_runtime_install_publishes_to_and_fetches_from_s3(runtime_python, s3
     uri = sh(mlops, "publish", "--model", trained_dir, "--to", f"s3://{bucket}/models/mpg", cwd=tmp_path, **env)
     uri = uri.stdout.strip()
     assert uri == f"s3://{bucket}/models/mpg/{read_card(trained_dir).id}/"
-    fetch = "import sys; from core.settings import Settings; from core.store import open_store; "
-    fetch += "print(open_store(Settings.from_env()).resolve(sys.argv[1])[0])"
+    fetch = "import sys; from infra.settings import Settings; from infra.store import open_store; "
+    fetch += "print(open_store(Settings()).resolve(sys.argv[1])[0])"
     fetched = Path(sh(runtime_python, "-c", fetch, uri, cwd=tmp_path, **env).stdout.strip())
     assert (fetched / "model.joblib").read_bytes() == (trained_dir / "model.joblib").read_bytes()

@@ -7,9 +7,9 @@ from datetime import timedelta
 import boto3
 import pytest
 
-from core import store as store_module
-from core.settings import Settings
-from core.store import StoreError, open_store
+from infra import store as store_module
+from infra.settings import Settings
+from infra.store import StoreError, open_store
 
 
 @pytest.fixture
@@ -57,23 +57,23 @@ def test_interrupted_upload_leaves_the_final_uri_absent_and_a_retry_succeeds(
     with pytest.raises(KeyboardInterrupt):
         store.publish(trained_dir, s3_settings.model_repository)
     client.put_object = real_put
-    assert [k for k in keys(s3_settings, bucket) if "/.staging/" not in k] == []
+    assert [k for k in keys(s3_settings, bucket) if "/.scratch/" not in k] == []
     published = store.publish(trained_dir, s3_settings.model_repository)
     assert published.created and store.resolve(published.uri)[0].is_dir()
 
 
-def test_staging_left_by_a_killed_publish_is_removed_once_stale(s3_settings, bucket, trained_dir, monkeypatch):
+def test_scratch_left_by_a_killed_publish_is_removed_once_stale(s3_settings, bucket, trained_dir, monkeypatch):
     """A SIGKILLed publish skips its cleanup; S3 has no locks, so age tells stale from in progress."""
     store = open_store(s3_settings)
     leftovers = {}
     for prefix in ("models/fresh", "models/stale"):
-        leftovers[prefix] = f"{prefix}/.staging/0123456789abcdef0123456789abcdef/model.joblib"
+        leftovers[prefix] = f"{prefix}/.scratch/0123456789abcdef0123456789abcdef/model.joblib"
         store.backend.client.put_object(Bucket=bucket, Key=leftovers[prefix], Body=b"half a model")
     store.publish(trained_dir, f"s3://{bucket}/models/fresh")
     assert leftovers["models/fresh"] in keys(s3_settings, bucket), "younger than S3_STALE_AFTER: maybe in progress"
     monkeypatch.setattr(store_module, "S3_STALE_AFTER", timedelta(0))  # instead of waiting an hour
     store.publish(trained_dir, f"s3://{bucket}/models/stale")
-    assert leftovers["models/stale"] not in keys(s3_settings, bucket), "the next publish removes stale staging"
+    assert leftovers["models/stale"] not in keys(s3_settings, bucket), "the next publish removes stale scratch objects"
 
 
 def test_tampered_object_at_a_published_uri_is_refused(s3_settings, bucket, trained_dir):

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from serving.loadtest import load, table
+from bench.load import load, table
 
 SECONDS = int(os.environ.get("LOAD_SECONDS", "4"))
 

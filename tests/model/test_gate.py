@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import pytest
 from sklearn.dummy import DummyRegressor
@@ -11,7 +12,7 @@ from sklearn.pipeline import Pipeline
 
 from core.feature_matrix import FeatureMatrix
 from core.model_card import read_card, save_model_dir
-from tests.conftest import SEED_DATA, run_mlops
+from tests.conftest import ROOT, SEED_DATA, one_line_error, run_mlops
 from training.gate import run_gate
 from training.train import train
 
@@ -112,3 +113,8 @@ def test_gate_cli_exit_status_and_json_report(constant_dir, trained_dir, tmp_pat
     assert decision["passed"] is False and decision["reasons"]
     error = run_mlops("gate", "--candidate", constant_dir, "--data", tmp_path / "missing.csv")
     assert error.returncode == 2, "a usage error is not a rejection"
+    clone = tmp_path / "clone"  # a fresh clone before `mlops data pull`: no trusted holdout in the workspace
+    clone.mkdir()
+    shutil.copy(ROOT / "params.yaml", clone / "params.yaml")
+    line = one_line_error(run_mlops("gate", "--candidate", constant_dir, "--data", SEED_DATA, cwd=clone))
+    assert "data/trusted/holdout.csv not found" in line and "mlops data pull" in line

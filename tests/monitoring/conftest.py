@@ -14,17 +14,20 @@ import numpy as np
 import orjson
 import pytest
 
+from bench.serving import free_port
+from bench.worktree import copy_worktree
 from core.features import FEATURE_NAMES
 from core.model_card import md5_file
 from monitoring import db
 from monitoring.events import Half
-from monitoring.ingest import DATA_FILE, DVC_FILE, PROVENANCE, QUARANTINE, read_version
-from serving.bench import free_port
+from monitoring.ingest import PROVENANCE, QUARANTINE, dvc_file, read_version
 from tests.conftest import MLOPS, SEED_DATA, run_mlops
 from tests.integration.conftest import command_env
-from training.bench import copy_worktree
+from training.params import DataParams
 
 MODEL = "7" * 64
+DATA_FILE = Path(DataParams().path)  # params.yaml's data.path (the default the committed params.yaml keeps)
+DVC_FILE = dvc_file(DATA_FILE)
 CAR = [4, 140, 90, 2800, 15.5, 1976, 1]
 
 
@@ -141,7 +144,7 @@ def project(tmp_path, root) -> Path:
     """A clone of the project with the tracked data checked out (the state after `mlops data pull`)."""
     clone = copy_worktree(root, tmp_path / "repo")
     shutil.copy(SEED_DATA, clone / DATA_FILE)
-    assert md5_file(clone / DATA_FILE) == read_version(clone).md5
+    assert md5_file(clone / DATA_FILE) == read_version(clone, DATA_FILE).md5
     return clone
 
 

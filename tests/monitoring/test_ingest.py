@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.worktree import copy_worktree
 from core.model_card import load_model, md5_file
 from monitoring import db
 from monitoring.ingest import (
-    DATA_FILE,
-    DVC_FILE,
     JOURNAL,
     MAX_ROWS,
     RAW_COLUMNS,
@@ -32,8 +31,7 @@ from monitoring.ingest import (
 from tests.conftest import MLOPS, SEED_DATA, one_line_error, run_mlops
 from tests.gitops.conftest import make_remote
 from tests.integration.conftest import command_env, sh
-from tests.monitoring.conftest import ingest, sample, served, snapshot
-from training.bench import copy_worktree
+from tests.monitoring.conftest import DATA_FILE, DVC_FILE, ingest, sample, served, snapshot
 from training.data import read_table
 
 HEADER = "mpg,cyl,dpl,hp,wght,acc,year,org,name\n"
@@ -52,7 +50,7 @@ def test_new_rows_become_a_new_version_on_the_remote_and_pull_back(project, tmp_
     new.write_text(HEADER + NEW_CARS + EXISTING)
     result = ingest(project, new)
     assert result.returncode == 0, result.stderr
-    version = read_version(project)
+    version = read_version(project, DATA_FILE)
     assert result.stdout.startswith(f"data version {version.md5[:12]}")
     assert f"{rows_before} -> {rows_before + 2} rows, 2 added, 1 duplicate(s) dropped" in result.stdout
     text = (project / DATA_FILE).read_text()
@@ -119,11 +117,11 @@ def test_an_ingest_interrupted_after_its_commit_point_is_finished_by_the_next(pr
     """The state a kill between the .dvc rename and the data rename leaves: the .dvc names the new
     version, the workspace still holds the old one, the journal says so."""
     original = (project / DATA_FILE).read_bytes()
-    previous = read_version(project)
+    previous = read_version(project, DATA_FILE)
     first = tmp_path / "first.csv"
     first.write_text(HEADER + NEW_CARS)
     assert ingest(project, first).returncode == 0
-    version = read_version(project)
+    version = read_version(project, DATA_FILE)
     (project / DATA_FILE).write_bytes(original)
     (project / JOURNAL).write_text(json.dumps({"from": previous.md5, "to": version.md5, "size": version.size}))
     second = tmp_path / "second.csv"
@@ -133,7 +131,7 @@ def test_an_ingest_interrupted_after_its_commit_point_is_finished_by_the_next(pr
     assert f"(was {version.md5[:12]})" in result.stdout
     text = (project / DATA_FILE).read_text()
     assert text.endswith(NEW_CARS + "26.1,4,139,71,2561,14.1,79,1,test coupe\n")
-    assert md5_file(project / DATA_FILE) == read_version(project).md5 and not (project / JOURNAL).exists()
+    assert md5_file(project / DATA_FILE) == read_version(project, DATA_FILE).md5 and not (project / JOURNAL).exists()
 
 
 def test_feedback_becomes_a_data_merge_request_that_checks_out_with_its_object(project, tmp_path, trained_dir, dataset):
@@ -182,7 +180,7 @@ def test_feedback_becomes_a_data_merge_request_that_checks_out_with_its_object(p
     assert held["client"].tolist() == ["198.51.100.7"] * 2 and held["reason"].tolist() == ["residual"] * 2
     feedback = read_provenance(checkout).query("source == 'feedback'")
     assert feedback["reference"].tolist() == [f"fb-{i}/0" for i in range(5)]
-    version = read_version(checkout)
+    version = read_version(checkout, DATA_FILE)
     assert md5_file(checkout / DATA_FILE) == version.md5
     assert remote_object(checkout, version.md5).is_file() and not remote_object(project, version.md5).exists()
 
@@ -214,21 +212,22 @@ def test_kill_9_at_any_point_keeps_the_previous_version_and_a_retry_succeeds(roo
     for attempt, delay in enumerate(np.linspace(0.05, duration, 8)):
         project = copy_worktree(root, tmp_path / f"try{attempt}")
         shutil.copy(SEED_DATA, project / DATA_FILE)
-        previous = read_version(project)
+        previous = read_version(project, DATA_FILE)
         process = subprocess.Popen(
             [str(MLOPS), "data", "ingest", str(new)], cwd=project, env=command_env(), stdout=subprocess.DEVNULL
         )
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait()
-        named = read_version(project).md5
-        assert named in (previous.md5, read_version(timed).md5)
+        named = read_version(project, DATA_FILE).md5
+        assert named in (previous.md5, read_version(timed, DATA_FILE).md5)
         assert remote_object(project, named).is_file(), "the version the .dvc file names can be pulled"
         outcomes.add("new" if named != previous.md5 else "previous")
         again = ingest(project, new)
         assert again.returncode == 0, again.stderr
         assert (project / DATA_FILE).read_text() == SEED_DATA.read_text() + NEW_CARS
-        assert md5_file(project / DATA_FILE) == read_version(project).md5 == read_version(timed).md5
+        named = read_version(project, DATA_FILE).md5
+        assert md5_file(project / DATA_FILE) == named == read_version(timed, DATA_FILE).md5
     assert "previous" in outcomes, "some kills landed before the commit point"
 
 
@@ -262,11 +261,11 @@ def test_numbers_keep_every_digit_they_were_given(project, tmp_path):
 def test_a_hand_edit_after_an_interrupted_ingest_is_never_overwritten(project, tmp_path):
     """The README's promise, which `recover()` broke: killed after the .dvc rename, then the CSV edited by hand;
     the next ingest stops and names both fixes, the edit intact."""
-    previous = read_version(project)
+    previous = read_version(project, DATA_FILE)
     first = tmp_path / "first.csv"
     first.write_text(HEADER + NEW_CARS)
     assert ingest(project, first).returncode == 0
-    version = read_version(project)
+    version = read_version(project, DATA_FILE)
     edited = SEED_DATA.read_text() + "25,4,98,80,2100,16,82,1,my own car\n"
     (project / DATA_FILE).write_text(edited)
     (project / JOURNAL).write_text(json.dumps({"from": previous.md5, "to": version.md5, "size": version.size}))
@@ -295,3 +294,19 @@ def test_every_data_row_has_one_provenance_line_after_adds_and_removals(project,
     assert result.returncode == 0 and "2 row(s) removed" in result.stdout, result.stdout + result.stderr
     assert check().query("source == 'csv'")["reference"].tolist() == ["b.csv"]
     assert (project / DATA_FILE).read_text() == SEED_DATA.read_text() + "26.1,4,139,71,2561,14.1,79,1,test coupe\n"
+
+
+def test_the_data_is_where_params_yaml_says(project, tmp_path):
+    """data.path moves ingest and `mlops data pull` with training (they used to hard-code data/auto-mpg.csv)."""
+    sh("dvc", "mv", DATA_FILE, "data/cars.csv", cwd=project)
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace(f"path: {DATA_FILE}", "path: data/cars.csv", 1))
+    new = tmp_path / "new.csv"
+    new.write_text(HEADER + NEW_CARS)
+    result = ingest(project, new)
+    assert result.returncode == 0 and "2 added" in result.stdout, result.stdout + result.stderr
+    assert (project / "data/cars.csv").read_text().endswith(NEW_CARS)
+    assert md5_file(project / "data/cars.csv") == read_version(project, Path("data/cars.csv")).md5
+    (project / "data/cars.csv").unlink()
+    assert run_mlops("data", "pull", cwd=project, env=command_env()).returncode == 0
+    assert (project / "data/cars.csv").read_text().endswith(NEW_CARS), "pulled from where params.yaml says"

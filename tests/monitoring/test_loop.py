@@ -22,21 +22,21 @@ import httpx
 import numpy as np
 import pytest
 
+from bench.serving import free_port
+from bench.worktree import copy_worktree
 from core.features import FEATURE_NAMES
 from core.model_card import md5_file, read_card
-from core.overlays import model_file, with_model_uri
-from core.settings import Settings
-from core.store import open_store
 from core.uri import parse_store_uri
-from monitoring.ingest import DATA_FILE, read_version
-from serving.bench import free_port
-from serving.client import running_nginx
+from infra.overlays import model_file, with_model_uri
+from infra.settings import Settings
+from infra.store import open_store
+from monitoring.ingest import read_version
+from serving.page import running_nginx
 from tests.conftest import one_line_error, run_mlops
 from tests.gitops.conftest import make_remote
 from tests.integration.conftest import command_env, sh
-from tests.monitoring.conftest import running_monitor, sample
+from tests.monitoring.conftest import DATA_FILE, running_monitor, sample
 from tests.serving.conftest import fill, running_server
-from training.bench import copy_worktree
 
 pytestmark = pytest.mark.slow
 WEIGHT_FACTOR = 1.2
@@ -230,7 +230,7 @@ def test_monitor_then_update_knowledge_then_retrain(site, trained_dir, dataset, 
     remote = make_remote(tmp_path / "remote.git")
     sh("git", "push", "-q", remote, "HEAD:refs/heads/main", cwd=project)
     sh("git", "remote", "add", "origin", remote, cwd=project)
-    previous = read_version(project)
+    previous = read_version(project, DATA_FILE)
     ingested = run_mlops(
         "data", "ingest", "--from-feedback", "--since", start, "--db", site["db"],
         "--branch", "mlops/data", "--commit", "--push", cwd=project, env=command_env(),

@@ -11,7 +11,7 @@ import re
 import pytest
 import yaml
 
-from core.manifests import render
+from infra.manifests import render
 from training.params import load_params
 
 NAMESPACE = "mpg-staging"

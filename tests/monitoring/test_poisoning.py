@@ -17,11 +17,11 @@ import pytest
 from core.features import FEATURE_NAMES, TARGET
 from core.model_card import load_model, md5_file
 from monitoring import db
-from monitoring.ingest import DATA_FILE, PROVENANCE, QUARANTINE, read_provenance, read_version
+from monitoring.ingest import PROVENANCE, QUARANTINE, read_provenance, read_version
 from monitoring.screen import screen
 from tests.conftest import run_mlops
 from tests.integration.conftest import command_env
-from tests.monitoring.conftest import ingest, served
+from tests.monitoring.conftest import DATA_FILE, ingest, served
 
 ATTACKER = "203.0.113.9"
 
@@ -46,7 +46,7 @@ def heavy_v8s(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("n", [80, 300])
 def test_poisoned_feedback_is_quarantined_and_accepted_anyway_the_gate_rejects_it(project, tmp_path, served_dir, n):
     assert run_mlops("data", "pull", cwd=project, env=command_env()).returncode == 0  # models, trusted holdout
-    original, provenance = read_version(project), (project / PROVENANCE).read_bytes()
+    original, provenance = read_version(project, DATA_FILE), (project / PROVENANCE).read_bytes()
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
     model, card = load_model(served_dir)
     cars, claimed = heavy_v8s(n)
@@ -55,7 +55,8 @@ def test_poisoned_feedback_is_quarantined_and_accepted_anyway_the_gate_rejects_i
     screened = ingest(project, "--from-feedback", "--db", url)
     assert screened.returncode == 0, screened.stderr
     assert f"{n} feedback row(s) held in {QUARANTINE}" in screened.stdout
-    assert read_version(project) == original and md5_file(project / DATA_FILE) == original.md5, "nothing added"
+    assert read_version(project, DATA_FILE) == original, "nothing added"
+    assert md5_file(project / DATA_FILE) == original.md5
     held = pd.read_csv(project / QUARANTINE)
     assert len(held) == n and set(held["client"]) == {ATTACKER} and (held["residual"] > 15).all()
     assert set(held["reason"]) == {"residual"}, "the most telling reason of several is named"
@@ -78,7 +79,7 @@ def test_poisoned_feedback_is_quarantined_and_accepted_anyway_the_gate_rejects_i
     removed = run_mlops("data", "remove-source", "--source", "feedback", "--client", ATTACKER, cwd=project,
                         env=command_env())  # fmt: skip
     assert removed.returncode == 0 and f"{n} row(s) removed" in removed.stdout, removed.stdout + removed.stderr
-    assert read_version(project) == original, "removing the source restores the data version before it"
+    assert read_version(project, DATA_FILE) == original, "removing the source restores the data version before it"
     assert (project / PROVENANCE).read_bytes() == provenance
 
 

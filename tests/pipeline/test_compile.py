@@ -10,7 +10,7 @@ import sys
 
 import yaml
 
-from core.manifests import render, validate_object, validate_tree
+from infra.manifests import render, validate_object
 from pipelines.compile import IR_FILE, check_compiled
 from pipelines.compile import render as render_compiled
 from pipelines.image import IMAGE
@@ -72,7 +72,7 @@ def test_credentials_reach_steps_only_through_secret_references(root):
 
 def test_kfp_tree_renders_and_validates_strictly(root):
     tree = root / "k8s" / "base" / "kfp"
-    assert validate_tree(tree, root / "k8s" / "schemas") == []
+    assert [p for obj in render(tree) for p in validate_object(obj, root / "k8s" / "schemas")] == []
     objects = {doc["kind"]: doc for doc in render(tree)}
     assert set(objects) == {"CronJob", "ServiceAccount", "ConfigMap", "NetworkPolicy"}, (
         "no Pipeline/PipelineVersion: they need KFP's Kubernetes-native API mode and runs never refer to them"

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from core.model_card import read_card, save_model_dir
-from core.settings import Settings
-from core.store import open_store
+from infra.settings import Settings
+from infra.store import open_store
 from tests.serving.conftest import running_server
 
 REPOSITORY = "s3://mpg-mlops/models/mpg"

@@ -8,8 +8,8 @@ import threading
 import httpx
 import pytest
 
-from serving.bench import free_port
-from serving.client import fallback_server, prepare_site, running_nginx, start_nginx
+from bench.serving import free_port
+from serving.page import fallback_server, prepare_site, running_nginx, start_nginx
 from tests.serving.conftest import fill, wait_until
 
 LITRES_TO_CUBIC_INCHES, KW_TO_HP, KG_TO_LB = 61.0237441, 1.34102209, 2.20462262

@@ -7,8 +7,8 @@ import re
 import pytest
 import yaml
 
-from core.manifests import render, validate_tree
-from core.overlays import read_model_uri
+from infra.manifests import render, validate_object
+from infra.overlays import read_model_uri
 from pipelines.image import IMAGE
 
 ENVIRONMENTS = ("staging", "production")
@@ -16,7 +16,8 @@ ENVIRONMENTS = ("staging", "production")
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_overlay_renders_and_validates_strictly(root, env):
-    assert validate_tree(root / "k8s" / "overlays" / env, root / "k8s" / "schemas") == []
+    schemas = root / "k8s" / "schemas"
+    assert [p for obj in render(root / "k8s" / "overlays" / env) for p in validate_object(obj, schemas)] == []
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

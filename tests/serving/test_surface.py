@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from serving.limits import MAX_HEAD_BYTES
-from serving.loadtest import rss_kib
+from bench.load import rss_kib
+from infra.http import MAX_HEAD_BYTES
 from serving.server import ROUTES
 from tests.serving.conftest import running_server
 
@@ -150,7 +150,7 @@ def test_access_log_on_is_one_line_per_request_and_no_traceback(trained_dir, tmp
 def test_the_listening_socket_lets_asyncio_turn_nagle_off():
     """asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP; with proto 0 every
     response waited ~40 ms for the client's delayed ACK (seen: 364 req/s at 16 connections)."""
-    from serving.server import bind
+    from infra.http import bind
 
     sock = bind("127.0.0.1", 0)
     try:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import store as store_module
 from core.model_card import load_model, read_card, save_model_dir, sha256_file
-from core.settings import Settings
-from core.store import StoreError, open_store
 from core.uri import ModelURIError
+from infra import store as store_module
+from infra.settings import Settings
+from infra.store import SCRATCH, StoreError, open_store
 
 REPOSITORY = "s3://models-bucket/models/mpg"
 
@@ -93,19 +93,19 @@ def test_publish_killed_mid_copy_leaves_the_final_uri_absent(tmp_path, trained_d
     env.pop("MLOPS_S3_ENDPOINT_URL", None)
     command = [sys.executable, "-m", "mlops.cli", "publish", "--model", str(tmp_path / "big"), "--to", REPOSITORY]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    staging = tmp_path / "store" / "models-bucket" / ".staging"
+    scratch = tmp_path / "store" / "models-bucket" / SCRATCH
     deadline = time.monotonic() + 60
-    while not (staging.is_dir() and any(staging.rglob("model.joblib"))) and time.monotonic() < deadline:
+    while not (scratch.is_dir() and any(scratch.rglob("model.joblib"))) and time.monotonic() < deadline:
         time.sleep(0.002)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL, "the publish finished before it could be killed"
     final = tmp_path / "store" / "models-bucket" / "models" / "mpg" / big.id
     assert not final.exists()
-    assert any(p.name != ".lock" for p in staging.iterdir()), "the killed publish left its staging folder"
+    assert any(p.name != ".lock" for p in scratch.iterdir()), "the killed publish left its scratch folder"
     retry = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     assert retry.stdout.strip() == f"{REPOSITORY}/{big.id}/"
     assert (final / "model.json").is_file()
-    assert [p.name for p in staging.iterdir()] == [".lock"], "the next publish removes what the killed one left"
+    assert [p.name for p in scratch.iterdir()] == [".lock"], "the next publish removes what the killed one left"
 
 
 def other_model(tmp_path, trained_dir) -> Path:
@@ -145,12 +145,12 @@ def test_a_symlinked_cache_entry_is_replaced_and_its_target_left_alone(settings,
 
 
 def test_two_publishes_of_one_model_racing_to_the_final_rename_both_succeed(settings, trained_dir, monkeypatch):
-    """Publish A is held after staging its files until publish B has finished; A then finds B's copy."""
+    """Publish A is held after copying its files to scratch until publish B has finished; A then finds B's copy."""
     held, release = threading.Event(), threading.Event()
     real_rename = os.rename
 
     def rename(src, dst):
-        if threading.current_thread().name == "A" and ".staging" in str(src):
+        if threading.current_thread().name == "A" and SCRATCH in str(src):
             held.set()
             release.wait(30)
         return real_rename(src, dst)
@@ -167,5 +167,5 @@ def test_two_publishes_of_one_model_racing_to_the_final_rename_both_succeed(sett
     first.join(30)
     assert results["A"].uri == results["B"].uri
     assert results["B"].created and not results["A"].created
-    staging = settings.store_root / "models-bucket" / ".staging"
-    assert [p.name for p in staging.iterdir()] == [".lock"]
+    scratch = settings.store_root / "models-bucket" / SCRATCH
+    assert [p.name for p in scratch.iterdir()] == [".lock"]

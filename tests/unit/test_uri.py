@@ -37,7 +37,7 @@ def test_a_plain_path_is_a_local_model_directory():
         f"s3://mpg-mlops/models/../mpg/{ID}/",
         f"s3://mpg-mlops/models/./{ID}/",
         f"s3://mpg-mlops/models//{ID}/",
-        f"s3://mpg-mlops/models/.staging/{ID}/",
+        f"s3://mpg-mlops/models/.scratch/{ID}/",
         f"s3://../models/{ID}/",
         f"s3://Bucket/models/{ID}/",
         f"s3://mpg-mlops/models/mpg/{ID}/?versionId=1",

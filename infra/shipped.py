@@ -21,8 +21,8 @@ from pathlib import Path
 from core.atomic import within
 from core.errors import MlopsError
 from core.model_card import MODEL_FILES, verify_model_dir
-from core.overlays import ENVIRONMENTS, model_file, model_uri_in
 from core.uri import MODEL_ID, ModelURIError, StoreURI, parse_store_uri
+from infra.overlays import ENVIRONMENTS, model_file, model_uri_in
 
 SHIPPED = Path("data/models")
 
@@ -110,7 +110,7 @@ class Restored:
 
 
 def restore(tree: Path, store) -> list[Restored]:
-    """Publish every shipped model into ``store`` (a ``core.store.ModelStore``), each checked against its id."""
+    """Publish every shipped model into ``store`` (a ``infra.store.ModelStore``), each checked against its id."""
     restored = []
     for uri, folder in shipped_uris(tree).items():
         published = store.publish(verified(folder, uri), uri.repository)

@@ -6,14 +6,21 @@ this module only answers "where" questions.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MARKER = "params.yaml"
+
+
+class _RootSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore", frozen=True)
+
+    #: The project folder (the one holding params.yaml) [default: the nearest one at or above the working
+    #: directory, else the folder beside this package, else the working directory].
+    project_root: Path | None = None
 
 
 def find_project_root(start: Path | None = None) -> Path:
@@ -22,8 +29,8 @@ def find_project_root(start: Path | None = None) -> Path:
     ``MLOPS_PROJECT_ROOT`` wins when set; an installed copy falls back to the folder
     beside this package, and finally to the working directory.
     """
-    if env := os.environ.get("MLOPS_PROJECT_ROOT"):
-        return Path(env).resolve()
+    if explicit := _RootSettings().project_root:
+        return explicit.resolve()
     start = (start or Path.cwd()).resolve()
     for folder in (start, *start.parents):
         if (folder / MARKER).is_file():
@@ -38,28 +45,36 @@ def project_root() -> Path:
     return find_project_root()
 
 
-class Settings(BaseSettings):
-    """Where models are stored, from ``MLOPS_*`` environment variables, read once at the boundary.
+class Settings(_RootSettings):
+    """Every ``MLOPS_*`` environment variable the product reads, read once at the boundary (this class is the
+    list: tests/unit/test_settings.py fails on one read anywhere else).
 
     ``MLOPS_S3_ENDPOINT_URL`` unset means the embedded local store under
     ``MLOPS_STORE_ROOT`` (default ``<project>/.mlops/store``).
     """
 
-    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore", frozen=True)
-
     store_root: Path = Field(default_factory=lambda: project_root() / ".mlops" / "store")
     s3_endpoint_url: str | None = None
     model_repository: str = "s3://mpg-mlops/models/mpg"
     cache_dir: Path = Field(default_factory=lambda: project_root() / ".mlops" / "cache")
+    #: git over https (the pipeline's clone and push, CI's branches): a token and the user name sent with it
+    git_token: SecretStr | None = None
+    git_username: str = "oauth2"  # GitLab accepts any user name with a token; "oauth2" is customary
+    #: `mlops serve --source-uri`: the store URI a model directory was downloaded from (KServe's storageUri)
+    model_source_uri: str | None = None
+    #: `mlops monitor`: its database URL; the reporters whose feedback is trusted (name:token,...)
+    monitor_db: str | None = None
+    feedback_tokens: SecretStr | None = None
+    #: `mlops pipeline submit`: the Kubeflow Pipelines API and its bearer token
+    kfp_host: str | None = None
+    kfp_token: SecretStr | None = None
+    #: show the traceback of an unexpected error (a bug report) instead of one line
+    debug: bool = False
 
-    @field_validator("s3_endpoint_url", mode="before")
+    @field_validator("s3_endpoint_url", "git_token", "monitor_db", "feedback_tokens", "kfp_token", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
         return value or None
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        return cls()
 
 
 #: Published models live at ``<repository>/<model id>/``.

@@ -1,4 +1,5 @@
-"""Request limits the predictor enforces before any handler runs.
+"""HTTP plumbing both servers (the predictor, the monitor) share: the socket, the uvicorn configuration, the
+signals, and the request limits enforced before any handler runs.
 
 - body: at most ``MAX_BODY_BYTES``, declared or streamed (413), by ``BodyLimit``;
 - request line + headers: at most ``MAX_HEAD_BYTES`` (431), and
@@ -13,10 +14,14 @@ sent one byte at a time keeps its connection open for ever.
 from __future__ import annotations
 
 import http
+import signal
+import socket
 
 import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from core.errors import MlopsError
 
 MAX_BODY_BYTES = 1 << 20
 MAX_HEAD_BYTES = 16 << 10
@@ -159,3 +164,51 @@ class BodyLimit:
 
 class _BodyTooLargeError(Exception):
     pass
+
+
+class PortInUseError(MlopsError):
+    """The address to listen on is taken (or not this machine's)."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening-ready socket on ``host:port`` (port 0: any free port), or one line saying why not."""
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so (proto 0 would
+    # leave Nagle on, and every response would wait ~40 ms for a delayed ACK).
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise PortInUseError(
+            f"cannot listen on {host}:{port}: {e.strerror}; stop what listens there or choose another --port"
+        ) from e
+    return sock
+
+
+def exit_on_signals() -> None:
+    """SIGINT and SIGTERM end the process normally (status 0): uvicorn shuts down gracefully on either, then
+    re-raises it with the handlers it found at start, these."""
+
+    def exit_cleanly(_signum, _frame) -> None:
+        raise SystemExit(0)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, exit_cleanly)
+
+
+def server_config(app, *, receive_timeout: float, keep_alive: float, access_log: bool, **extra):
+    """uvicorn's configuration for either server: the guarded protocol, no Server header, no proxy headers
+    (nothing here trusts a client's forwarded address: nginx passes the real one as X-Real-IP), the keep-alive."""
+    import uvicorn
+
+    protocol = type("Protocol", (GuardedHttpToolsProtocol,), {"receive_timeout": receive_timeout})
+    return uvicorn.Config(
+        app,
+        http=protocol,
+        access_log=access_log,
+        proxy_headers=False,
+        server_header=False,
+        timeout_keep_alive=keep_alive,
+        **extra,
+    )

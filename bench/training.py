@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,28 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.benchmarks import Figure, Section
-from core.settings import project_root
+from bench.figures import Figure, Section
+from bench.worktree import copy_worktree
+from infra.settings import project_root
 from training.candidates import CANDIDATES, build
 from training.data import Dataset
 from training.params import Params
 
 NOISY_COLUMNS = ("displacement", "horsepower", "weight", "acceleration", "mpg")
-
-
-def copy_worktree(root: Path, dest: Path) -> Path:
-    """Copy what a clone of ``root`` holds (tracked and unignored files) into a new git repo at ``dest``."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, capture_output=True, text=True, check=True
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        if (root / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(root / name, dest / name)
-    identity = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], [*identity, "commit", "-q", "-m", "copy"]):
-        subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True)
-    return dest
 
 
 def resample(frame: pd.DataFrame, factor: int, seed: int = 0) -> pd.DataFrame:

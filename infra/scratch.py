@@ -1,9 +1,9 @@
-"""Staging directories that a killed process cannot leak.
+"""Scratch directories that a killed process cannot leak.
 
 Work that must appear whole (a published model, a cached download) is assembled in
 ``<area>/<32 hex>/`` and then renamed into place. Every user of an area holds a shared
-``flock`` on ``<area>/.lock`` while its staging directory exists; whoever gets the lock
-exclusively finds nobody at work, so every staging directory still there was left by
+``flock`` on ``<area>/.lock`` while its scratch directory exists; whoever gets the lock
+exclusively finds nobody at work, so every scratch directory still there was left by
 a process that died, and it is removed. Only names this module generates are ever
 removed, and only inside the area.
 """
@@ -45,7 +45,7 @@ def clean_stale(area: Path, lock) -> int:
 
 
 @contextlib.contextmanager
-def staging_dir(area: Path) -> Iterator[Path]:
+def scratch_dir(area: Path) -> Iterator[Path]:
     """A new empty directory in ``area``; removed on exit unless the caller renamed it away."""
     area.mkdir(parents=True, exist_ok=True)
     with open(area / LOCK_FILE, "a") as lock:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
 
-from core.overlays import ENVIRONMENTS
 from core.uri import ModelURIError, parse_model_uri, parse_repository, parse_store_uri
+from infra.overlays import ENVIRONMENTS
 
 
 class _Parsed(click.ParamType):
@@ -32,6 +33,23 @@ STORE_URI = _Parsed("s3://bucket/prefix/id/", parse_store_uri)
 REPOSITORY = _Parsed("s3://bucket/prefix", parse_repository)
 
 
+def current_project():
+    """The invocation's ``Project`` (click's context object: made once, on first use)."""
+    from infra.project import Project
+
+    return click.get_current_context().ensure_object(Project)
+
+
+def pass_project(function):
+    """Pass the invocation's ``Project`` as the command's first argument."""
+
+    @functools.wraps(function)
+    def command(*args, **kwargs):
+        return function(current_project(), *args, **kwargs)
+
+    return command
+
+
 @click.command("publish")
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option(
@@ -42,7 +60,8 @@ REPOSITORY = _Parsed("s3://bucket/prefix", parse_repository)
     metavar="s3://BUCKET/PREFIX",
     help="Model repository [default: MLOPS_MODEL_REPOSITORY or s3://mpg-mlops/models/mpg].",
 )
-def publish_command(model_dir, repository):
+@pass_project
+def publish_command(project, model_dir, repository):
     """Publish a model directory at s3://<bucket>/<prefix>/<model id>/ and print the URI.
 
     Content addressed and immutable: publishing the same model again is a no-op that
@@ -54,11 +73,7 @@ def publish_command(model_dir, repository):
     Example:
       mlops publish --model models/candidate
     """
-    from core.settings import Settings
-    from core.store import open_store
-
-    settings = Settings.from_env()
-    published = open_store(settings).publish(model_dir, repository or settings.model_repository)
+    published = project.store.publish(model_dir, repository or project.settings.model_repository)
     click.echo(published.uri)
     if not published.created:
         click.echo("already published: nothing uploaded", err=True)

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from core.benchmarks import Figure, Section
+from bench.figures import Figure, Section
 
 #: What each step imports before doing any work (kfp's executor itself is light at run time).
 STEP_IMPORTS = {
@@ -21,8 +21,8 @@ STEP_IMPORTS = {
     "validate-data": "training.data",
     "train-candidate": "training.train",
     "select-model": "core.model_card, training.selection",
-    "gate": "training.gate, core.store",
-    "publish": "core.store",
+    "gate": "training.gate, infra.store",
+    "publish": "infra.store",
     "propose": "core.model_card, gitops.changes",
 }
 #: Steps on the critical path, with how many times each runs back to back on 2 cores.
@@ -57,7 +57,7 @@ def pipeline_runs(root: Path, runs: int = 2) -> list[dict]:
     import json
     import os
 
-    from training.bench import copy_worktree
+    from bench.worktree import copy_worktree
 
     summaries = []
     with tempfile.TemporaryDirectory() as tmp:

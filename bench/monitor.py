@@ -28,10 +28,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from core.benchmarks import Figure, Section
+from bench.figures import Figure, Section
+from bench.serving import WRK_SCRIPT, BenchError, bodies, free_port, run_wrk, running
 from core.features import FEATURE_NAMES, MPG_L100KM_FACTOR
 from core.model_card import read_card
-from serving.bench import WRK_SCRIPT, BenchError, bodies, free_port, run_wrk, running
 
 MLOPS = Path(sys.executable).parent / "mlops"
 PACE_MS = 5  # wrk waits this long before each next request of a connection: 16 connections, ~2,900 req/s
@@ -180,7 +180,7 @@ def report(model_dir: Path, rows: int, folder: Path) -> dict[str, float]:
 
 def section(model_dir: Path, seconds: int = 5, rows: int = 100_000) -> Section:
     """Ingest on SQLite and PostgreSQL (when installed) against 2 x the predictor's rate; the report's cost."""
-    from monitoring.local_postgres import LocalPostgresError, postgres_cluster
+    from bench.local_postgres import LocalPostgresError, postgres_cluster
 
     lines = []
     with tempfile.TemporaryDirectory(prefix="mpg-bench-monitor-") as folder, contextlib.ExitStack() as stack:

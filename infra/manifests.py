@@ -106,8 +106,3 @@ def validate_object(obj: dict[str, Any], schema_dir: Path) -> list[str]:
     """``Kind/name: field: message`` for each schema problem of one object."""
     name = f"{obj.get('kind', '?')}/{obj.get('metadata', {}).get('name', '?')}"
     return [f"{name}: {field}: {message}" for field, message in object_problems(obj, schema_dir)]
-
-
-def validate_tree(kustomization_dir: Path, schema_dir: Path) -> list[str]:
-    """Render a Kustomize tree and validate every object in it."""
-    return [problem for obj in render(kustomization_dir) for problem in validate_object(obj, schema_dir)]

@@ -5,10 +5,10 @@ One interface, two backends. The embedded default maps ``s3://bucket/key`` to
 ``MLOPS_S3_ENDPOINT_URL`` set, any S3 server is used (credentials from the
 standard AWS environment variables).
 
-Publishing uploads to a staging location, verifies checksums, then finalizes, so an
+Publishing uploads to a scratch location, verifies checksums, then finalizes, so an
 interrupted publish leaves nothing at the final URI: locally the finalize is one
 atomic rename; on S3 the card is copied last and a model counts as published only
-when its card is there and the model file matches the card's id. Staging left by a
+when its card is there and the model file matches the card's id. Scratch left by a
 killed publish is removed by the next one. Fetched models are cached under
 ``<cache>/<model id>/`` and checked against the id in their URI before every use.
 """
@@ -28,12 +28,12 @@ from typing import Protocol
 from core.atomic import replace_dir
 from core.errors import MlopsError, ModelDirError
 from core.model_card import MODEL_FILE, MODEL_FILES, ModelCard, read_card, sha256_file, verify_model_dir
-from core.settings import Settings
-from core.staging import staging_dir
 from core.uri import LocalModelDir, ModelRef, Repository, StoreURI, parse_model_uri, parse_repository
+from infra.scratch import scratch_dir
+from infra.settings import Settings
 
-STAGING = ".staging"
-#: S3 has no locks: staging objects older than this were left by a publish that died.
+SCRATCH = ".scratch"  # where a publish or a download is assembled before its rename
+#: S3 has no locks: scratch objects older than this were left by a publish that died.
 S3_STALE_AFTER = timedelta(hours=1)
 
 
@@ -125,8 +125,8 @@ class ModelStore:
                 pass  # damaged or tampered with: replaced below by a fresh, verified copy
         if self.backend.read_card(uri) is None:
             raise StoreError(f"no model at {uri}: nothing was published there{self.hint}")
-        with staging_dir(self.cache_dir / STAGING) as staging:
-            fresh = staging / "model"
+        with scratch_dir(self.cache_dir / SCRATCH) as scratch:
+            fresh = scratch / "model"
             self.backend.download(uri, fresh)
             try:
                 verify_model_dir(fresh, uri.model_id)
@@ -169,14 +169,14 @@ class LocalBackend:
     def upload(self, model_dir: Path, uri: StoreURI) -> bool:
         final = self._path(uri)
         try:
-            with staging_dir(self.root / uri.bucket / STAGING) as staging:
+            with scratch_dir(self.root / uri.bucket / SCRATCH) as scratch:
                 for name in MODEL_FILES:
-                    shutil.copyfile(model_dir / name, staging / name)
-                    if sha256_file(staging / name) != sha256_file(model_dir / name):
-                        raise StoreError(f"checksum mismatch after copying {name} to {staging}")
+                    shutil.copyfile(model_dir / name, scratch / name)
+                    if sha256_file(scratch / name) != sha256_file(model_dir / name):
+                        raise StoreError(f"checksum mismatch after copying {name} to {scratch}")
                 final.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    os.rename(staging, final)  # atomic; fails if final appeared meanwhile
+                    os.rename(scratch, final)  # atomic; fails if final appeared meanwhile
                 except OSError as e:
                     if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
                         return False  # a concurrent publish of the same id finished first
@@ -228,7 +228,7 @@ class S3Backend:
         )
         return base64.b64decode(response["ChecksumSHA256"]).hex() if response else ""
 
-    def _clean_stale_staging(self, bucket: str, area: str) -> None:
+    def _clean_stale_scratch(self, bucket: str, area: str) -> None:
         listed = self._call("list", self.client.list_objects_v2, Bucket=bucket, Prefix=f"{area}/") or {}
         cutoff = datetime.now(UTC) - S3_STALE_AFTER
         for item in listed.get("Contents", []):
@@ -236,9 +236,9 @@ class S3Backend:
                 self._call("cleanup", self.client.delete_object, Bucket=bucket, Key=item["Key"])
 
     def upload(self, model_dir: Path, uri: StoreURI) -> bool:
-        area = f"{uri.prefix}/{STAGING}"
-        self._clean_stale_staging(uri.bucket, area)
-        staging = f"{area}/{uuid.uuid4().hex}"
+        area = f"{uri.prefix}/{SCRATCH}"
+        self._clean_stale_scratch(uri.bucket, area)
+        scratch = f"{area}/{uuid.uuid4().hex}"
         try:
             for name in MODEL_FILES:
                 digest = base64.b64encode(bytes.fromhex(sha256_file(model_dir / name))).decode()
@@ -248,7 +248,7 @@ class S3Backend:
                         "upload",
                         self.client.put_object,
                         Bucket=uri.bucket,
-                        Key=f"{staging}/{name}",
+                        Key=f"{scratch}/{name}",
                         Body=body,
                         ChecksumSHA256=digest,
                     )
@@ -258,12 +258,12 @@ class S3Backend:
                     self.client.copy_object,
                     Bucket=uri.bucket,
                     Key=f"{uri.key}/{name}",
-                    CopySource={"Bucket": uri.bucket, "Key": f"{staging}/{name}"},
+                    CopySource={"Bucket": uri.bucket, "Key": f"{scratch}/{name}"},
                     ChecksumAlgorithm="SHA256",
                 )
         finally:
             for name in MODEL_FILES:
-                self._call("cleanup", self.client.delete_object, Bucket=uri.bucket, Key=f"{staging}/{name}")
+                self._call("cleanup", self.client.delete_object, Bucket=uri.bucket, Key=f"{scratch}/{name}")
         return True
 
     def download(self, uri: StoreURI, dest: Path) -> None:

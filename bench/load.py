@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.benchmarks import Figure, Section
-from monitoring.bench import events_script
-from serving.bench import WRK_SCRIPT, BenchError, bodies, free_port, run_wrk, running
+from bench.figures import Figure, Section
+from bench.monitor import events_script
+from bench.serving import WRK_SCRIPT, BenchError, bodies, free_port, run_wrk, running
 
 MLOPS = Path(sys.executable).parent / "mlops"
 CONNECTIONS, BAD_CONNECTIONS = 64, 4
@@ -72,7 +72,7 @@ def rss_kib(pid: int) -> int:
 @contextlib.contextmanager
 def site(model_dir: Path, folder: Path) -> Iterator[dict]:
     """Monitor, predictor logging to it, nginx in front of both: URLs, pids and log files."""
-    from serving.client import running_nginx
+    from serving.page import running_nginx
 
     client_dir = Path(__file__).resolve().parents[1] / "k8s" / "base" / "client"
     ports = {name: free_port() for name in ("monitor", "predictor", "nginx")}

@@ -6,7 +6,7 @@ import statistics
 import time
 from pathlib import Path
 
-from core.benchmarks import Figure, Section
+from bench.figures import Figure, Section
 from gitops.manifests import render_all, validate_all
 
 

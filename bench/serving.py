@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from kserve import Model
 
-from core.benchmarks import Figure, Section
+from bench.figures import Figure, Section
 from core.errors import MlopsError
 from core.features import FEATURE_NAMES
 
@@ -84,13 +84,13 @@ class TrivialModel(Model):
 
 def _server_main(role: str, model_dir: str, port: int) -> None:
     """Entry point of one benchmark server process."""
-    from core.settings import Settings
-    from core.store import open_store
+    from infra.settings import Settings
+    from infra.store import open_store
     from serving.predictor import MpgModel
     from serving.server import serve
 
     model = {
-        "predictor": lambda: MpgModel("mpg", model_dir, open_store(Settings.from_env())),
+        "predictor": lambda: MpgModel("mpg", model_dir, open_store(Settings())),
         "reference": lambda: ReferenceModel("mpg", model_dir),
         "trivial": lambda: TrivialModel("mpg"),
     }[role]()
@@ -202,7 +202,7 @@ def benchmark(model_dir: Path, seconds: int = 10, rounds: int = 3) -> dict[tuple
     try:
         for role in ROLES:
             port = free_port()
-            code = f"from serving.bench import _server_main; _server_main({role!r}, {str(model_dir)!r}, {port})"
+            code = f"from bench.serving import _server_main; _server_main({role!r}, {str(model_dir)!r}, {port})"
             servers[role] = (
                 port,
                 subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
@@ -248,12 +248,12 @@ def time_split(model_dir: Path, repeat: int = 20_000) -> dict[str, float]:
     import orjson
 
     from core.features import to_l_per_100km
-    from core.settings import Settings
-    from core.store import open_store
+    from infra.settings import Settings
+    from infra.store import open_store
     from serving.predictor import MpgModel
     from serving.schema import parse_v1
 
-    model = MpgModel("mpg", str(model_dir), open_store(Settings.from_env()))
+    model = MpgModel("mpg", str(model_dir), open_store(Settings()))
     if not model.load():
         raise BenchError(f"cannot load {model_dir}: {model.load_error}")
     raw = bodies(model_dir)["1 instance"].encode()

@@ -9,14 +9,13 @@ secret; ``scrub`` removes credentials a user wrote into a URL before it is print
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import sys
 from pathlib import Path
 
-TOKEN_VARIABLE = "MLOPS_GIT_TOKEN"  # noqa: S105 - the variable's name, not a token
-USERNAME_VARIABLE = "MLOPS_GIT_USERNAME"  # GitLab accepts any user name with a token; "oauth2" is customary
+from infra.settings import Settings
+
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 
 
@@ -31,10 +30,9 @@ def askpass_program() -> str:
     return str(beside) if beside.is_file() else (shutil.which("mlops-git-askpass") or "mlops-git-askpass")
 
 
-def credentials_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+def credentials_env() -> dict[str, str]:
     """Variables that make git and dulwich ask ``mlops-git-askpass`` (never a terminal) for credentials."""
-    environ = os.environ if environ is None else environ
-    if not environ.get(TOKEN_VARIABLE):
+    if Settings().git_token is None:
         return {"GIT_TERMINAL_PROMPT": "0"}
     return {"GIT_ASKPASS": askpass_program(), "GIT_TERMINAL_PROMPT": "0"}
 
@@ -42,7 +40,8 @@ def credentials_env(environ: dict[str, str] | None = None) -> dict[str, str]:
 def askpass() -> None:
     """Entry point of ``mlops-git-askpass PROMPT``: the user name or the token, as git asks."""
     prompt = sys.argv[1] if len(sys.argv) > 1 else ""
+    settings = Settings()
     if prompt.lower().startswith("username"):
-        print(os.environ.get(USERNAME_VARIABLE) or "oauth2")
+        print(settings.git_username)
     else:
-        print(os.environ.get(TOKEN_VARIABLE, ""))
+        print(settings.git_token.get_secret_value() if settings.git_token else "")
