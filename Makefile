@@ -53,6 +53,13 @@ test: install ## System packages the tests drive (nginx, Chromium, Node), checko
 	$(BIN)/mlops pipeline compile --check
 	$(BIN)/python -m pytest
 
+# The inner loop: lint and the tests that start no server and train no full model (unit, data, the parser
+# properties), under a minute. `make test` stays the whole suite, what CI runs.
+CHECK_TESTS := tests/unit tests/data tests/fuzz/test_properties.py
+check: install ## The fast inner loop: lint + the tests that need no server (under a minute; make test runs all)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q $(CHECK_TESTS)
+
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
@@ -72,4 +79,4 @@ lock: ## Re-resolve constraints.txt from pyproject.toml (needs uv in .venv)
 clean: ## Remove the virtualenv, local model store and untracked outputs
 	rm -rf $(VENV) .venv-checkov models .mlops .pytest_cache .hypothesis .schemathesis tests/tools/node_modules
 
-.PHONY: help install demo test lint bench lock clean fuzz scan
+.PHONY: help install demo test check lint bench lock clean fuzz scan

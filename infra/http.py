@@ -23,6 +23,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from core.errors import MlopsError
 
+#: GuardedHttpToolsProtocol overrides uvicorn's private HttpToolsProtocol (data_received, on_message_begin,
+#: connection_made/lost, its transport, parser and cycle): checked against this version
+#: (tests/unit/test_library_internals.py fails when another is installed).
+CHECKED = {"uvicorn": "0.54.0"}
 MAX_BODY_BYTES = 1 << 20
 MAX_HEAD_BYTES = 16 << 10
 RECEIVE_TIMEOUT = 10.0

@@ -281,12 +281,9 @@ def _holdout_rmse(project, frame, params) -> dict[str, float]:
 
 def _apply_data_change(change, branch, do_commit, do_push, remote, target) -> None:
     """Make ``change`` in the workspace, or on ``branch`` as a merge request (a worktree of ``target``)."""
-    from gitops.changes import BOT_TRAILER, pushed
-    from gitops.git import toplevel
-    from gitops.mergerequest import Proposal, propose
+    from gitops.changes import pushed
+    from gitops.mergerequest import Proposal
     from monitoring.ingest import QUARANTINE, dvc_file, object_in_repository
-    from training.params import load_params
-    from training.versioning import data_targets, pull
 
     root = current_project().root
     held = 0 if change.quarantine is None else len(change.quarantine)
@@ -307,15 +304,8 @@ def _apply_data_change(change, branch, do_commit, do_push, remote, target) -> No
                 "(or run this with --branch B --commit --push for a merge request)"
             )
         return
-
-    def edit(tree: Path) -> list[Path]:
-        targets = data_targets(load_params(tree / "params.yaml"))  # the target's data, from its own remote
-        pull(tree, targets, change.remote)
-        return change.apply(tree)
-
     proposal = Proposal(branch=branch, target=target, remote=remote, push=do_push, labels=["mlops", "data"])
-    message = lambda: f"{change.title()}\n\n{BOT_TRAILER}: ingest\n"  # noqa: E731 - asked after the edit
-    proposed = propose(toplevel(root), proposal, edit, message, change.describe)
+    proposed = change.propose(root, proposal)
     if proposed is None:
         click.echo(f"nothing new on {target}'s data: nothing to commit on {branch}")
         return

@@ -65,6 +65,22 @@ class DataChange:
         carried = object_in_repository(tree, done.version, self.remote)  # the committed local remote travels in git
         return changed + ([carried] if carried is not None else [])
 
+    def propose(self, root: Path, proposal):
+        """The change on ``proposal.branch``, made in a temporary worktree of its target from the target's own data
+        version, committed (and pushed as a merge request); None when it changes nothing."""
+        from gitops.changes import BOT_TRAILER
+        from gitops.git import toplevel
+        from gitops.mergerequest import propose
+        from training.params import load_params
+        from training.versioning import data_targets, pull
+
+        def edit(tree: Path) -> list[Path]:
+            pull(tree, data_targets(load_params(tree / "params.yaml")), self.remote)  # from the worktree's remote
+            return self.apply(tree)
+
+        message = lambda: f"{self.title()}\n\n{BOT_TRAILER}: ingest\n"  # noqa: E731 - asked after the edit
+        return propose(toplevel(root), proposal, edit, message, self.describe)
+
     @property
     def done(self) -> Ingested | Removed:
         return self.results[-1]

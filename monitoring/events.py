@@ -152,36 +152,10 @@ def _request_rows(payload: Any) -> list[list[Any]]:
 
 
 def _response_rows(payload: Any) -> tuple[list[list[Any]], str]:
+    """(mpg, l/100 km, outside-range flags) per car of a V1 or V2 answer, and the model id it names."""
     if not isinstance(payload, dict) or not ({"predictions", "outputs"} & set(payload)):
         raise NotAPrediction("an answer without predictions (an error, metadata, readiness)")
-    if "predictions" in payload:  # V1
-        model_id, predictions = payload.get("model_id"), payload["predictions"]
-        if not isinstance(predictions, list) or not predictions:
-            raise EventError("data.predictions: must be a non-empty list")
-        if len(predictions) > MAX_INSTANCES:
-            raise EventError(f"data.predictions: {len(predictions)}, at most {MAX_INSTANCES} per event", 413)
-        rows = []
-        for index, prediction in enumerate(predictions):
-            if not isinstance(prediction, dict) or not all(k in prediction for k in OUTPUTS):
-                raise EventError(f"data.predictions[{index}]: must hold {', '.join(OUTPUTS)}")
-            rows.append([prediction[k] for k in OUTPUTS])
-    else:  # V2
-        parameters = payload.get("parameters") or {}
-        if not isinstance(parameters, dict):
-            raise EventError("data.parameters: must be an object")
-        if not isinstance(payload["outputs"], list):
-            raise EventError("data.outputs: must be a list")
-        model_id = parameters.get("model_id")
-        outputs = {o.get("name"): o.get("data") for o in payload["outputs"] if isinstance(o, dict)}
-        if not all(isinstance(outputs.get(k), list) for k in OUTPUTS) or len({len(outputs[k]) for k in OUTPUTS}) != 1:
-            raise EventError(f"data.outputs: must hold {', '.join(OUTPUTS)} of one length")
-        if len(outputs["mpg"]) > MAX_INSTANCES:
-            raise EventError(f"data.outputs: {len(outputs['mpg'])} rows, at most {MAX_INSTANCES} per event", 413)
-        columns = zip(*(outputs[k] for k in OUTPUTS), strict=True)
-        rows = [
-            [mpg, litres, flags.split(",") if isinstance(flags, str) and flags else flags or []]
-            for mpg, litres, flags in columns
-        ]
+    rows, model_id = _v1_rows(payload) if "predictions" in payload else _v2_rows(payload)
     if not isinstance(model_id, str) or not MODEL_ID.fullmatch(model_id):
         raise EventError("data: the response names no model id (model_id / parameters.model_id: 64 hex digits)")
     for index, (mpg, litres, flags) in enumerate(rows):
@@ -190,6 +164,39 @@ def _response_rows(payload: Any) -> tuple[list[list[Any]], str]:
         if not isinstance(flags, list) or not set(flags) <= set(FEATURE_NAMES) or len(flags) != len(set(flags)):
             raise EventError(f"data: prediction {index}: outside_training_range must list feature names, once each")
     return rows, model_id
+
+
+def _v1_rows(payload: dict) -> tuple[list[list[Any]], Any]:
+    predictions = payload["predictions"]
+    if not isinstance(predictions, list) or not predictions:
+        raise EventError("data.predictions: must be a non-empty list")
+    if len(predictions) > MAX_INSTANCES:
+        raise EventError(f"data.predictions: {len(predictions)}, at most {MAX_INSTANCES} per event", 413)
+    rows = []
+    for index, prediction in enumerate(predictions):
+        if not isinstance(prediction, dict) or not all(k in prediction for k in OUTPUTS):
+            raise EventError(f"data.predictions[{index}]: must hold {', '.join(OUTPUTS)}")
+        rows.append([prediction[k] for k in OUTPUTS])
+    return rows, payload.get("model_id")
+
+
+def _v2_rows(payload: dict) -> tuple[list[list[Any]], Any]:
+    parameters = payload.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise EventError("data.parameters: must be an object")
+    if not isinstance(payload["outputs"], list):
+        raise EventError("data.outputs: must be a list")
+    outputs = {o.get("name"): o.get("data") for o in payload["outputs"] if isinstance(o, dict)}
+    if not all(isinstance(outputs.get(k), list) for k in OUTPUTS) or len({len(outputs[k]) for k in OUTPUTS}) != 1:
+        raise EventError(f"data.outputs: must hold {', '.join(OUTPUTS)} of one length")
+    if len(outputs["mpg"]) > MAX_INSTANCES:
+        raise EventError(f"data.outputs: {len(outputs['mpg'])} rows, at most {MAX_INSTANCES} per event", 413)
+    columns = zip(*(outputs[k] for k in OUTPUTS), strict=True)
+    rows = [
+        [mpg, litres, flags.split(",") if isinstance(flags, str) and flags else flags or []]
+        for mpg, litres, flags in columns
+    ]
+    return rows, parameters.get("model_id")
 
 
 def _payload(headers: dict[str, str], attributes: dict[str, Any], body: bytes, kind: str) -> Any:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from core.atomic import atomic_write, within
 from core.errors import DataValidationError, MlopsError
 from core.features import FEATURES, TARGET
 from core.model_card import md5_file
+from infra import dvc
 from training.data import read_table, require_columns
 from training.validation import canonical_columns, validate_table
 
@@ -99,16 +99,12 @@ def row_key(values: Sequence[str]) -> str:
 
 
 def read_version(root: Path, data: Path) -> Version:
-    text = (root / dvc_file(data)).read_text()
-    md5, size = re.search(r"md5: (\w+)", text), re.search(r"size: (\d+)", text)
-    if not md5 or not size:
-        raise IngestError(f"{dvc_file(data)} holds no md5 and size: is it a DVC file?")
-    return Version(md5[1], int(size[1]))
+    pin = dvc.read_pin((root / dvc_file(data)).read_text(), str(dvc_file(data)))
+    return Version(pin.md5, pin.size)
 
 
 def with_version(dvc_text: str, version: Version) -> str:
-    text = re.sub(r"md5: \w+", f"md5: {version.md5}", dvc_text, count=1)
-    return re.sub(r"size: \d+", f"size: {version.size}", text, count=1)
+    return dvc.with_pin(dvc_text, dvc.Pin(version.md5, version.size), "the data's .dvc file")
 
 
 def _journal(root: Path) -> dict | None:
@@ -140,45 +136,26 @@ def recover(root: Path, data: Path) -> None:
     (root / JOURNAL).unlink()
 
 
-def _repo(root: Path):
-    from dvc.repo import Repo
-
-    return Repo(str(root))
-
-
 def _checkout(root: Path, data: Path, version: Version) -> None:
     """Put ``version`` (from the DVC cache) at the workspace path, in one rename."""
-    with _repo(root) as repo:
-        cached = Path(repo.cache.local.oid_to_path(version.md5))
+    cached = dvc.cached_path(root, version.md5)
     atomic_write(root / data, lambda tmp: tmp.write_bytes(cached.read_bytes()))
 
 
 def _store(root: Path, table_path: Path, version: Version, remote: str | None) -> None:
     """The new version's object into the cache and onto the remote (before anything points to it)."""
-    from dvc.exceptions import DvcException
-    from dvc_data.hashfile.hash_info import HashInfo
-    from dvc_objects.fs.local import LocalFileSystem
-
     try:
-        with _repo(root) as repo:
-            repo.cache.local.add(str(table_path), LocalFileSystem(), version.md5)
-            result = repo.cloud.push([HashInfo("md5", version.md5)], remote=remote)
-    except DvcException as e:
-        raise IngestError(f"pushing the new data version to {remote or 'the default remote'} failed: {e}") from e
-    if result.failed:
-        raise IngestError(f"the DVC remote {remote or '(default)'} refused the new data version; nothing changed")
+        dvc.cache_and_push(root, table_path, version.md5, remote)
+    except dvc.DvcAdapterError as e:
+        raise IngestError(f"the new data version: {e}") from e
 
 
 def object_in_repository(root: Path, version: Version, remote: str | None) -> Path | None:
     """The pushed object's path relative to ``root`` when the remote is a folder of the repository
     (the committed default remote): a merge request must carry it beside the .dvc file."""
-    with _repo(root) as repo:
-        odb = repo.cloud.get_remote_odb(remote, "push")
-        if odb.fs.protocol not in ("local", "file"):
-            return None
-        path = Path(odb.oid_to_path(version.md5)).resolve()
+    path = dvc.remote_object_path(root, version.md5, remote)
     try:
-        return path.relative_to(Path(root).resolve())
+        return None if path is None else path.relative_to(Path(root).resolve())
     except ValueError:
         return None
 

@@ -33,9 +33,13 @@ from core.features import FEATURE_NAMES
 from core.model_card import Histogram, ModelCard
 from monitoring import db
 from monitoring.events import MAX_CLOCK_SKEW, MODEL_ID
+from serving.routes import ROUTES
 from training.params import MonitorParams
 
 EPSILON = 1e-4  # a share never observed still counts as this, so PSI stays finite
+
+#: The routes that answer with predictions (serving/routes.py): the traffic the report judges, V1's first.
+PREDICTING = tuple(route.name for route in ROUTES if route.predicts)
 
 
 @dataclass
@@ -166,10 +170,10 @@ def traffic(metrics_url: str) -> dict[str, Any]:
     started = None
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "mpg_http_requests_total" and sample.labels.get("route") in ("predict", "infer"):
+            if sample.name == "mpg_http_requests_total" and sample.labels.get("route") in PREDICTING:
                 status = sample.labels["status"]
                 answers[status] = answers.get(status, 0.0) + sample.value
-            elif sample.name == "mpg_http_request_seconds_bucket" and sample.labels.get("route") == "predict":
+            elif sample.name == "mpg_http_request_seconds_bucket" and sample.labels.get("route") == PREDICTING[0]:
                 buckets.append((float(sample.labels["le"]), sample.value))
             elif sample.name == "process_start_time_seconds":
                 started = sample.value

@@ -34,6 +34,10 @@ FINISHED = re.compile(r"Task '(?P<task>[^']+)' finished with status (?P<status>\
 SKIPPED = re.compile(r"Skipping conditional task (?P<task>\S+)")
 ERROR = re.compile(r"^\s*(?:[\w.]+\.)?(?P<type>\w+(?:Error|Exception)): (?P<message>.+)$")
 
+#: kfp.local's folder layout under pipeline_root (one folder per run, one per task, one per output) is read
+#: back for the gate report and the proposal: checked against this version (tests/unit/test_library_internals.py).
+CHECKED = {"kfp": "2.17.3"}
+
 
 class PipelineRunError(MlopsError):
     """The pipeline could not start (bad parameters, missing compiled file)."""
@@ -239,5 +243,5 @@ def run_compiled(
             failed = True
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("\n".join(progress.lines) + "\n")
-    new_dirs = sorted(set(pipeline_root.iterdir()) - before)
+    new_dirs = sorted(set(pipeline_root.iterdir()) - before)  # kfp.local's run folder: <root>/<run>/<task>/<output>
     return _outcome(new_dirs[-1] if new_dirs else None, progress, time.perf_counter() - started, failed)

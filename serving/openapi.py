@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.features import FEATURES, ORIGIN_NAMES
+from serving.routes import PUBLIC
 from serving.schema import MAX_INSTANCES, V2_DATATYPES
 
 ERROR = {
@@ -116,32 +117,21 @@ def predictor_openapi(model: str = "mpg") -> dict[str, Any]:
         "required": ["model_name", "outputs"],
         "properties": {"model_name": {"type": "string"}, "id": {"type": "string"}, "outputs": {"type": "array"}},
     }
+    operations = {
+        "predict": {
+            "operationId": "predict",
+            "requestBody": json_body(v1_request),
+            "responses": _responses(v1_response),
+        },
+        "infer": {"operationId": "infer", "requestBody": json_body(v2_request), "responses": _responses(v2_response)},
+        "metadata": {
+            "operationId": "metadata",
+            "responses": {"200": {"description": "inputs, outputs, versions (the model id)"}},
+        },
+        "ready": {"operationId": "ready", "responses": {"200": {"description": "loaded and verified"}}},
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "mpg predictor", "version": "1", "description": "KServe V1 and V2 over the fuel model"},
-        "paths": {
-            f"/v1/models/{model}:predict": {
-                "post": {
-                    "operationId": "predict",
-                    "requestBody": json_body(v1_request),
-                    "responses": _responses(v1_response),
-                }
-            },
-            f"/v2/models/{model}/infer": {
-                "post": {
-                    "operationId": "infer",
-                    "requestBody": json_body(v2_request),
-                    "responses": _responses(v2_response),
-                }
-            },
-            f"/v2/models/{model}": {
-                "get": {
-                    "operationId": "metadata",
-                    "responses": {"200": {"description": "inputs, outputs, versions (the model id)"}},
-                }
-            },
-            f"/v2/models/{model}/ready": {
-                "get": {"operationId": "ready", "responses": {"200": {"description": "loaded and verified"}}}
-            },
-        },
+        "paths": {route.for_model(model): {route.method.lower(): operations[route.name]} for route in PUBLIC},
     }

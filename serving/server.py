@@ -3,7 +3,7 @@
 kserve's ``ModelServer`` keeps the model registry and the data plane; the HTTP side
 is ours, for four reasons:
 
-- only the routes clients need are served (``ROUTES``): kserve's model-repository
+- only the routes clients need are served (``serving.routes.ROUTES``): kserve's model-repository
   extension (``/v2/repository/models/<name>/load|unload``) would let any caller unload
   the model, and ``:explain`` or ``/versions/...`` answer 501;
 - every client mistake is a 4xx with a JSON ``error`` naming it, and is logged in at
@@ -28,24 +28,18 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 
 from infra.http import RECEIVE_TIMEOUT, BodyLimit, bind, exit_on_signals, server_config
 from serving.payload_log import PayloadLog
+from serving.routes import ROUTES, route_name
 from serving.schema import InvalidRequestError, decode_v2
 
 logger = logging.getLogger(__name__)
-#: (method, path) of every route the predictor serves; anything else is 404 (or 405).
-ROUTES = (
-    ("POST", "/v1/models/{model_name}:predict"),
-    ("GET", "/v1/models/{model_name}"),
-    ("POST", "/v2/models/{model_name}/infer"),
-    ("GET", "/v2/models/{model_name}"),
-    ("GET", "/v2/models/{model_name}/ready"),
-    ("GET", "/v2/health/live"),
-    ("GET", "/v2/health/ready"),
-    ("GET", "/metrics"),
-)
 QUIET = ("uvicorn.access", "kserve.trace")
+#: The model server subclasses kserve's ModelServer and mounts its own app over ModelServer.dataplane and
+#: .registered_models (attributes, not API): checked against this version (tests/unit/test_library_internals.py).
+CHECKED = {"kserve": "0.21.0"}
 
 
 def _json(status: int, content: Any, headers: dict[str, str] | None = None):
@@ -71,15 +65,11 @@ class Traffic:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
 
-    @staticmethod
-    def route(path: str) -> str:
-        return "predict" if path.endswith(":predict") else "infer" if path.endswith("/infer") else "other"
-
     def middleware(self, app):
         async def counted(scope, receive, send):
             if scope["type"] != "http":
                 return await app(scope, receive, send)
-            started, route, status = time.perf_counter(), self.route(scope["path"]), [500]
+            started, route, status = time.perf_counter(), route_name(scope["path"]), [500]
 
             async def sending(message):
                 if message["type"] == "http.response.start":
@@ -113,61 +103,45 @@ def request_id_of(headers: dict[str, str]) -> str:
     return given
 
 
-def build_app(dataplane, registry, payload_log: PayloadLog | None = None) -> Any:
-    """The FastAPI app: ``ROUTES`` over kserve's data plane, with this project's error handling.
+class Handlers:
+    """One method per route of ``serving.routes.ROUTES``, by its name, over kserve's data plane and registry."""
 
-    Every prediction answers with ``X-Request-Id`` (the caller's, or a new one) and,
-    with a ``payload_log``, is logged as KServe's logger would.
-    """
-    from fastapi import FastAPI, Request
-    from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
-    from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
-    from kserve.protocol.rest.server import metrics_handler
-    from starlette.exceptions import HTTPException
-    from starlette.requests import ClientDisconnect
+    def __init__(self, dataplane, registry, payload_log: PayloadLog | None):
+        self.dataplane, self.registry, self.payload_log = dataplane, registry, payload_log
 
-    from serving.predictor import PayloadTooLarge
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app):
-        if payload_log:
-            payload_log.start()
-        yield
-        if payload_log:
-            await payload_log.stop()
-
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-
-    def answer(request_id: str, body: bytes, content) -> Any:
+    def _answer(self, request_id: str, body: bytes, content) -> Any:
         from starlette.responses import Response
 
         encoded = orjson.dumps(content)
-        if payload_log:
-            payload_log.emit(request_id, body, encoded)
-        headers = {"X-Request-Id": request_id}
-        return Response(encoded, 200, headers=headers, media_type="application/json")
+        if self.payload_log:
+            self.payload_log.emit(request_id, body, encoded)
+        return Response(encoded, 200, headers={"X-Request-Id": request_id}, media_type="application/json")
 
-    def ready_model(model_name: str):
-        model = registry.get_model(model_name)
+    def _ready_model(self, model_name: str):
+        from kserve.errors import ModelNotFound, ModelNotReady
+
+        model = self.registry.get_model(model_name)
         if model is None:
             raise ModelNotFound(model_name)
         if not model.ready:
             raise ModelNotReady(model_name, getattr(model, "load_error", None) or "")
         return model
 
-    async def predict(model_name: str, request: Request):
-        ready_model(model_name)
+    async def predict(self, model_name: str, request: Request):
+        self._ready_model(model_name)
         body, headers = await request.body(), dict(request.headers)
         request_id = request_id_of(headers)
         try:
             payload = orjson.loads(body)  # whatever the content type: curl's default is a form type
         except orjson.JSONDecodeError as e:
             raise InvalidRequestError(f"body: not valid JSON ({e})") from e
-        response, _ = await dataplane.infer(model_name, payload, headers)
-        return answer(request_id, body, response)
+        response, _ = await self.dataplane.infer(model_name, payload, headers)
+        return self._answer(request_id, body, response)
 
-    async def infer(model_name: str, request: Request):
-        ready_model(model_name)
+    async def infer(self, model_name: str, request: Request):
+        from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
+
+        self._ready_model(model_name)
         body, headers = await request.body(), dict(request.headers)
         request_id = request_id_of(headers)
         decoded = decode_v2(body, headers.get("inference-header-content-length"))
@@ -176,50 +150,51 @@ def build_app(dataplane, registry, payload_log: PayloadLog | None = None) -> Any
         infer_request = InferRequest(
             model_name, inputs, request_id=decoded.id, parameters=decoded.parameters, request_outputs=outputs
         )
-        response, _ = await dataplane.infer(model_name, infer_request, headers)
+        response, _ = await self.dataplane.infer(model_name, infer_request, headers)
         rest, _ = response.to_rest()
-        return answer(request_id, body, rest)
+        return self._answer(request_id, body, rest)
 
-    async def metadata(model_name: str):
-        card = getattr(registry.get_model(model_name), "card", None)
-        content = await dataplane.model_metadata(model_name)  # ModelNotFound for an unknown name
+    async def metadata(self, model_name: str):
+        card = getattr(self.registry.get_model(model_name), "card", None)
+        content = await self.dataplane.model_metadata(model_name)  # ModelNotFound for an unknown name
         return _json(200, {**content, "versions": [card.id] if card else []})
 
-    async def model_ready(model_name: str):
-        ready_model(model_name)
+    async def ready(self, model_name: str):
+        self._ready_model(model_name)
         return _json(200, {"name": model_name, "ready": True})
 
-    async def live():
-        failed = [m for m in registry.get_models().values() if getattr(m, "load_error", None)]
+    async def v1_model_ready(self, model_name: str):
+        # GET /v1/models/mpg:predict lands here (a path segment may hold ":"): the route exists, for POST
+        if model_name.endswith(":predict"):
+            return _json(405, {"error": "GET: /v1/models/<name>:predict takes POST"}, {"Allow": "POST"})
+        return await self.ready(model_name)
+
+    async def live(self):
+        failed = [m for m in self.registry.get_models().values() if getattr(m, "load_error", None)]
         if failed:
             reason = f"model {failed[0].name} failed to load: {failed[0].load_error}"
             return _json(503, {"live": False, "error": reason})
         return _json(200, {"live": True})
 
-    async def ready():
-        models = list(registry.get_models().values())
+    async def server_ready(self):
+        models = list(self.registry.get_models().values())
         if not models or not all(m.ready for m in models):
             return _json(503, {"ready": False})
         return _json(200, {"ready": True})
 
-    async def v1_model_ready(model_name: str):
-        # GET /v1/models/mpg:predict lands here (a path segment may hold ":"): the route exists, for POST
-        if model_name.endswith(":predict"):
-            return _json(405, {"error": "GET: /v1/models/<name>:predict takes POST"}, {"Allow": "POST"})
-        return await model_ready(model_name)
+    async def metrics(self, request: Request):
+        from kserve.protocol.rest.server import metrics_handler
 
-    handlers = {
-        "/v1/models/{model_name}:predict": predict,
-        "/v1/models/{model_name}": v1_model_ready,
-        "/v2/models/{model_name}/infer": infer,
-        "/v2/models/{model_name}": metadata,
-        "/v2/models/{model_name}/ready": model_ready,
-        "/v2/health/live": live,
-        "/v2/health/ready": ready,
-        "/metrics": metrics_handler,
-    }
-    for method, path in ROUTES:
-        app.add_api_route(path, handlers[path], methods=[method], response_model=None)
+        return await metrics_handler(request)
+
+
+def _error_handlers() -> list[tuple[type[BaseException], Callable]]:
+    """Each error as one JSON line with its status: the client's errors named, a bug a 500 that says so."""
+    from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
+
+    from serving.predictor import PayloadTooLarge
 
     def client_error(default_status: int):
         async def handler(_request, exc):  # not logged: the access log, when on, has the status
@@ -237,7 +212,7 @@ def build_app(dataplane, registry, payload_log: PayloadLog | None = None) -> Any
         logger.error("internal error: %s: %s", type(exc).__name__, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
         return _json(500, {"error": f"internal error ({type(exc).__name__}); see the predictor log"})
 
-    for exc_class, handler in (
+    return [
         (PayloadTooLarge, client_error(413)),
         (InvalidInput, client_error(400)),
         (InvalidRequestError, client_error(400)),
@@ -246,7 +221,30 @@ def build_app(dataplane, registry, payload_log: PayloadLog | None = None) -> Any
         (HTTPException, http_error),
         (ClientDisconnect, disconnected),
         (Exception, server_error),
-    ):
+    ]
+
+
+def build_app(dataplane, registry, payload_log: PayloadLog | None = None) -> Any:
+    """The FastAPI app: ``ROUTES`` over kserve's data plane, with this project's error handling.
+
+    Every prediction answers with ``X-Request-Id`` (the caller's, or a new one) and,
+    with a ``payload_log``, is logged as KServe's logger would.
+    """
+    from fastapi import FastAPI
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        if payload_log:
+            payload_log.start()
+        yield
+        if payload_log:
+            await payload_log.stop()
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    handlers = Handlers(dataplane, registry, payload_log)
+    for route in ROUTES:
+        app.add_api_route(route.path, getattr(handlers, route.name), methods=[route.method], response_model=None)
+    for exc_class, handler in _error_handlers():
         app.add_exception_handler(exc_class, handler)
     app.add_middleware(BodyLimit)
     return traffic().middleware(app)

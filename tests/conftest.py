@@ -61,6 +61,18 @@ def trained_dir(tmp_path_factory, dataset, params) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory, dataset, params) -> Path:
+    """A model directory made in a tenth of a second (least squares only): for tests of code that stores, moves,
+    checks or loads a model and does not care how good it is. Model-quality tests use ``trained_dir``."""
+    from training.train import train
+
+    only = params.train.model_copy(update={"candidates": ["linear"]})
+    out = tmp_path_factory.mktemp("tiny") / "candidate"
+    train(dataset, params.model_copy(update={"train": only}), out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def served_dir() -> Path:
     """The model the overlays name, as the repository ships it (``data/models``): the same bytes on every
     machine, unlike a model trained here (training is not bitwise reproducible across CPUs)."""

@@ -26,41 +26,41 @@ def assert_up_and_not_ready(base: str, log, reason: str) -> None:
     assert text.count("NOT loaded") == 1 and reason in text and "Traceback" not in text
 
 
-def card_fields(trained_dir) -> dict:
-    return read_card(trained_dir).training_facts()
+def card_fields(tiny_dir) -> dict:
+    return read_card(tiny_dir).training_facts()
 
 
-def test_a_pickle_that_is_not_a_trained_model_leaves_the_server_not_ready(tmp_path, trained_dir):
-    save_model_dir({"weights": [1, 2, 3]}, tmp_path / "odd", **card_fields(trained_dir))
+def test_a_pickle_that_is_not_a_trained_model_leaves_the_server_not_ready(tmp_path, tiny_dir):
+    save_model_dir({"weights": [1, 2, 3]}, tmp_path / "odd", **card_fields(tiny_dir))
     with running_server(str(tmp_path / "odd"), tmp_path, ready=False) as (base, _, log):
         assert_up_and_not_ready(base, log, "not a model this project trained")
 
 
-def test_a_fifo_in_place_of_the_card_does_not_hang_the_server(tmp_path, trained_dir):
-    model_dir = shutil.copytree(trained_dir, tmp_path / "fifo")
+def test_a_fifo_in_place_of_the_card_does_not_hang_the_server(tmp_path, tiny_dir):
+    model_dir = shutil.copytree(tiny_dir, tmp_path / "fifo")
     (model_dir / "model.json").unlink()
     os.mkfifo(model_dir / "model.json")
     with running_server(str(model_dir), tmp_path, ready=False) as (base, _, log):
         assert_up_and_not_ready(base, log, "not a regular file")
 
 
-def test_a_symlinked_model_file_is_refused(tmp_path, trained_dir):
+def test_a_symlinked_model_file_is_refused(tmp_path, tiny_dir):
     model_dir = tmp_path / "linked"
     model_dir.mkdir()
-    shutil.copyfile(trained_dir / "model.json", model_dir / "model.json")
-    (model_dir / "model.joblib").symlink_to(trained_dir / "model.joblib")
+    shutil.copyfile(tiny_dir / "model.json", model_dir / "model.json")
+    (model_dir / "model.joblib").symlink_to(tiny_dir / "model.joblib")
     with running_server(str(model_dir), tmp_path, ready=False) as (base, _, log):
         assert_up_and_not_ready(base, log, "regular file")
 
 
 @pytest.mark.parametrize("target", ["empty", "other"])
-def test_a_symlinked_cache_entry_is_replaced_by_the_published_model(tmp_path, trained_dir, model_copy, target):
+def test_a_symlinked_cache_entry_is_replaced_by_the_published_model(tmp_path, tiny_dir, model_copy, target):
     settings = Settings(store_root=tmp_path / "store", model_repository=REPOSITORY, cache_dir=tmp_path / "cache")
-    uri = open_store(settings).publish(trained_dir, REPOSITORY).uri
-    model_id = read_card(trained_dir).id
+    uri = open_store(settings).publish(tiny_dir, REPOSITORY).uri
+    model_id = read_card(tiny_dir).id
     elsewhere = tmp_path / "elsewhere"
     if target == "other":  # a valid model, consistent with its own card, but not the one the URI names
-        save_model_dir(["not", "it"], elsewhere, **card_fields(trained_dir))
+        save_model_dir(["not", "it"], elsewhere, **card_fields(tiny_dir))
     else:
         elsewhere.mkdir()
     settings.cache_dir.mkdir()
@@ -70,17 +70,17 @@ def test_a_symlinked_cache_entry_is_replaced_by_the_published_model(tmp_path, tr
     assert elsewhere.is_dir(), "the link's target is not touched"
 
 
-def test_a_model_directory_must_hash_to_the_id_of_its_source_uri(tmp_path, trained_dir):
+def test_a_model_directory_must_hash_to_the_id_of_its_source_uri(tmp_path, tiny_dir):
     other_id = "0" * 64
     args = ("--source-uri", f"{REPOSITORY}/{other_id}/")
-    with running_server(str(trained_dir), tmp_path, ready=False, args=args) as (base, _, log):
+    with running_server(str(tiny_dir), tmp_path, ready=False, args=args) as (base, _, log):
         assert_up_and_not_ready(base, log, "was asked for")
-    own = ("--source-uri", f"{REPOSITORY}/{read_card(trained_dir).id}/")
-    with running_server(str(trained_dir), tmp_path, args=own) as (base, _, _log):
+    own = ("--source-uri", f"{REPOSITORY}/{read_card(tiny_dir).id}/")
+    with running_server(str(tiny_dir), tmp_path, args=own) as (base, _, _log):
         assert httpx.post(f"{base}/v1/models/mpg:predict", json={"instances": [CAR]}).status_code == 200
 
 
-def test_the_cluster_passes_the_source_uri_through_the_environment(tmp_path, trained_dir):
+def test_the_cluster_passes_the_source_uri_through_the_environment(tmp_path, tiny_dir):
     env = {"MLOPS_MODEL_SOURCE_URI": f"{REPOSITORY}/{'1' * 64}/"}
-    with running_server(str(trained_dir), tmp_path, ready=False, env=env) as (base, _, log):
+    with running_server(str(tiny_dir), tmp_path, ready=False, env=env) as (base, _, log):
         assert_up_and_not_ready(base, log, "was asked for")

@@ -11,7 +11,9 @@ import pytest
 
 from bench.load import rss_kib
 from infra.http import MAX_HEAD_BYTES
-from serving.server import ROUTES
+from serving.openapi import predictor_openapi
+from serving.page import proxied_routes
+from serving.routes import PUBLIC, ROUTES, route_name
 from tests.serving.conftest import running_server
 
 CAR = [4, 140, 90, 2800, 15.5, 1976, 1]
@@ -48,8 +50,28 @@ def test_the_model_cannot_be_unloaded_and_stays_ready(base_url):
     assert httpx.post(f"{base_url}/v1/models/mpg:predict", json={"instances": [CAR]}).status_code == 200
 
 
+def test_the_page_proxies_the_public_routes_and_the_openapi_describes_them(root):
+    """nginx.conf is a static file: it must proxy exactly the public routes of the table, each by its method, and
+    the feedback to the monitor; the OpenAPI description covers the same routes."""
+    proxied = proxied_routes((root / "k8s" / "base" / "client" / "nginx.conf").read_text())
+    assert proxied == {
+        **{route.for_model("mpg"): (route.method, "predictor") for route in PUBLIC},
+        "/feedback": ("POST", "monitor"),
+    }
+    paths = predictor_openapi("mpg")["paths"]
+    assert {(path, method.upper()) for path, ops in paths.items() for method in ops} == {
+        (route.for_model("mpg"), route.method) for route in PUBLIC
+    }
+
+
+def test_every_answer_is_labelled_by_its_route_and_unknown_paths_share_one_label():
+    assert [route_name(route.for_model("mpg")) for route in ROUTES] == [route.name for route in ROUTES]
+    assert route_name("/v2/repository/models/mpg/unload") == route_name("/x" * 50) == "other"
+
+
 def test_every_listed_route_answers(base_url):
-    for method, path in ROUTES:
+    for route in ROUTES:
+        method, path = route.method, route.path
         url = base_url + path.format(model_name="mpg")
         body = (
             {"instances": [CAR]}

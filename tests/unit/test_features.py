@@ -45,3 +45,16 @@ def test_atomic_write_keeps_previous_content_when_the_writer_fails(tmp_path):
         atomic_write(target, failing)
     assert target.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5])
+@pytest.mark.parametrize(("feature", "value"), [("cylinders", 7), ("cylinders", 9), ("origin", 2.5)])
+def test_a_value_inside_the_bounds_but_not_allowed_is_refused_for_one_car_and_for_many(feature, value, rows):
+    """Mutation testing found that skipping the allowed-values check for a single car survived every test."""
+    from core.features import FEATURE_NAMES, domain_problems
+
+    car = [4, 140, 90, 2800, 15.5, 1976, 1]
+    matrix = np.array([car] * rows, dtype=float)
+    assert domain_problems(matrix) == []
+    matrix[-1, FEATURE_NAMES.index(feature)] = value
+    assert [(row, name) for row, name, _ in domain_problems(matrix)] == [(rows - 1, feature)]

@@ -10,9 +10,9 @@ from core.errors import ModelDirError
 from core.model_card import load_model, read_card, sha256_file, verify_model_dir
 
 
-def test_card_id_is_the_sha256_of_the_model_file(trained_dir):
-    card = read_card(trained_dir)
-    assert card.id == sha256_file(trained_dir / "model.joblib")
+def test_card_id_is_the_sha256_of_the_model_file(tiny_dir):
+    card = read_card(tiny_dir)
+    assert card.id == sha256_file(tiny_dir / "model.joblib")
     assert [f.name for f in card.features][:2] == ["cylinders", "displacement"]
     assert card.libraries["scikit-learn"]
     assert card.data.md5 and card.data.rows > 300

@@ -34,12 +34,12 @@ def final_dir(settings: Settings, uri: str) -> Path:
     return settings.store_root / uri.removeprefix("s3://").rstrip("/")
 
 
-def test_publish_is_content_addressed_and_a_second_publish_is_a_no_op(settings, trained_dir):
+def test_publish_is_content_addressed_and_a_second_publish_is_a_no_op(settings, tiny_dir):
     store = open_store(settings)
-    first = store.publish(trained_dir, REPOSITORY)
-    card_id = (trained_dir / "model.json").read_text().split('"id": "')[1][:64]
+    first = store.publish(tiny_dir, REPOSITORY)
+    card_id = (tiny_dir / "model.json").read_text().split('"id": "')[1][:64]
     assert first.uri == f"{REPOSITORY}/{card_id}/" and first.created
-    again = store.publish(trained_dir, REPOSITORY)
+    again = store.publish(tiny_dir, REPOSITORY)
     assert again.uri == first.uri and not again.created
     assert sorted(p.name for p in final_dir(settings, first.uri).iterdir()) == ["model.joblib", "model.json"]
 
@@ -53,19 +53,19 @@ def test_different_content_at_a_published_uri_is_refused(settings, model_copy):
         store.publish(model_copy, REPOSITORY)
 
 
-def test_fetch_returns_a_verified_copy_and_names_a_missing_uri(settings, trained_dir):
+def test_fetch_returns_a_verified_copy_and_names_a_missing_uri(settings, tiny_dir):
     store = open_store(settings)
-    uri = store.publish(trained_dir, REPOSITORY).uri
+    uri = store.publish(tiny_dir, REPOSITORY).uri
     fetched, expected_id = store.resolve(uri)
     assert fetched.parent == settings.cache_dir and expected_id == fetched.name
-    assert (fetched / "model.joblib").read_bytes() == (trained_dir / "model.joblib").read_bytes()
+    assert (fetched / "model.joblib").read_bytes() == (tiny_dir / "model.joblib").read_bytes()
     with pytest.raises(StoreError, match="no model at"):
         store.resolve(f"{REPOSITORY}/{'0' * 64}/")
     with pytest.raises(ModelURIError, match="not a model repository"):
-        store.publish(trained_dir, "models/mpg")
+        store.publish(tiny_dir, "models/mpg")
 
 
-def test_interrupted_publish_leaves_nothing_at_the_final_uri_and_a_retry_succeeds(settings, trained_dir, monkeypatch):
+def test_interrupted_publish_leaves_nothing_at_the_final_uri_and_a_retry_succeeds(settings, tiny_dir, monkeypatch):
     copies = []
     real_copy = shutil.copyfile
 
@@ -78,16 +78,16 @@ def test_interrupted_publish_leaves_nothing_at_the_final_uri_and_a_retry_succeed
     monkeypatch.setattr(store_module.shutil, "copyfile", interrupted_copy)
     store = open_store(settings)
     with pytest.raises(KeyboardInterrupt):
-        store.publish(trained_dir, REPOSITORY)
+        store.publish(tiny_dir, REPOSITORY)
     monkeypatch.undo()
     assert not (settings.store_root / "models-bucket" / "models").exists()
-    assert store.publish(trained_dir, REPOSITORY).created
+    assert store.publish(tiny_dir, REPOSITORY).created
 
 
-def test_publish_killed_mid_copy_leaves_the_final_uri_absent(tmp_path, trained_dir):
+def test_publish_killed_mid_copy_leaves_the_final_uri_absent(tmp_path, tiny_dir):
     """A real SIGKILL of `mlops publish` while it copies a large model file."""
     big = save_model_dir(
-        np.random.default_rng(0).random(20_000_000), tmp_path / "big", **read_card(trained_dir).training_facts()
+        np.random.default_rng(0).random(20_000_000), tmp_path / "big", **read_card(tiny_dir).training_facts()
     )
     env = {**os.environ, "MLOPS_STORE_ROOT": str(tmp_path / "store"), "MLOPS_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("MLOPS_S3_ENDPOINT_URL", None)
@@ -108,23 +108,23 @@ def test_publish_killed_mid_copy_leaves_the_final_uri_absent(tmp_path, trained_d
     assert [p.name for p in scratch.iterdir()] == [".lock"], "the next publish removes what the killed one left"
 
 
-def other_model(tmp_path, trained_dir) -> Path:
+def other_model(tmp_path, tiny_dir) -> Path:
     """A second valid model directory (different pickle, its own consistent card)."""
     from core.model_card import load_model
 
-    model, card = load_model(trained_dir)
+    model, card = load_model(tiny_dir)
     model.steps[-1][1].fitted_marker_ = 1  # changes the pickle, not the behaviour
     fields = card.training_facts()
     save_model_dir(model, tmp_path / "other", **fields)
     return tmp_path / "other"
 
 
-def test_a_cache_entry_must_hold_the_model_its_uri_names(settings, trained_dir, tmp_path):
+def test_a_cache_entry_must_hold_the_model_its_uri_names(settings, tiny_dir, tmp_path):
     """Another model (consistent with its own card) put in place of a cached one is never served."""
     store = open_store(settings)
-    uri = store.publish(trained_dir, REPOSITORY).uri
+    uri = store.publish(tiny_dir, REPOSITORY).uri
     cached, expected = store.resolve(uri)
-    other = other_model(tmp_path, trained_dir)
+    other = other_model(tmp_path, tiny_dir)
     for name in ("model.joblib", "model.json"):
         shutil.copyfile(other / name, cached / name)
     again, _ = store.resolve(uri)
@@ -132,19 +132,19 @@ def test_a_cache_entry_must_hold_the_model_its_uri_names(settings, trained_dir, 
     assert load_model(again, expected)[1].id == expected
 
 
-def test_a_symlinked_cache_entry_is_replaced_and_its_target_left_alone(settings, trained_dir, tmp_path):
+def test_a_symlinked_cache_entry_is_replaced_and_its_target_left_alone(settings, tiny_dir, tmp_path):
     store = open_store(settings)
-    uri = store.publish(trained_dir, REPOSITORY).uri
+    uri = store.publish(tiny_dir, REPOSITORY).uri
     cached, expected = store.resolve(uri)
     shutil.rmtree(cached)
-    other = other_model(tmp_path, trained_dir)
+    other = other_model(tmp_path, tiny_dir)
     cached.symlink_to(other, target_is_directory=True)
     again, _ = store.resolve(uri)
     assert not again.is_symlink() and sha256_file(again / "model.joblib") == expected
     assert sorted(p.name for p in other.iterdir()) == ["model.joblib", "model.json"], "the link's target is intact"
 
 
-def test_two_publishes_of_one_model_racing_to_the_final_rename_both_succeed(settings, trained_dir, monkeypatch):
+def test_two_publishes_of_one_model_racing_to_the_final_rename_both_succeed(settings, tiny_dir, monkeypatch):
     """Publish A is held after copying its files to scratch until publish B has finished; A then finds B's copy."""
     held, release = threading.Event(), threading.Event()
     real_rename = os.rename
@@ -158,11 +158,11 @@ def test_two_publishes_of_one_model_racing_to_the_final_rename_both_succeed(sett
     monkeypatch.setattr(store_module.os, "rename", rename)
     results = {}
     first = threading.Thread(
-        name="A", target=lambda: results.setdefault("A", open_store(settings).publish(trained_dir, REPOSITORY))
+        name="A", target=lambda: results.setdefault("A", open_store(settings).publish(tiny_dir, REPOSITORY))
     )
     first.start()
     assert held.wait(30)
-    results["B"] = open_store(settings).publish(trained_dir, REPOSITORY)
+    results["B"] = open_store(settings).publish(tiny_dir, REPOSITORY)
     release.set()
     first.join(30)
     assert results["A"].uri == results["B"].uri
