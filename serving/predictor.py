@@ -26,7 +26,7 @@ from core.model_card import ModelCard, load_model
 from core.uri import parse_store_uri
 from infra.store import ModelStore
 from serving.fastpath import fast_predictor
-from serving.schema import InvalidRequestError, parse_v1, parse_v2
+from serving.schema import InvalidRequestError, V2Request, parse_v1, parse_v2
 
 logger = logging.getLogger(__name__)
 #: V2 outputs and their datatypes; the metadata and every response list them from here.
@@ -120,20 +120,41 @@ class MpgModel(Model):
             ],
         }
 
-    @staticmethod
-    def _requested_outputs(request: InferRequest) -> list[str]:
-        requested = [o.name for o in request.request_outputs or []] or list(OUTPUT_TYPES)
-        unknown = [name for name in requested if name not in OUTPUT_TYPES]
-        if unknown:
-            raise InvalidRequestError(f"outputs.{unknown[0]}: unknown output; expected {', '.join(OUTPUT_TYPES)}")
-        return requested
+    def infer_json(self, request: V2Request) -> dict:
+        """A checked V2 request to the V2 REST answer, directly: what ``predict`` on kserve's InferRequest gives
+        after ``InferResponse.to_rest()``, without building either object (a third of a V2 request's cost)."""
+        try:
+            matrix = parse_v2([(i.name, i.shape, i.datatype, i.data) for i in request.inputs])
+            outputs = _checked_outputs(request.outputs or list(OUTPUT_TYPES))
+        except InvalidRequestError as e:
+            raise (PayloadTooLarge if e.status == 413 else InvalidInput)(str(e)) from e
+        mpg = self._predict(matrix)
+        data = self._v2_data(mpg, to_l_per_100km(mpg), self.outside_training_range(matrix))
+        return {
+            "id": request.id,
+            "model_name": self.name,
+            "model_version": None,
+            "outputs": [
+                {"name": name, "shape": [len(mpg)], "datatype": OUTPUT_TYPES[name], "data": data[name]}
+                for name in outputs
+            ],
+            "parameters": {"model_id": self.card.id},
+        }
 
-    def _v2_response(self, request: InferRequest, outputs: list[str], mpg, l_per_100km, flags) -> InferResponse:
-        data = {
+    @staticmethod
+    def _v2_data(mpg, l_per_100km, flags) -> dict[str, list]:
+        return {
             "mpg": mpg.tolist(),
             "l_per_100km": l_per_100km.tolist(),
             "outside_training_range": [",".join(f) for f in flags],
         }
+
+    @staticmethod
+    def _requested_outputs(request: InferRequest) -> list[str]:
+        return _checked_outputs([o.name for o in request.request_outputs or []] or list(OUTPUT_TYPES))
+
+    def _v2_response(self, request: InferRequest, outputs: list[str], mpg, l_per_100km, flags) -> InferResponse:
+        data = self._v2_data(mpg, l_per_100km, flags)
         outputs = [
             InferOutput(name=name, shape=[len(mpg)], datatype=OUTPUT_TYPES[name], data=data[name]) for name in outputs
         ]
@@ -149,3 +170,10 @@ class MpgModel(Model):
 
     def get_output_types(self) -> list[dict[str, Any]]:
         return [{"name": name, "datatype": datatype, "shape": [-1]} for name, datatype in OUTPUT_TYPES.items()]
+
+
+def _checked_outputs(requested: list[str]) -> list[str]:
+    unknown = [name for name in requested if name not in OUTPUT_TYPES]
+    if unknown:
+        raise InvalidRequestError(f"outputs.{unknown[0]}: unknown output; expected {', '.join(OUTPUT_TYPES)}")
+    return requested

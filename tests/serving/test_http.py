@@ -82,7 +82,7 @@ def test_metadata_health_and_metrics(base_url, trained_dir):
 
     def predictions_counted() -> float:
         text = httpx.get(f"{base_url}/metrics").text
-        line = next(li for li in text.splitlines() if li.startswith('request_predict_seconds_count{model_name="mpg"}'))
+        line = next(li for li in text.splitlines() if li.startswith('mpg_http_request_seconds_count{route="predict"}'))
         return float(line.split()[-1])
 
     before = predictions_counted()
