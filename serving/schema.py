@@ -8,6 +8,7 @@ domain check for the whole batch); named instances go through pydantic.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -219,20 +220,26 @@ def _flat(data: Any, where: str) -> list:
     return leaves
 
 
+def _value_check(datatype: str) -> tuple[Any, str]:
+    """(predicate, what it accepts) for the values of ``datatype``; built once per datatype (see ``_CHECKS``)."""
+    if datatype == "BYTES":
+        return (lambda v: isinstance(v, str)), "strings"
+    if datatype == "BOOL":
+        return (lambda v: type(v) is bool), "true or false"
+    if datatype.startswith(("INT", "UINT")):
+        low, high = int(np.iinfo(V2_NUMERIC[datatype]).min), int(np.iinfo(V2_NUMERIC[datatype]).max)
+        return (lambda v: type(v) is int and low <= v <= high), f"whole numbers within [{low}, {high}]"
+    largest = float(np.finfo(V2_NUMERIC[datatype]).max)
+    # also False for NaN: a NaN compares false with everything
+    return (lambda v: type(v) in _NUMBER and abs(v) <= largest), f"finite numbers within ±{largest:.4g}"
+
+
+_CHECKS = {datatype: _value_check(datatype) for datatype in V2_DATATYPES}
+
+
 def _check_values(values: list, datatype: str, where: str) -> None:
     """Every value must be what ``datatype`` declares: no strings for numbers, no 307.5 as INT64."""
-    if datatype == "BYTES":
-        valid, kind = (lambda v: isinstance(v, str)), "strings"
-    elif datatype == "BOOL":
-        valid, kind = (lambda v: type(v) is bool), "true or false"
-    elif datatype.startswith(("INT", "UINT")):
-        info = np.iinfo(V2_NUMERIC[datatype])
-        valid = lambda v: type(v) is int and info.min <= v <= info.max  # noqa: E731
-        kind = f"whole numbers within [{info.min}, {info.max}]"
-    else:
-        largest = float(np.finfo(V2_NUMERIC[datatype]).max)
-        valid = lambda v: type(v) in _NUMBER and abs(v) <= largest  # noqa: E731 - also False for NaN
-        kind = f"finite numbers within ±{largest:.4g}"
+    valid, kind = _CHECKS[datatype]
     bad = next((i for i, v in enumerate(values) if not valid(v)), None)
     if bad is not None:
         shown = repr(values[bad])
@@ -282,7 +289,7 @@ def _v2_input(item: Any, index: int, binary: memoryview, offset: int) -> tuple[V
         raise InvalidRequestError(f"{where}.shape: must be [n] or [n, {len(FEATURE_NAMES)}] with whole n >= 0")
     if datatype not in V2_DATATYPES:
         raise InvalidRequestError(f"{where}.datatype: {datatype!r} is not a V2 datatype ({', '.join(V2_DATATYPES)})")
-    count = int(np.prod(shape))
+    count = math.prod(shape)
     _check_count(count // (shape[1] if len(shape) == 2 and shape[1] else 1), where)
     parameters = item.get("parameters") or {}
     if not isinstance(parameters, dict):
