@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "==> installing the pinned packages into $(VENV) (about a minute the first time)"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --compile-bytecode --python $(BIN)/python -c constraints.txt -e '.[dev]'
+	$(BIN)/uv pip install --compile-bytecode --python $(BIN)/python -c constraints.txt -e '.[platform,dev]'
 	touch $@
 
 install: $(BIN)/.installed ## Create .venv and install the pinned dependencies (constraints.txt)

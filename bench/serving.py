@@ -28,9 +28,7 @@ from kserve import Model
 
 from bench.figures import Figure, Section
 from core.errors import MlopsError
-from core.features import FEATURE_NAMES
 
-ROLES = ("predictor", "reference", "trivial")
 WRK_SCRIPT = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[{body}]==]\n'
 # Appended to every script: count 5xx answers per thread and print their sum (wrk lumps 4xx and 5xx).
 COUNT_5XX = """
@@ -51,7 +49,8 @@ class BenchError(MlopsError):
 
 
 class ReferenceModel(Model):
-    """What a generic scikit-learn server does: DataFrame from the request, then ``predict``."""
+    """What KServe's sklearnserver does per request (``sklearnserver/model.py``): the request to an array
+    with ``get_predict_input``, scikit-learn's ``predict``, the answer with ``get_predict_response``."""
 
     def __init__(self, name: str, model_dir: str):
         super().__init__(name)
@@ -65,10 +64,9 @@ class ReferenceModel(Model):
         return True
 
     def predict(self, payload, headers=None):
-        import pandas as pd
+        from kserve.utils.utils import get_predict_input, get_predict_response
 
-        frame = pd.DataFrame(payload["instances"], columns=list(FEATURE_NAMES))
-        return {"predictions": self._model.predict(frame).tolist()}
+        return get_predict_response(payload, self._model.predict(get_predict_input(payload)), self.name)
 
 
 class TrivialModel(Model):
@@ -79,7 +77,11 @@ class TrivialModel(Model):
         return True
 
     def predict(self, payload, headers=None):
-        return {"predictions": [0.0] * len(payload["instances"])}
+        if isinstance(payload, dict):  # V1
+            return {"predictions": [0.0] * len(payload["instances"])}
+        from kserve.utils.utils import get_predict_response
+
+        return get_predict_response(payload, np.zeros(payload.inputs[0].shape[0]), self.name)
 
 
 def _server_main(role: str, model_dir: str, port: int) -> None:
@@ -170,18 +172,57 @@ def run_wrk(
     }
 
 
-def bodies(model_dir: Path) -> dict[str, str]:
+PATHS = {"V1": "/v1/models/mpg:predict", "V2": "/v2/models/mpg/infer"}
+READY = "/v2/models/mpg/ready"
+#: The servers, and the protocols each is measured on (MLServer speaks only V2).
+SERVERS = {
+    "predictor": ("V1", "V2"),
+    "reference": ("V1", "V2"),
+    "trivial": ("V1", "V2"),
+    "mlserver": ("V2",),
+}
+NAMES = {
+    "predictor": "this predictor (mlops serve)",
+    "reference": "generic sklearn predictor (sklearnserver's predict, this server)",
+    "trivial": "trivial constant model (this server)",
+    "mlserver": "MLServer 1.7.1 + mlserver-sklearn",
+}
+#: Every server must answer these predictions (max absolute difference) before it is timed.
+SAME_PREDICTION = 1e-6
+
+
+def rows(model_dir: Path) -> dict[str, np.ndarray]:
     """The two loads: one car per request, and 100 cars per request (rows inside the training ranges)."""
     card = json.loads((Path(model_dir) / "model.json").read_text())
     low = np.array([f["min"] for f in card["features"]])
     high = np.array([f["max"] for f in card["features"]])
     rng = np.random.default_rng(0)
-    rows = np.round(low + rng.random((100, 7)) * (high - low), 1)
-    rows[:, [0, 5, 6]] = [4, 1976, 1]
-    return {
-        "1 instance": json.dumps({"instances": rows[:1].tolist()}),
-        "100 instances": json.dumps({"instances": rows.tolist()}),
-    }
+    cars = np.round(low + rng.random((100, 7)) * (high - low), 1)
+    cars[:, [0, 5, 6]] = [4, 1976, 1]
+    return {"1 instance": cars[:1], "100 instances": cars}
+
+
+def body(cars: np.ndarray, protocol: str) -> str:
+    """The request for ``cars``: V1 ``instances``, or V2 as Triton's and MLServer's clients send it
+    (one FP64 tensor of shape [n, 7])."""
+    if protocol == "V1":
+        return json.dumps({"instances": cars.tolist()})
+    tensor = {"name": "input-0", "shape": list(cars.shape), "datatype": "FP64", "data": cars.ravel().tolist()}
+    return json.dumps({"inputs": [tensor]})
+
+
+def bodies(model_dir: Path, protocol: str = "V1") -> dict[str, str]:
+    """Each load's request body in ``protocol``."""
+    return {load: body(cars, protocol) for load, cars in rows(model_dir).items()}
+
+
+def predictions(answer: dict) -> list[float]:
+    """The mpg predictions of any server's answer: V1 ``predictions`` (numbers, or this predictor's
+    objects), V2 the output named ``mpg`` or else the first output."""
+    if "predictions" in answer:
+        return [p["mpg"] if isinstance(p, dict) else p for p in answer["predictions"]]
+    outputs = answer["outputs"]
+    return next((o for o in outputs if o["name"] == "mpg"), outputs[0])["data"]
 
 
 def free_port() -> int:
@@ -191,30 +232,112 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def benchmark(model_dir: Path, seconds: int = 10, rounds: int = 3) -> dict[tuple[str, str], dict[str, float]]:
-    """Start the three servers, load each in turn for ``rounds`` rounds, stop them.
+def mlserver_repository(model_dir: Path, folder: Path, port: int) -> tuple[Path, dict]:
+    """An MLServer model repository serving ``model_dir/model.joblib`` as ``mpg`` on ``port``: one worker
+    (parallel inference off), debug and access log off, no metrics server; the settings it uses."""
+    settings = {
+        "debug": False,
+        "parallel_workers": 0,
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_endpoint": None,
+    }
+    model = {
+        "name": "mpg",
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": str(Path(model_dir, "model.joblib").resolve())},
+    }
+    (folder / "mpg").mkdir(parents=True, exist_ok=True)
+    (folder / "settings.json").write_text(json.dumps(settings))
+    (folder / "mpg" / "model-settings.json").write_text(json.dumps(model))
+    return folder, settings
 
-    Results by (load, role): the median over rounds of each figure (rounds interleave
-    the servers, so a slow moment of the machine does not favour one of them)."""
+
+def server_command(role: str, model_dir: Path, port: int, envs: dict[str, Path], work: Path) -> list[str]:
+    """How ``role`` starts: the predictor as ``mlops serve`` from the serving-only install, MLServer from
+    its own, the two kserve models of this module from the development install; all on CPU 1."""
+    if role == "predictor":
+        mlops = envs["serving"].parent / "mlops"
+        return [*pinned(1), str(mlops), "serve", "--model-uri", str(model_dir), "--port", str(port)]
+    if role == "mlserver":
+        folder, _ = mlserver_repository(model_dir, work / f"mlserver-{port}", port)
+        return [*pinned(1), str(envs["mlserver"].parent / "mlserver"), "start", str(folder)]
+    code = f"from bench.serving import _server_main; _server_main({role!r}, {str(model_dir)!r}, {port})"
+    return [*pinned(1), sys.executable, "-c", code]
+
+
+def check_same_predictions(model_dir: Path, ports: dict[str, int]) -> None:
+    """Every server but the trivial one answers the model's own predictions (to ``SAME_PREDICTION``)."""
+    import httpx
+    import joblib
+
+    cars = rows(model_dir)["100 instances"]
+    expected = np.asarray(joblib.load(Path(model_dir) / "model.joblib").predict(cars), dtype=float)
+    for role, port in ports.items():
+        if role == "trivial":
+            continue
+        for protocol in SERVERS[role]:
+            url = f"http://127.0.0.1:{port}{PATHS[protocol]}"
+            answer = httpx.post(url, content=body(cars, protocol), headers={"Content-Type": "application/json"})
+            if answer.status_code != 200:
+                raise BenchError(f"{role} {protocol}: HTTP {answer.status_code} {answer.text[:300]}")
+            got = np.asarray(predictions(answer.json()), dtype=float).ravel()
+            difference = np.max(np.abs(got - expected)) if got.shape == expected.shape else np.inf
+            if difference > SAME_PREDICTION:
+                raise BenchError(f"{role} {protocol} answers other predictions (max difference {difference:.3g})")
+
+
+def time_to_ready(command: list[str], port: int, repeat: int = 3) -> float:
+    """Median seconds from process start to ``READY`` answering 200, polled every 10 ms."""
+    import httpx
+
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"http://127.0.0.1:{port}{READY}", timeout=1).status_code == 200:
+                        break
+                if process.poll() is not None or time.perf_counter() - started > 120:
+                    raise BenchError(f"{command[-1]!r} did not become ready (exit {process.returncode})")
+                time.sleep(0.01)
+            times.append(time.perf_counter() - started)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    return statistics.median(times)
+
+
+def benchmark(
+    model_dir: Path, envs: dict[str, Path], work: Path, seconds: int = 10, rounds: int = 3
+) -> dict[tuple[str, str], dict[str, float]]:
+    """Start the servers, check their predictions, load each in turn for ``rounds`` rounds, stop them.
+
+    Results by (load, server), a load being "<protocol>, <instances>": the median over rounds of each
+    figure (rounds interleave the servers, so a slow moment of the machine does not favour one of them)."""
     if shutil.which("wrk") is None:
         raise BenchError("wrk is not installed (Debian: apt-get install wrk)")
-    servers = {}
+    servers: dict[str, tuple[int, subprocess.Popen]] = {}
     try:
-        for role in ROLES:
+        for role in SERVERS:
             port = free_port()
-            code = f"from bench.serving import _server_main; _server_main({role!r}, {str(model_dir)!r}, {port})"
-            servers[role] = (
-                port,
-                subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-            )
-            _wait_ready(f"http://127.0.0.1:{port}/v2/models/mpg/ready")
+            command = server_command(role, model_dir, port, envs, work)
+            servers[role] = (port, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            _wait_ready(f"http://127.0.0.1:{port}{READY}")
+        check_same_predictions(model_dir, {role: port for role, (port, _) in servers.items()})
         runs = {}
-        for load, body in bodies(model_dir).items():
-            for _ in range(rounds):
-                for role, (port, _) in servers.items():
-                    url = f"http://127.0.0.1:{port}/v1/models/mpg:predict"
-                    run_wrk(url, body, 1)  # warm-up
-                    runs.setdefault((load, role), []).append(run_wrk(url, body, seconds))
+        for size, cars in rows(model_dir).items():
+            for protocol in PATHS:
+                load, payload = f"{protocol}, {size}", body(cars, protocol)
+                for _ in range(rounds):
+                    for role, (port, _) in servers.items():
+                        if protocol in SERVERS[role]:
+                            url = f"http://127.0.0.1:{port}{PATHS[protocol]}"
+                            run_wrk(url, payload, 1)  # warm-up
+                            runs.setdefault((load, role), []).append(run_wrk(url, payload, seconds))
         return {key: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for key, rs in runs.items()}
     finally:
         for _, process in servers.values():
@@ -223,26 +346,24 @@ def benchmark(model_dir: Path, seconds: int = 10, rounds: int = 3) -> dict[tuple
 
 
 def table(results: dict[tuple[str, str], dict[str, float]]) -> str:
-    """Requests/s, p50, p99 per load and server, and this predictor's ratios to the other two."""
-    lines = [f"{'load':<14} {'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"]
+    """Requests/s, p50, p99 per load and server, and this predictor's ratios to the others."""
+    lines = [f"{'load':<20} {'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"]
     for load in dict.fromkeys(load for load, _ in results):
-        for role in ROLES:
+        measured = [role for role in SERVERS if (load, role) in results]
+        for role in measured:
             r = results[(load, role)]
-            lines.append(f"{load:<14} {role:<10} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
-        ours = results[(load, "predictor")]["rps"]
-        lines.append(
-            f"{load:<14} ratios: predictor/reference {ours / results[(load, 'reference')]['rps']:.2f}x, "
-            f"predictor/trivial {ours / results[(load, 'trivial')]['rps']:.0%}"
-        )
+            lines.append(f"{load:<20} {role:<10} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
+        ours = results[(load, "predictor")]
+        ratios = ", ".join(f"/{role} {ours['rps'] / results[(load, role)]['rps']:.2f}x" for role in measured[1:])
+        p99 = ours["p99_ms"] / results[(load, "trivial")]["p99_ms"]
+        lines.append(f"{load:<20} predictor req/s {ratios}; p99/trivial {p99:.2f}x")
     return "\n".join(lines)
 
 
-def time_split(model_dir: Path, repeat: int = 20_000) -> dict[str, float]:
-    """Microseconds per single-instance V1 request spent in each part of the predictor's own work, in process.
-
-    The same calls the server makes, in its order: JSON decode, V1 validation, the
-    compiled model (with L/100 km), range flags and the response dict, JSON encode.
-    """
+def time_split(model_dir: Path, repeat: int = 20_000) -> dict[str, dict[str, float]]:
+    """Microseconds per single-instance request spent in each part of the predictor's own work, in process,
+    per protocol: the same calls the server makes, in its order (decode and validation, the compiled model
+    with L/100 km, range flags and the answer, JSON encode)."""
     import timeit
 
     import orjson
@@ -251,54 +372,131 @@ def time_split(model_dir: Path, repeat: int = 20_000) -> dict[str, float]:
     from infra.settings import Settings
     from infra.store import open_store
     from serving.predictor import MpgModel
-    from serving.schema import parse_v1
+    from serving.schema import decode_v2, parse_v1, parse_v2
 
     model = MpgModel("mpg", str(model_dir), open_store(Settings()))
     if not model.load():
         raise BenchError(f"cannot load {model_dir}: {model.load_error}")
-    raw = bodies(model_dir)["1 instance"].encode()
-    payload = orjson.loads(raw)
-    matrix = parse_v1(payload)
-    answer = model.predict(payload)
+    cars = rows(model_dir)["1 instance"]
+    v1, v2 = body(cars, "V1").encode(), body(cars, "V2").encode()
+    payload, decoded = orjson.loads(v1), decode_v2(v2, None)
+    matrix, answers = parse_v1(payload), {"V1": model.predict(payload), "V2": model.infer_json(decoded)}
+    model_part = ("model (compiled) + L/100 km", lambda: to_l_per_100km(model._predict(matrix)))
     parts = {
-        "JSON decode": lambda: orjson.loads(raw),
-        "V1 validation": lambda: parse_v1(payload),
-        "model (compiled) + L/100 km": lambda: to_l_per_100km(model._predict(matrix)),
-        "predict() as a whole": lambda: model.predict(payload),
-        "JSON encode": lambda: orjson.dumps(answer),
+        "V1": {
+            "JSON decode": lambda: orjson.loads(v1),
+            "validation (parse_v1)": lambda: parse_v1(payload),
+            model_part[0]: model_part[1],
+            "predict() as a whole": lambda: model.predict(payload),
+            "JSON encode": lambda: orjson.dumps(answers["V1"]),
+        },
+        "V2": {
+            "JSON decode + V2 checks (decode_v2)": lambda: decode_v2(v2, None),
+            "validation (parse_v2)": lambda: parse_v2([(i.name, i.shape, i.datatype, i.data) for i in decoded.inputs]),
+            model_part[0]: model_part[1],
+            "infer_json() as a whole": lambda: model.infer_json(decoded),
+            "JSON encode": lambda: orjson.dumps(answers["V2"]),
+        },
     }
-    micros = {name: min(timeit.repeat(call, number=repeat, repeat=3)) / repeat * 1e6 for name, call in parts.items()}
-    micros["range flags + response dict"] = (
-        micros["predict() as a whole"] - micros["V1 validation"] - micros["model (compiled) + L/100 km"]
-    )
-    return micros
+    split = {}
+    for protocol, calls in parts.items():
+        micros = {
+            name: min(timeit.repeat(call, number=repeat, repeat=3)) / repeat * 1e6 for name, call in calls.items()
+        }
+        whole = next(name for name in calls if "as a whole" in name)
+        validation = next(value for name, value in micros.items() if name.startswith("validation"))
+        micros["range flags + answer"] = micros[whole] - validation - micros[model_part[0]]
+        split[protocol] = micros
+    return split
+
+
+def cold_start(model_dir: Path, envs: dict[str, Path], work: Path) -> dict[str, float]:
+    """Seconds from process start to ready: the predictor from the serving-only install and from the full
+    (platform) one, the trivial kserve model, MLServer."""
+    starts = {
+        "predictor, serving-only install": ("predictor", envs),
+        "predictor, full (platform) install": ("predictor", {**envs, "serving": envs["platform"]}),
+        "trivial kserve model": ("trivial", envs),
+        "MLServer + mlserver-sklearn": ("mlserver", envs),
+    }
+    seconds = {}
+    for name, (role, role_envs) in starts.items():
+        port = free_port()
+        seconds[name] = time_to_ready(server_command(role, model_dir, port, role_envs, work), port)
+    return seconds
 
 
 def section(model_dir: Path, seconds: int = 5, rounds: int = 3) -> Section:
-    """The three servers at both loads: this predictor's throughput and p99 against the trivial and generic ones."""
-    results = benchmark(model_dir, seconds, rounds)
+    """Every server at both loads and protocols, the predictor's split per request, cold starts and the
+    size of each install."""
+    from bench import envs as installs
+    from infra.settings import project_root
+
+    with tempfile.TemporaryDirectory(prefix="mlops-bench-serve-") as temporary:
+        work = Path(temporary)
+        source = installs.source_copy(project_root(), work / "source")
+        envs = {kind: installs.build(kind, source, work / kind) for kind in installs.KINDS}
+        sizes = {kind: installs.size(work / kind) / 2**20 for kind in installs.KINDS}
+        results = benchmark(model_dir, envs, work, seconds, rounds)
+        ready = cold_start(model_dir, envs, work)
+        mlserver_settings = mlserver_repository(model_dir, work / "settings", 0)[1]
     split = time_split(model_dir)
-    framework = 1e6 / results[("1 instance", "trivial")]["rps"]
-    served = 1e6 / results[("1 instance", "predictor")]["rps"]
-    lines = [table(results), "", "time per single-instance V1 request (us):"]
-    lines.append(f"  {'framework (1 / trivial req/s, under load)':<44} {framework:7.1f}")
-    lines.append(f"  {'predictor (1 / predictor req/s, under load)':<44} {served:7.1f}")
-    lines.append(f"  {'difference under load':<44} {served - framework:7.1f}")
-    lines.append("  the predictor's own work, in process (warm caches):")
-    lines += [f"    {name:<42} {micros:7.1f}" for name, micros in split.items()]
-    own = split["predict() as a whole"]
-    figures = [Figure("predictor's own work per request", own, "us", "framework per request", framework)]
-    return Section("Serving", "\n".join(lines), figures + serving_figures(results))
+    lines = [table(results), "", f"MLServer settings: {json.dumps(mlserver_settings)}"]
+    for protocol, micros in split.items():
+        framework = 1e6 / results[(f"{protocol}, 1 instance", "trivial")]["rps"]
+        served = 1e6 / results[(f"{protocol}, 1 instance", "predictor")]["rps"]
+        lines += ["", f"time per single-instance {protocol} request (us):"]
+        lines.append(f"  {'framework (1 / trivial req/s, under load)':<44} {framework:7.1f}")
+        lines.append(f"  {'predictor (1 / predictor req/s, under load)':<44} {served:7.1f}")
+        lines.append(f"  {'difference under load':<44} {served - framework:7.1f}")
+        lines.append("  the predictor's own work, in process (warm caches):")
+        lines += [f"    {name:<42} {value:7.1f}" for name, value in micros.items()]
+    lines += ["", "seconds from process start to ready (median of 3):"]
+    lines += [f"  {name:<44} {value:7.2f}" for name, value in ready.items()]
+    lines += ["", "installed size (MiB, bytecode compiled):"]
+    lines += [f"  {kind:<44} {value:7.0f}" for kind, value in sizes.items()]
+    return Section("Serving", "\n".join(lines), serving_figures(results, split, ready, sizes))
 
 
-def serving_figures(results: dict[tuple[str, str], dict[str, float]]) -> list[Figure]:
-    """Per load: the predictor's req/s and p99 against the trivial model, its req/s against the generic server."""
+def serving_figures(
+    results: dict[tuple[str, str], dict[str, float]],
+    split: dict[str, dict[str, float]] | None = None,
+    ready: dict[str, float] | None = None,
+    sizes: dict[str, float] | None = None,
+) -> list[Figure]:
+    """Per load: the predictor against the trivial model (req/s, p99) and the peers (req/s); V2 against V1;
+    the predictor's own work; time to ready and install sizes against their baselines."""
     figures = []
     for load in dict.fromkeys(load for load, _ in results):
-        ours, trivial, reference = (results[(load, role)] for role in ("predictor", "trivial", "reference"))
+        ours = results[(load, "predictor")]
+        trivial = results[(load, "trivial")]
         figures += [
-            Figure(f"{load}: predictor req/s", ours["rps"], "req/s", "trivial kserve model", trivial["rps"], ">= 0.85"),
-            Figure(f"{load}: predictor p99", ours["p99_ms"], "ms", "trivial kserve model", trivial["p99_ms"], "<= 1.2"),
-            Figure(f"{load}: predictor req/s", ours["rps"], "req/s", "generic sklearn server", reference["rps"]),
+            Figure(f"{load}: predictor req/s", ours["rps"], "req/s", NAMES["trivial"], trivial["rps"]),
+            Figure(f"{load}: predictor p99", ours["p99_ms"], "ms", NAMES["trivial"], trivial["p99_ms"], "<= 1.5"),
+        ]
+        figures += [
+            Figure(f"{load}: predictor req/s", ours["rps"], "req/s", NAMES[role], results[(load, role)]["rps"], ">= 5")
+            for role in ("reference", "mlserver")
+            if (load, role) in results
+        ]
+    for size in ("1 instance", "100 instances"):
+        if (f"V2, {size}", "predictor") in results:
+            v1, v2 = (results[(f"{protocol}, {size}", "predictor")]["rps"] for protocol in ("V1", "V2"))
+            figures.append(Figure(f"{size}: predictor V2 req/s", v2, "req/s", "the same, V1", v1, ">= 0.9"))
+    for protocol, micros in (split or {}).items():
+        whole = next(value for name, value in micros.items() if "as a whole" in name)
+        figures.append(Figure(f"predictor's own work per {protocol} request, in process", whole, "us"))
+    if ready:
+        trivial = ready["trivial kserve model"]
+        figures += [
+            Figure(f"time to ready: {name}", value, "s", "trivial kserve model", trivial, target)
+            for name, value in ready.items()
+            if name != "trivial kserve model"
+            for target in ["<= 2" if name.startswith("predictor") else ""]
+        ]
+    if sizes:
+        figures += [
+            Figure("install: serving-only", sizes["serving"], "MiB", "full (platform)", sizes["platform"], "<= 0.5"),
+            Figure("install: MLServer + mlserver-sklearn", sizes["mlserver"], "MiB"),
         ]
     return figures

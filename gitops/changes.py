@@ -342,32 +342,46 @@ def parse_image(text: str) -> tuple[str, str]:
     return match["name"], match["digest"]
 
 
-def image_edit(image: str) -> Edit:
+def _pinned(source: str, prefix: str) -> str:
+    """``NAME@DIGEST`` from pipelines/image.py's ``{prefix}NAME`` and ``{prefix}DIGEST``."""
+    return "{}@{}".format(*(re.search(rf'^{prefix}{k} = "([^"]+)"$', source, re.M)[1] for k in ("NAME", "DIGEST")))
+
+
+def _repinned(source: str, prefix: str, name: str, digest: str) -> str:
+    source = re.sub(rf'^{prefix}NAME = "[^"]+"$', f'{prefix}NAME = "{name}"', source, flags=re.M)
+    return re.sub(rf'^{prefix}DIGEST = "[^"]+"$', f'{prefix}DIGEST = "{digest}"', source, flags=re.M)
+
+
+def _kustomization_pin(text: str, path: Path, entry_name: str, name: str, digest: str) -> str:
+    entry = re.compile(rf"(- name: {entry_name}\n(?:\s+#.*\n)*\s+newName: )\S+(\n\s+digest: )\S+")
+    if not entry.search(text):
+        raise GitOpsError(f"{path} has no images: entry for {entry_name} with newName and digest")
+    return entry.sub(lambda m: f"{m[1]}{name}{m[2]}{digest}", text)
+
+
+def image_edit(image: str, serving_image: str | None = None) -> Edit:
     """Pin the project image everywhere it is named: pipelines/image.py, the ``images:`` of both kustomizations,
     and the compiled pipeline (whose steps name it; `mlops pipeline compile --check` in the merge request's CI
-    confirms the file equals a fresh compile)."""
+    confirms the file equals a fresh compile); and ``serving_image`` (the Dockerfile's serving stage, which the
+    predictor runs) in pipelines/image.py and k8s/base."""
     name, digest = parse_image(image)
+    serving = parse_image(serving_image) if serving_image else None
 
     def edit(tree: Path) -> list[Path]:
         source = (tree / IMAGE_FILE).read_text()
-        old = "{}@{}".format(*(re.search(rf'^{k} = "([^"]+)"$', source, re.M)[1] for k in ("NAME", "DIGEST")))
-        if old == image:
+        old = _pinned(source, "")
+        unchanged = old == image and (serving is None or _pinned(source, "SERVING_") == serving_image)
+        if unchanged:
             return []
-        updated = {
-            IMAGE_FILE: re.sub(
-                r'^DIGEST = "[^"]+"$',
-                f'DIGEST = "{digest}"',
-                re.sub(r'^NAME = "[^"]+"$', f'NAME = "{name}"', source, flags=re.M),
-                flags=re.M,
-            ),
-            IR_FILE: (tree / IR_FILE).read_text().replace(old, image),
-        }
+        source = _repinned(source, "", name, digest)
+        if serving:
+            source = _repinned(source, "SERVING_", *serving)
+        updated = {IMAGE_FILE: source, IR_FILE: (tree / IR_FILE).read_text().replace(old, image)}
         for path in KUSTOMIZATIONS:
-            text = (tree / path).read_text()
-            entry = re.compile(r"(- name: mpg-mlops\n(?:\s+#.*\n)*\s+newName: )\S+(\n\s+digest: )\S+")
-            if not entry.search(text):
-                raise GitOpsError(f"{path} has no images: entry for mpg-mlops with newName and digest")
-            updated[path] = entry.sub(lambda m: f"{m[1]}{name}{m[2]}{digest}", text)
+            text = _kustomization_pin((tree / path).read_text(), path, "mpg-mlops", name, digest)
+            if serving and path == KUSTOMIZATIONS[0]:
+                text = _kustomization_pin(text, path, "mpg-mlops-serving", *serving)
+            updated[path] = text
         for path, text in updated.items():
             atomic_write(within(tree, path), lambda tmp, text=text: tmp.write_text(text))
         return list(updated)

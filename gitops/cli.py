@@ -374,9 +374,13 @@ def _card(uri, force: bool, action: str):
 
 @gitops_group.command("image")
 @click.option("--image", "image", required=True, metavar="NAME@sha256:DIGEST", help="The image CI built.")
+@click.option(
+    "--serving-image", metavar="NAME@sha256:DIGEST", help="The serving-only image CI built (the predictor's)."
+)
 @merge_request_options
-def image_command(image, branch, do_commit, do_push, remote, target):
-    """Pin the project image by digest: pipelines/image.py, both kustomizations and the compiled pipeline.
+def image_command(image, serving_image, branch, do_commit, do_push, remote, target):
+    """Pin the project image by digest: pipelines/image.py, both kustomizations and the compiled pipeline;
+    with --serving-image, the predictor's image in pipelines/image.py and k8s/base too.
 
     CI runs it after building the image of a code change (tagged with the commit), so
     the merge request that changes what runs is one reviewed diff.
@@ -389,11 +393,14 @@ def image_command(image, branch, do_commit, do_push, remote, target):
     from gitops.git import toplevel
     from gitops.mergerequest import Proposal, propose
 
-    try:
-        name, digest = parse_image(image)
-    except GitOpsError as e:
-        raise click.BadParameter(str(e), param_hint="--image") from e
-    root, edit = toplevel(current_project().root), image_edit(image)
+    for option, value in (("--image", image), ("--serving-image", serving_image)):
+        try:
+            if value is not None:
+                parse_image(value)
+        except GitOpsError as e:
+            raise click.BadParameter(str(e), param_hint=option) from e
+    name, digest = parse_image(image)
+    root, edit = toplevel(current_project().root), image_edit(image, serving_image)
     subject = f"image: pin {name}@{digest[:19]}"
     if not do_commit:
         changed = edit(root)
@@ -401,7 +408,8 @@ def image_command(image, branch, do_commit, do_push, remote, target):
         return
     proposal = Proposal(branch=branch, target=target, remote=remote, push=do_push, labels=["mlops", "image"])
     message = (
-        f"{subject}\n\nThe image CI built for the code on {target}; steps, submitter and predictor run it.\n\n"
+        f"{subject}\n\nThe images CI built for the code on {target}: steps and submitter run the first, "
+        "the predictor the serving one.\n\n"
         f"{BOT_TRAILER}: image\n"
     )
     done = propose(root, proposal, edit, message)

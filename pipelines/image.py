@@ -10,3 +10,9 @@ image.
 NAME = "registry.gitlab.com/mpg-mlops/mpg-mlops"
 DIGEST = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
 IMAGE = f"{NAME}@{DIGEST}"
+
+# The predictor's image: the Dockerfile's `serving` stage (`pip install .`, the predictor's dependencies
+# only: no kfp, DVC, database or plotting), built and pinned with the one above, named in k8s/base only.
+SERVING_NAME = "registry.gitlab.com/mpg-mlops/mpg-mlops/serving"
+SERVING_DIGEST = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+SERVING_IMAGE = f"{SERVING_NAME}@{SERVING_DIGEST}"

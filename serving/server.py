@@ -19,13 +19,14 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import itertools
 import logging
+import os
 import re
 import socket
 import sys
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -92,13 +93,25 @@ def traffic() -> Traffic:
     return Traffic()
 
 
+@functools.cache
+def _id_source() -> Iterator[str]:
+    """New request ids: 16 random hex digits per process, then a counter. Unique like ``uuid4().hex`` (same
+    length) without a ``getrandom`` system call per request, which py-spy showed at 4 % of a request's time."""
+    prefix = os.urandom(8).hex()
+    return (f"{prefix}{n:016x}" for n in itertools.count())
+
+
+def _new_request_id() -> str:
+    return next(_id_source())
+
+
 def request_id_of(headers: dict[str, str]) -> str:
     """The id payload logging and feedback use: ``Ce-Id`` (what KServe's logger takes as the event
     id), else ``X-Request-Id``, else a new one; checked either way."""
     name = "ce-id" if "ce-id" in headers else "x-request-id"
     given = headers.get(name)
     if given is None:
-        return uuid.uuid4().hex
+        return _new_request_id()
     if not REQUEST_ID.fullmatch(given):
         raise InvalidRequestError(f"{name}: at most 200 letters, digits and ._:- characters")
     return given

@@ -326,6 +326,20 @@ def test_image_pins_a_digest_everywhere_in_one_merge_request_that_equals_a_fresh
     assert world.mlops("gitops", "image", "--image", image).stdout.strip().endswith("is pinned already")
 
 
+def test_the_serving_image_is_pinned_beside_the_platform_image_and_named_by_the_predictor_only(world):
+    image, serving = f"registry.example.com/team/mpg@{DIGEST}", f"registry.example.com/team/mpg/serving@{DIGEST}"
+    result = world.mlops("gitops", "image", "--image", image, "--serving-image", serving)
+    assert result.returncode == 0, result.stderr
+    source = (world.clone / "pipelines/image.py").read_text()
+    assert f'SERVING_NAME = "registry.example.com/team/mpg/serving"\nSERVING_DIGEST = "{DIGEST}"' in source
+    base = (world.clone / "k8s/base/kustomization.yaml").read_text()
+    assert "- name: mpg-mlops-serving\n" in base and "newName: registry.example.com/team/mpg/serving\n" in base
+    assert "serving" not in (world.clone / "k8s/base/kfp/kustomization.yaml").read_text()
+    line = one_line_error(world.mlops("gitops", "image", "--image", image, "--serving-image", "x/y:1"), 2)
+    assert "--serving-image" in line and "pinned by digest" in line
+    world.git("checkout", "--", ".")  # the edit without --commit is the worktree's
+
+
 def test_image_refuses_a_tag(world):
     line = one_line_error(world.mlops("gitops", "image", "--image", "registry.example.com/team/mpg:1.0"), 2)
     assert "pinned by digest" in line

@@ -9,7 +9,7 @@ import yaml
 
 from infra.manifests import render, validate_object
 from infra.overlays import read_model_uri
-from pipelines.image import IMAGE
+from pipelines.image import SERVING_IMAGE
 
 ENVIRONMENTS = ("staging", "production")
 
@@ -40,7 +40,7 @@ def test_rendered_serving_objects(root):
     runtime = objects[("ServingRuntime", model["runtime"])]
     assert runtime["spec"]["protocolVersions"] == ["v1", "v2"]
     [container] = runtime["spec"]["containers"]
-    assert container["image"] == IMAGE and container["securityContext"]["runAsNonRoot"]
+    assert container["image"] == SERVING_IMAGE and container["securityContext"]["runAsNonRoot"]
     assert "--model-uri=/mnt/models" in container["args"]
     client = objects[("Deployment", "mpg-client")]["spec"]["template"]["spec"]
     assert client["securityContext"]["runAsNonRoot"] and client["containers"][0]["ports"][0]["containerPort"] == 8080

@@ -33,17 +33,30 @@ def test_the_manifest_section_measures_validation_and_rendering_and_the_file_say
 
 
 def test_serving_figures_compare_the_predictor_with_the_right_baselines():
-    from bench.serving import serving_figures
+    from bench.serving import NAMES, serving_figures
 
     def figures(rps, p99):
         return {"rps": rps, "p99_ms": p99, "p50_ms": 1.0}
 
     results = {
-        ("1 instance", "predictor"): figures(5000.0, 4.0),
-        ("1 instance", "reference"): figures(500.0, 50.0),
-        ("1 instance", "trivial"): figures(8000.0, 3.0),
+        ("V1, 1 instance", "predictor"): figures(5000.0, 4.0),
+        ("V1, 1 instance", "reference"): figures(500.0, 50.0),
+        ("V1, 1 instance", "trivial"): figures(8000.0, 3.0),
+        ("V2, 1 instance", "predictor"): figures(4600.0, 4.5),
+        ("V2, 1 instance", "reference"): figures(460.0, 50.0),
+        ("V2, 1 instance", "trivial"): figures(7000.0, 3.0),
+        ("V2, 1 instance", "mlserver"): figures(400.0, 60.0),
     }
-    by_name = {(f.what, f.baseline): f for f in serving_figures(results)}
-    assert by_name[("1 instance: predictor req/s", "trivial kserve model")].ratio == 5000 / 8000
-    assert by_name[("1 instance: predictor p99", "trivial kserve model")].ratio == 4.0 / 3.0
-    assert by_name[("1 instance: predictor req/s", "generic sklearn server")].ratio == 10.0
+    ready = {"predictor, serving-only install": 1.5, "trivial kserve model": 1.0, "MLServer + mlserver-sklearn": 1.2}
+    sizes = {"serving": 400.0, "platform": 900.0, "mlserver": 450.0}
+    by_name = {(f.what, f.baseline): f for f in serving_figures(results, ready=ready, sizes=sizes)}
+    assert by_name[("V1, 1 instance: predictor req/s", NAMES["trivial"])].ratio == 5000 / 8000
+    assert by_name[("V1, 1 instance: predictor p99", NAMES["trivial"])].ratio == 4.0 / 3.0
+    assert by_name[("V1, 1 instance: predictor req/s", NAMES["reference"])].ratio == 10.0
+    assert by_name[("V2, 1 instance: predictor req/s", NAMES["mlserver"])].ratio == 11.5
+    assert ("V1, 1 instance: predictor req/s", NAMES["mlserver"]) not in by_name, "MLServer speaks V2 only"
+    assert by_name[("1 instance: predictor V2 req/s", "the same, V1")].ratio == 4600 / 5000
+    ready_figure = by_name[("time to ready: predictor, serving-only install", "trivial kserve model")]
+    assert ready_figure.ratio == 1.5 and ready_figure.target == "<= 2"
+    assert by_name[("time to ready: MLServer + mlserver-sklearn", "trivial kserve model")].target == ""
+    assert by_name[("install: serving-only", "full (platform)")].ratio == 400 / 900

@@ -14,6 +14,7 @@ PRODUCT = ["core", "infra", "training", "serving", "gitops", "monitoring", "pipe
 NAME = re.compile(r"\bMLOPS_[A-Z][A-Z0-9_]*\b")
 #: CI/CD variables of GitLab (scripts/ci/variables.yaml), not the product's
 CI_ONLY = {"MLOPS_READONLY_AWS_ACCESS_KEY_ID", "MLOPS_READONLY_AWS_SECRET_ACCESS_KEY", "MLOPS_BUILT_IMAGE",
+           "MLOPS_BUILT_SERVING_IMAGE",
            "MLOPS_GIT_REMOTE"}  # fmt: skip
 
 
