@@ -39,12 +39,17 @@ scan: install $(CHECKOV) ## checkov over the rendered trees, the Dockerfile and 
 	$(BIN)/mlops manifests scan --checkov $(CHECKOV)
 
 SERVE ?= 1
-PREDICTOR_PORT ?= 8080
-CLIENT_PORT ?= 8000
+STAGING_PORT ?= 8000
+PRODUCTION_PORT ?= 8001
 MONITOR_PORT ?= 8081
-demo: install ## Data, pipelines, what runs where, then serve model + page (SERVE=0, PREDICTOR_PORT=, CLIENT_PORT=, MONITOR_PORT=)
+demo: install ## Data, pipelines, what runs where, then staging + production following main (mlops up) (SERVE=0, STAGING_PORT=, PRODUCTION_PORT=, MONITOR_PORT=)
 	scripts/system-deps.sh demo
-	SERVE=$(SERVE) PREDICTOR_PORT=$(PREDICTOR_PORT) CLIENT_PORT=$(CLIENT_PORT) MONITOR_PORT=$(MONITOR_PORT) scripts/demo.sh
+	SERVE=$(SERVE) STAGING_PORT=$(STAGING_PORT) PRODUCTION_PORT=$(PRODUCTION_PORT) MONITOR_PORT=$(MONITOR_PORT) scripts/demo.sh
+
+loop: install ## The GitOps loop end to end here: data MR, its CI, training, staging, promotion, rollback (a timeline)
+	scripts/system-deps.sh test
+	$(MAKE) --no-print-directory $(GITLAB_CI_LOCAL)
+	$(BIN)/python -m bench.loop $(LOOP_ARGS)
 
 test: install ## System packages the tests drive (nginx, Chromium, Node), checkov, lint, compiled pipeline current, every test
 	scripts/system-deps.sh test
@@ -79,4 +84,4 @@ lock: ## Re-resolve constraints.txt from pyproject.toml (needs uv in .venv)
 clean: ## Remove the virtualenv, local model store and untracked outputs
 	rm -rf $(VENV) .venv-checkov models .mlops .pytest_cache .hypothesis .schemathesis tests/tools/node_modules
 
-.PHONY: help install demo test check lint bench lock clean fuzz scan
+.PHONY: help install demo test check lint bench lock clean fuzz scan loop

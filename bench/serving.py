@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from kserve import Model
 
 from bench.figures import Figure, Section
 from core.errors import MlopsError
+from infra.http import free_port  # noqa: F401 - the tests' and benchmarks' free port, one implementation
 
 WRK_SCRIPT = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[{body}]==]\n'
 # Appended to every script: count 5xx answers per thread and print their sum (wrk lumps 4xx and 5xx).
@@ -148,7 +148,7 @@ def run_wrk(
     errors_expected: bool = False,
     cpu: int = 0,
 ) -> dict[str, float]:
-    """Requests, requests/s, p50 and p99 (ms), non-2xx and 5xx answers from one wrk run.
+    """Requests, requests/s, p50 and p99 (ms), non-2xx and 5xx answers and socket errors from one wrk run.
 
     ``script``: a wrk Lua script of one's own instead of POSTing ``body``. Unless
     ``errors_expected``, any non-2xx answer is a ``BenchError`` (and 5xx are not counted apart).
@@ -160,6 +160,7 @@ def run_wrk(
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     Path(lua.name).unlink()
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     if errors and not errors_expected:
         raise BenchError(f"{errors.group(1)} failed requests against {url}:\n{output}")
     return {
@@ -168,6 +169,7 @@ def run_wrk(
         "p50_ms": _seconds(re.search(r"^\s+50%\s+(\S+)$", output, re.MULTILINE).group(1)) * 1e3,
         "p99_ms": _seconds(re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE).group(1)) * 1e3,
         "non_2xx": float(errors.group(1)) if errors else 0.0,
+        "socket_errors": float(sum(map(int, sockets.groups()))) if sockets else 0.0,
         "server_errors": float(re.search(r"server_errors: (\d+)", output).group(1)) if errors_expected else 0.0,
     }
 
@@ -223,13 +225,6 @@ def predictions(answer: dict) -> list[float]:
         return [p["mpg"] if isinstance(p, dict) else p for p in answer["predictions"]]
     outputs = answer["outputs"]
     return next((o for o in outputs if o["name"] == "mpg"), outputs[0])["data"]
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (bound, then released for the caller)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def mlserver_repository(model_dir: Path, folder: Path, port: int) -> tuple[Path, dict]:

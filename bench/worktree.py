@@ -1,4 +1,10 @@
-"""A copy of the repository as a clone holds it: what benchmarks and tests run the real commands in."""
+"""A copy of the repository as a clone holds it, and a bare remote standing in for GitLab: what benchmarks,
+the loop scenario and the tests run the real commands in.
+
+The bare remote stands in for GitLab, which cannot run here: like GitLab it advertises push options and
+receives them in its hooks; unlike GitLab it opens no merge request, it writes down what it was asked
+(``pushes.jsonl``) for the caller to read, and a merge is a push of the branch onto the target.
+"""
 
 from __future__ import annotations
 
@@ -20,3 +26,25 @@ def copy_worktree(root: Path, dest: Path) -> Path:
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], [*identity, "commit", "-q", "-m", "copy"]):
         subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True)
     return dest
+
+
+RECORDING_HOOK = """#!/usr/bin/env python3
+import json, os, sys
+options = [os.environ[f"GIT_PUSH_OPTION_{i}"] for i in range(int(os.environ.get("GIT_PUSH_OPTION_COUNT", "0")))]
+updates = [line.split() for line in sys.stdin.read().splitlines()]
+with open("pushes.jsonl", "a") as log:  # hooks run in the bare repository
+    log.write(json.dumps({"options": options, "updates": updates}) + "\\n")
+"""
+
+
+def make_remote(path: Path) -> Path:
+    _git_sh("git", "init", "-q", "--bare", "-b", "main", path, cwd=path.parent)
+    _git_sh("git", "config", "receive.advertisePushOptions", "true", cwd=path)
+    hook = path / "hooks" / "pre-receive"
+    hook.write_text(RECORDING_HOOK)
+    hook.chmod(0o755)
+    return path
+
+
+def _git_sh(*args, cwd: Path) -> None:
+    subprocess.run([str(a) for a in args], cwd=cwd, check=True, capture_output=True)

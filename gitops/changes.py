@@ -219,10 +219,19 @@ def status(root: Path, store: ModelStore) -> list[EnvironmentStatus]:
     return [environment_status(root, store, env) for env in ENVIRONMENTS]
 
 
-def status_table(rows: list[EnvironmentStatus]) -> str:
+def status_table(rows: list[EnvironmentStatus], live: dict | None = None) -> str:
+    """Per environment what the checkout's overlay names and its card; with ``live`` (``mlops up``'s states by
+    environment), what git wants there and what runs, in Argo CD's words."""
     lines = []
     for row in rows:
         lines.append(f"{row.env}: model {row.model_id[:12]}  {row.model_uri}")
+        state = (live or {}).get(row.env)
+        if state is not None:
+            wants, runs = (uri.rstrip("/").rsplit("/", 1)[-1][:12] or "none" for uri in (state.wanted, state.running))
+            lines.append(
+                f"    mlops up: {state.sync} {state.health}, git {state.revision[:12]} wants {wants}, "
+                f"running {runs} on {state.url}" + (f" ({state.reason})" if state.reason else "")
+            )
         if row.algorithm:
             rmse, mae, r2 = (float((row.holdout or {}).get(k, "nan")) for k in ("rmse", "mae", "r2"))
             lines.append(
@@ -239,8 +248,12 @@ def status_table(rows: list[EnvironmentStatus]) -> str:
     return "\n".join(lines)
 
 
-def status_json(rows: list[EnvironmentStatus]) -> str:
-    return json.dumps({row.env: asdict(row) for row in rows}, indent=2)
+def status_json(rows: list[EnvironmentStatus], live: dict | None = None) -> str:
+    def up(env: str) -> dict | None:
+        state = (live or {}).get(env)
+        return None if state is None else {**asdict(state), "sync": state.sync}
+
+    return json.dumps({row.env: {**asdict(row), "up": up(row.env)} for row in rows}, indent=2)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import yaml
 from infra.cli import STORE_URI, current_project, pass_project
 from infra.overlays import ENVIRONMENTS
 
+UP_STATE = Path(".mlops/up")  # mlops up's state and its predictors' logs, read by mlops gitops status
+
 ENV = click.Choice(ENVIRONMENTS)
 
 
@@ -426,16 +428,19 @@ def status_command(project, as_json):
     """What runs where: per environment the model URI and id, algorithm, holdout metrics, the commit that set it.
 
     Metrics come from the model card in the store (the local store unless
-    MLOPS_S3_ENDPOINT_URL is set).
+    MLOPS_S3_ENDPOINT_URL is set). While `mlops up` runs (or after it ran), each
+    environment also shows what git wants and what runs, in Argo CD's words:
+    Synced/OutOfSync, Healthy/Progressing/Degraded/Missing, with the revision.
 
     \b
     Example:
       mlops gitops status --json
     """
     from gitops.changes import status, status_json, status_table
+    from gitops.follow import read_states
 
-    rows = status(project.root, project.store)
-    click.echo(status_json(rows) if as_json else status_table(rows))
+    rows, live = status(project.root, project.store), read_states(project.root / UP_STATE)
+    click.echo(status_json(rows, live) if as_json else status_table(rows, live))
 
 
 @gitops_group.command("diff")
@@ -502,3 +507,77 @@ def smoke_command(project, env, url, timeout, interval, consecutive):
     result = smoke(url, uri, model, timeout, interval, consecutive)
     cars = ", ".join(f"{p:.1f}" for p in result.predictions)
     click.echo(f"{env} serves model {uri.model_id[:12]} (after {result.waited_seconds:.0f} s); smoke cars: {cars} mpg")
+
+
+@click.command("up")
+@click.option(
+    "--repo",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The git repository to follow (default: this project's).",
+)
+@click.option("--branch", default="main", show_default=True, help="The branch each environment follows.")
+@click.option("--env", "envs", multiple=True, type=click.Choice(ENVIRONMENTS), help="Only these (default: both).")
+@click.option("--staging-port", default=8090, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--production-port", default=8091, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--interval", default=2.0, show_default=True, type=click.FloatRange(0.2, 600), help="Seconds between git reads."
+)
+@click.option("--log-url", help="Every predictor posts its predictions to this monitor (as KServe's logger would).")
+@click.option("--monitor", default="http://127.0.0.1:8081", show_default=True, help="Where the pages' feedback goes.")
+@pass_project
+def up_command(project, repo, branch, envs, staging_port, production_port, interval, log_url, monitor):
+    """Run staging and production here, each following its overlay on a branch, as Argo CD and KServe would.
+
+    Each environment is the client page and API on its port (nginx with the page's own
+    nginx.conf) in front of a predictor serving the model its rendered InferenceService names.
+    A commit that changes the model is served within one interval plus the new model's start:
+    fetched and verified, started beside the old one, then nginx is reloaded onto it and the
+    old one stops. A model that fails leaves the old one serving and the environment Degraded.
+    `mlops gitops status` shows what git wants and what runs. Stop with Ctrl-C.
+
+    \b
+    Example:
+      mlops up --branch main   # staging on http://127.0.0.1:8090/, production on :8091
+    """
+    import signal
+    import time
+
+    from core.errors import MlopsError
+    from gitops.follow import Follower
+
+    def stop(signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    ports = {"staging": staging_port, "production": production_port}
+    ports = {env: port for env, port in ports.items() if not envs or env in envs}
+    if len(set(ports.values())) != len(ports):
+        raise click.BadParameter("staging and production need different ports", param_hint="--production-port")
+    state_dir = project.root / UP_STATE
+    follower = Follower(project, (repo or project.root).resolve(), branch, ports, state_dir, monitor)
+
+    def say(state):
+        model = state.running.rstrip("/").rsplit("/", 1)[-1][:12] or "none"
+        line = f"{state.env}: {state.sync} {state.health}, serving {model}"
+        line += f" at {state.revision[:12]}" if state.revision else ""
+        click.echo(f"{line}, {state.url}{f' ({state.reason})' if state.reason else ''}", err=True)
+        follower.save()
+
+    problem = ""
+    try:
+        follower.head()  # a branch that is not there is an error now, not a line every interval
+        follower.start(say)
+        while True:
+            try:
+                follower.poll(state_dir, log_url, say)
+                problem = ""
+            except MlopsError as e:  # an unreadable commit: keep serving what runs, say it once
+                if str(e) != problem:
+                    click.echo(f"cannot follow {branch}: {e}", err=True)
+                problem = str(e)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        click.echo("mlops up stopped", err=True)
+    finally:
+        follower.stop()

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from gitops.git import GitError
-from gitops.manifests import render_all
+from gitops.manifests import TREES, render_all
 
 MANIFESTS = "k8s"
 MAX_LINES = 400  # per rendering; an MR description stays readable
@@ -41,8 +41,8 @@ def _dump(obj: dict | None) -> list[str]:
     return yaml.safe_dump(obj, sort_keys=True).splitlines() if obj else []
 
 
-def render_at(root: Path, revision: str) -> dict[str, list[dict]]:
-    """Every tree as it rendered at ``revision`` (the manifests only, from ``git archive``)."""
+def render_at(root: Path, revision: str, trees: tuple[str, ...] = tuple(TREES)) -> dict[str, list[dict]]:
+    """Every tree (or those named) as it rendered at ``revision`` (the manifests only, from ``git archive``)."""
     command = ["git", "archive", "--end-of-options", revision, MANIFESTS]
     archive = subprocess.run(command, cwd=root, capture_output=True)
     if archive.returncode != 0:
@@ -50,7 +50,7 @@ def render_at(root: Path, revision: str) -> dict[str, list[dict]]:
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
             tar.extractall(tmp, filter="data")
-        return render_all(Path(tmp), missing_ok=True)
+        return render_all(Path(tmp), missing_ok=True, trees=trees)
 
 
 def diff_rendered(old: dict[str, list[dict]], new: dict[str, list[dict]]) -> list[ObjectChange]:

@@ -44,15 +44,15 @@ def render_tree(root: Path, name: str) -> list[dict]:
     return render(root / TREES[name])
 
 
-def render_all(root: Path, missing_ok: bool = False) -> dict[str, list[dict]]:
-    """Every tree, rendered (kustomize runs in parallel: each call is a process).
+def render_all(root: Path, missing_ok: bool = False, trees: tuple[str, ...] = tuple(TREES)) -> dict[str, list[dict]]:
+    """Every tree (or those named), rendered (kustomize runs in parallel: each call is a process).
 
     ``missing_ok``: a tree whose folder does not exist (at an old revision) renders as nothing.
     """
-    names = [name for name in TREES if not missing_ok or (root / TREES[name]).is_dir()]
+    names = [name for name in trees if not missing_ok or (root / TREES[name]).is_dir()]
     with ThreadPoolExecutor(max_workers=len(TREES)) as pool:
         rendered = dict(pool.map(lambda name: (name, render_tree(root, name)), names))
-    return {name: rendered.get(name, []) for name in TREES}
+    return {name: rendered.get(name, []) for name in trees}
 
 
 def schema_findings(tree: str, objects: list[dict], schema_dir: Path) -> list[Finding]:

@@ -174,6 +174,13 @@ class PortInUseError(MlopsError):
     """The address to listen on is taken (or not this machine's)."""
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (bound, then released for the caller)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening-ready socket on ``host:port`` (port 0: any free port), or one line saying why not."""
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so (proto 0 would

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from core.errors import MlopsError
-from gitops.cli import gitops_group, manifests_group
+from gitops.cli import gitops_group, manifests_group, up_command
 from infra.cli import publish_command
 from monitoring.cli import ingest_command, monitor_group, remove_source_command
 from pipelines.cli import pipeline_group
@@ -82,6 +82,7 @@ for command in (
     client_command,
     manifests_group,
     gitops_group,
+    up_command,
     monitor_group,
 ):
     main.add_command(command)

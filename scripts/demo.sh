@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # `make demo`: fetch the data, run the experimental pipeline, then the compiled production
-# pipeline (gate + publish to the local model store), show what runs where, then serve the model
-# with the client page and the monitor (payload log, feedback) until Ctrl-C.
+# pipeline (gate + publish to the local model store), show what runs where, then run staging and
+# production with `mlops up` (each follows its overlay on this repository's main, the client page and
+# API in front of its predictor) and the monitor (payload log, feedback) until Ctrl-C.
 #
-# Settings (make demo NAME=value): PREDICTOR_PORT (8080), CLIENT_PORT (8000), MONITOR_PORT (8081),
+# Settings (make demo NAME=value): STAGING_PORT (8000), PRODUCTION_PORT (8001), MONITOR_PORT (8081),
 # SERVE (1; 0 stops before serving, for scripts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PREDICTOR_PORT=${PREDICTOR_PORT:-8080}
-CLIENT_PORT=${CLIENT_PORT:-8000}
+STAGING_PORT=${STAGING_PORT:-8000}
+PRODUCTION_PORT=${PRODUCTION_PORT:-8001}
 MONITOR_PORT=${MONITOR_PORT:-8081}
 SERVE=${SERVE:-1}
-SERVER=""
-CLIENT=""
+UP=""
 MONITOR=""
 
 # Probe the way the servers bind (SO_REUSEADDR): a port held only by TIME_WAIT sockets of a demo
@@ -27,11 +27,11 @@ s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 }
 
 if [ "$SERVE" != 0 ]; then  # say it now, not after minutes of training
-    if [ "$PREDICTOR_PORT" = "$CLIENT_PORT" ] || [ "$PREDICTOR_PORT" = "$MONITOR_PORT" ] || [ "$CLIENT_PORT" = "$MONITOR_PORT" ]; then
-        echo "PREDICTOR_PORT=$PREDICTOR_PORT CLIENT_PORT=$CLIENT_PORT MONITOR_PORT=$MONITOR_PORT: the three must differ" >&2
+    if [ "$STAGING_PORT" = "$PRODUCTION_PORT" ] || [ "$STAGING_PORT" = "$MONITOR_PORT" ] || [ "$PRODUCTION_PORT" = "$MONITOR_PORT" ]; then
+        echo "STAGING_PORT=$STAGING_PORT PRODUCTION_PORT=$PRODUCTION_PORT MONITOR_PORT=$MONITOR_PORT: the three must differ" >&2
         exit 1
     fi
-    for setting in PREDICTOR_PORT CLIENT_PORT MONITOR_PORT; do
+    for setting in STAGING_PORT PRODUCTION_PORT MONITOR_PORT; do
         if port_busy "${!setting}"; then
             echo "port ${!setting} on 127.0.0.1 is in use: stop what listens there, or run make demo $setting=<free port>" >&2
             exit 1
@@ -69,50 +69,50 @@ mlops gitops status
 [ "$SERVE" = 0 ] && exit 0
 
 stop() {  # every step on its own: one that was never started (or already gone) must not skip the others
-    for pid in "$CLIENT" "$SERVER" "$MONITOR"; do
+    for pid in "$UP" "$MONITOR"; do
         if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
     done
     wait 2>/dev/null || true
 }
 trap stop EXIT
-trap 'echo; echo "demo stopped: the predictor, the monitor and the client page are shut down"; exit 0' INT TERM
+trap 'echo; echo "demo stopped: mlops up (nginx and the predictors) and the monitor are shut down"; exit 0' INT TERM
 
-if [ -n "$MODEL_URI" ]; then
-    MODEL_ARGS=(--model-uri "$MODEL_URI")
-    grep -q "$MODEL_URI" k8s/overlays/staging/model.yaml && echo "(the model k8s/overlays/staging points to)"
-else
-    MODEL_ARGS=(--env staging)
-fi
 echo
-echo "==> mlops monitor serve --port $MONITOR_PORT  +  mlops serve ${MODEL_ARGS[*]} --port $PREDICTOR_PORT --log-url ..."
-echo "    +  mlops client --port $CLIENT_PORT"
+echo "==> mlops monitor serve --port $MONITOR_PORT  +  mlops up (staging :$STAGING_PORT, production :$PRODUCTION_PORT)"
 mlops monitor serve --port "$MONITOR_PORT" >.mlops/monitor.log 2>&1 &
 MONITOR=$!
-mlops serve "${MODEL_ARGS[@]}" --port "$PREDICTOR_PORT" --log-url "http://127.0.0.1:$MONITOR_PORT/" >.mlops/serve.log 2>&1 &
-SERVER=$!
-python - "$PREDICTOR_PORT" "$SERVER" <<'PY'
+mlops up --staging-port "$STAGING_PORT" --production-port "$PRODUCTION_PORT" \
+    --log-url "http://127.0.0.1:$MONITOR_PORT/" --monitor "http://127.0.0.1:$MONITOR_PORT" >.mlops/up.log 2>&1 &
+UP=$!
+python - "$UP" "$STAGING_PORT" "$PRODUCTION_PORT" <<'PY'
 import os, sys, time, urllib.request
-url, pid = f"http://127.0.0.1:{sys.argv[1]}/v2/models/mpg/ready", int(sys.argv[2])
-for _ in range(600):
-    try:
-        if urllib.request.urlopen(url, timeout=1).status == 200:
-            sys.exit(0)
-    except OSError:
+pid, ports = int(sys.argv[1]), sys.argv[2:]
+for port in ports:
+    for _ in range(600):
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            sys.exit("the predictor stopped; see .mlops/serve.log")
-        time.sleep(0.2)
-sys.exit("the predictor did not become ready in 2 minutes; see .mlops/serve.log")
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/mpg/ready", timeout=1).status == 200:
+                break
+        except OSError:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                sys.exit("mlops up stopped; see .mlops/up.log")
+            time.sleep(0.2)
+    else:
+        sys.exit("mlops up was not serving within 2 minutes; see .mlops/up.log")
 PY
-mlops client --predictor "http://127.0.0.1:$PREDICTOR_PORT" --monitor "http://127.0.0.1:$MONITOR_PORT" \
-    --port "$CLIENT_PORT" &
-CLIENT=$!
+NEXT="mlops gitops bump --env staging --model-uri ${MODEL_URI:-<uri>} --branch mlops/bump --commit && git merge mlops/bump"
 cat <<MSG
 
-Open http://127.0.0.1:$CLIENT_PORT/ for the client page (API: http://127.0.0.1:$PREDICTOR_PORT/v1/models/mpg:predict).
+staging     http://127.0.0.1:$STAGING_PORT/     (client page; API: /v1/models/mpg:predict, /v2/models/mpg/infer)
+production  http://127.0.0.1:$PRODUCTION_PORT/
+Each follows its overlay on this repository's main branch, as Argo CD would. To serve the model
+just trained in staging, merge its bump into main and watch the switch (mlops gitops status):
+  $NEXT
 Every estimate is logged to the monitor (.mlops/monitor.db); report the actual consumption
 under an estimate, then: mlops monitor report --out report.html
-Logs: .mlops/serve.log, .mlops/monitor.log. Press Ctrl-C to stop.
+Logs: .mlops/up.log, .mlops/monitor.log. Press Ctrl-C to stop.
 MSG
-wait "$SERVER"
+wait "$UP"
+echo "mlops up stopped; see .mlops/up.log" >&2
+exit 1

@@ -41,22 +41,36 @@ def proxied_routes(nginx_conf: str) -> dict[str, tuple[str, str]]:
     return {m["path"]: (m["method"], m["upstream"]) for m in ROUTE.finditer(nginx_conf)}
 
 
-def prepare_site(client_dir: Path, predictor_url: str, port: int, monitor_url: str = DEFAULT_MONITOR) -> Path:
+def prepare_site(
+    client_dir: Path, predictor_url: str | list[str], port: int, monitor_url: str = DEFAULT_MONITOR
+) -> Path:
     """A world-readable prefix dir (nginx workers may run as nobody) holding conf/ and html/."""
     prefix = Path(tempfile.mkdtemp(prefix="mpg-client-"))
     prefix.chmod(0o755)
     (prefix / "conf").mkdir(mode=0o755)
     conf = (client_dir / "nginx.conf").read_text()
     (prefix / "conf" / "nginx.conf").write_text(re.sub(r"listen 8080;", f"listen 127.0.0.1:{port};", conf))
-    upstreams = "".join(
-        f"upstream {name} {{\n    server {urlparse(url).hostname}:{urlparse(url).port};\n    keepalive 4;\n}}\n"
-        for name, url in (("predictor", predictor_url), ("monitor", monitor_url))
-    )
-    (prefix / "conf" / "upstream.conf").write_text(upstreams)
+    write_upstreams(prefix, predictor_url, monitor_url)
     shutil.copytree(client_dir / "html", prefix / "html")
     for path in prefix.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return prefix
+
+
+def write_upstreams(prefix: Path, predictor_url: str | list[str], monitor_url: str) -> None:
+    """conf/upstream.conf naming the predictor (or several: ``mlops up`` lists its two slots, and nginx takes
+    the one that answers) and the monitor."""
+
+    def servers(urls: list[str]) -> str:
+        fails = " max_fails=1 fail_timeout=2s" if len(urls) > 1 else ""
+        return "".join(f"    server {urlparse(url).hostname}:{urlparse(url).port}{fails};\n" for url in urls)
+
+    predictors = [predictor_url] if isinstance(predictor_url, str) else predictor_url
+    upstreams = "".join(
+        f"upstream {name} {{\n{servers(urls)}    keepalive 4;\n}}\n"
+        for name, urls in (("predictor", predictors), ("monitor", [monitor_url]))
+    )
+    (prefix / "conf" / "upstream.conf").write_text(upstreams)
 
 
 def nginx_binary() -> str | None:
@@ -79,7 +93,8 @@ def running_nginx(
         while not _listening(port):
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                reason = [line for line in process.communicate()[1].splitlines() if line.strip()][-1:] or ["no output"]
+                process.wait()
+                reason = [line for line in error_log(prefix).splitlines() if line.strip()][-1:] or ["no output"]
                 raise ClientStartError(f"nginx did not start on 127.0.0.1:{port}: {reason[0].strip()}")
             time.sleep(0.05)
         yield process
@@ -98,8 +113,14 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def error_log(prefix: Path) -> str:
+    path = prefix / "error.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
 def start_nginx(prefix: Path) -> subprocess.Popen:
-    """nginx in the foreground on the prepared site."""
+    """nginx in the foreground on the prepared site, its error log in ``prefix/error.log``: a file, not a pipe
+    nobody reads (under load an upstream that refuses fills a pipe in seconds, and nginx then blocks on it)."""
     binary = nginx_binary()
     if binary is None:
         raise FileNotFoundError("nginx is not installed (Debian: apt-get install nginx-light)")
@@ -114,7 +135,8 @@ def start_nginx(prefix: Path) -> subprocess.Popen:
         "-g",
         "daemon off;",
     ]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with open(prefix / "error.log", "ab") as log:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
 
 
 class _Handler(SimpleHTTPRequestHandler):

@@ -13,20 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.worktree import copy_worktree
+from bench.worktree import copy_worktree, make_remote  # noqa: F401 - make_remote: the tests' stand-in for GitLab
 from core.model_card import load_model, save_model_dir
 from infra.settings import Settings
 from infra.store import open_store
 from tests.conftest import run_mlops
 from tests.integration.conftest import command_env, sh
 
-RECORDING_HOOK = """#!/usr/bin/env python3
-import json, os, sys
-options = [os.environ[f"GIT_PUSH_OPTION_{i}"] for i in range(int(os.environ.get("GIT_PUSH_OPTION_COUNT", "0")))]
-updates = [line.split() for line in sys.stdin.read().splitlines()]
-with open("pushes.jsonl", "a") as log:  # hooks run in the bare repository
-    log.write(json.dumps({"options": options, "updates": updates}) + "\\n")
-"""
 REPOSITORY = "s3://mpg-mlops/models/mpg"
 
 
@@ -49,15 +42,6 @@ class GitOpsWorld:
 
     def remote_file(self, ref: str, path: str) -> str:
         return self.git("show", f"{ref}:{path}", cwd=self.remote).stdout
-
-
-def make_remote(path: Path) -> Path:
-    sh("git", "init", "-q", "--bare", "-b", "main", path, cwd=path.parent)
-    sh("git", "config", "receive.advertisePushOptions", "true", cwd=path)
-    hook = path / "hooks" / "pre-receive"
-    hook.write_text(RECORDING_HOOK)
-    hook.chmod(0o755)
-    return path
 
 
 def second_model(trained_dir: Path, out: Path) -> Path:

@@ -58,16 +58,16 @@ def test_a_busy_port_is_named_before_any_work(fresh):
         busy.listen()
         port = busy.getsockname()[1]
         started = time.monotonic()
-        process = demo(repo, store, PREDICTOR_PORT=port, CLIENT_PORT=free_port())
+        process = demo(repo, store, STAGING_PORT=port, PRODUCTION_PORT=free_port())
         out, err = process.communicate(timeout=60)
     assert process.returncode == 1 and time.monotonic() - started < 10
-    assert f"port {port} on 127.0.0.1 is in use" in err and "PREDICTOR_PORT=<free port>" in err
+    assert f"port {port} on 127.0.0.1 is in use" in err and "STAGING_PORT=<free port>" in err
     assert "dvc repro" not in out
 
 
 def test_a_port_held_only_by_time_wait_sockets_is_free_as_the_servers_bind(fresh):
     """Right after a demo stops, its ports hold TIME_WAIT sockets; the servers bind with SO_REUSEADDR, so
-    the probe must too. The busy client port is then the first one named."""
+    the probe must too. The busy production port is then the first one named."""
     repo, store = fresh
     with socket.socket() as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and nginx listen
@@ -82,7 +82,7 @@ def test_a_port_held_only_by_time_wait_sockets_is_free_as_the_servers_bind(fresh
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        process = demo(repo, store, PREDICTOR_PORT=waiting, CLIENT_PORT=taken, MONITOR_PORT=free_port())
+        process = demo(repo, store, STAGING_PORT=waiting, PRODUCTION_PORT=taken, MONITOR_PORT=free_port())
         _, err = process.communicate(timeout=60)
     assert process.returncode == 1 and f"port {taken} on 127.0.0.1 is in use" in err, err
     assert f"port {waiting} " not in err
@@ -91,32 +91,32 @@ def test_a_port_held_only_by_time_wait_sockets_is_free_as_the_servers_bind(fresh
 def test_equal_ports_are_refused_at_once(fresh):
     repo, store = fresh
     port = free_port()
-    process = demo(repo, store, PREDICTOR_PORT=port, CLIENT_PORT=free_port(), MONITOR_PORT=port)
+    process = demo(repo, store, STAGING_PORT=port, PRODUCTION_PORT=free_port(), MONITOR_PORT=port)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 1 and "the three must differ" in err
 
 
 SHIM = """#!/bin/sh
-# fault injection: the predictor fails to start; the pipeline run is skipped (as if the gate rejected)
+# fault injection: mlops up fails to start; the pipeline run is skipped (as if the gate rejected)
 case "$1" in
-    serve) echo "injected: the predictor cannot start" >&2; exit 1 ;;
+    up) echo "injected: mlops up cannot start" >&2; exit 1 ;;
     pipeline) exit 3 ;;
 esac
 exec {mlops} "$@"
 """
 
 
-def test_a_predictor_that_fails_to_start_stops_the_demo_and_the_monitor_with_it(fresh, tmp_path):
+def test_mlops_up_failing_to_start_stops_the_demo_and_the_monitor_with_it(fresh, tmp_path):
     repo, store = fresh
     shim = tmp_path / "shim"
     shim.mkdir()
     (shim / "mlops").write_text(SHIM.format(mlops=MLOPS))
     (shim / "mlops").chmod(0o755)
     monitor = free_port()
-    process = demo(repo, store, path_first=shim, PREDICTOR_PORT=free_port(), CLIENT_PORT=free_port(),
+    process = demo(repo, store, path_first=shim, STAGING_PORT=free_port(), PRODUCTION_PORT=free_port(),
                    MONITOR_PORT=monitor)  # fmt: skip
     _, err = process.communicate(timeout=300)
-    assert process.returncode == 1 and "the predictor stopped; see .mlops/serve.log" in err, err
+    assert process.returncode == 1 and "mlops up stopped; see .mlops/up.log" in err, err
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", monitor)) != 0, "the monitor was stopped, not orphaned"
 
@@ -150,38 +150,44 @@ def test_a_fresh_clone_serves_what_the_overlays_name_offline_and_stays_clean(fre
         server.wait(timeout=30)
 
 
-def test_the_demo_serves_the_page_shows_what_runs_where_and_stops_cleanly_on_ctrl_c(fresh):
+def test_the_demo_serves_both_environments_through_mlops_up_and_stops_cleanly_on_ctrl_c(fresh):
     """Through make, as the README says; SIGINT to the whole process group with no terminal, as a Ctrl-C
     does: the script and everything it started stop cleanly (make itself reports the interrupt)."""
     repo, store = fresh
-    predictor, client, monitor = free_port(), free_port(), free_port()
-    process = demo(repo, store, through_make=True, PREDICTOR_PORT=predictor, CLIENT_PORT=client,
+    staging, production, monitor = free_port(), free_port(), free_port()
+    process = demo(repo, store, through_make=True, STAGING_PORT=staging, PRODUCTION_PORT=production,
                    MONITOR_PORT=monitor)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and process.poll() is None:
             try:
-                if httpx.get(f"http://127.0.0.1:{client}/", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{production}/v2/models/mpg/ready", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.5)
-        answer = httpx.post(
-            f"http://127.0.0.1:{client}/v1/models/mpg:predict", json={"instances": [[4, 140, 90, 2800, 15.5, 1976, 1]]}
-        )
-        assert answer.status_code == 200, answer.text
+                pass
+            time.sleep(0.5)
+        car = {"instances": [[4, 140, 90, 2800, 15.5, 1976, 1]]}
+        for env, port in (("staging", staging), ("production", production)):
+            assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200, "the page"
+            answer = httpx.post(f"http://127.0.0.1:{port}/v1/models/mpg:predict", json=car, timeout=5)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["model_id"] == read_model_uri(repo, env).model_id, "what main's overlay names"
         feedback = {"request_id": answer.headers["x-request-id"], "actual_mpg": 24.5}
-        recorded = httpx.post(f"http://127.0.0.1:{client}/feedback", json=feedback, timeout=30)  # held while logged
+        recorded = httpx.post(f"http://127.0.0.1:{production}/feedback", json=feedback, timeout=30)  # held while logged
         assert recorded.status_code == 201, "the demo's page records feedback: the monitor runs and is logged to"
+        status = subprocess.run([str(MLOPS), "gitops", "status"], cwd=repo, env=command_env(**store),
+                                capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+        assert status.count("mlops up: Synced Healthy") == 2, status
     finally:
         os.killpg(process.pid, signal.SIGINT)
         out, err = process.communicate(timeout=60)
     assert process.returncode == -signal.SIGINT, (process.returncode, err)  # make re-raises the SIGINT it got
-    assert "demo stopped: the predictor, the monitor and the client page are shut down" in out
-    assert "client stopped" in err and "Error" not in err, err
+    assert "demo stopped: mlops up (nginx and the predictors) and the monitor are shut down" in out
+    assert "Error" not in err and "mlops up stopped" in (repo / ".mlops" / "up.log").read_text(), err
     for environment in ("staging", "production"):
         uri = read_model_uri(repo, environment)
         assert f"{environment}: model {uri.model_id[:12]}" in out, "gitops status shows both environments with cards"
     assert f"holdout RMSE {read_card(repo / 'models' / 'candidate').metrics.holdout.rmse:.3f}" in out
-    for port in (predictor, client, monitor):
+    for port in (staging, production, monitor):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"nothing listens on {port} any more"

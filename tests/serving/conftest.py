@@ -20,7 +20,8 @@ def wait_until(url: str, process: subprocess.Popen, expect=(200,), timeout: floa
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"server exited early with {process.returncode}: {process.stderr.read()}")
+            said = process.stderr.read() if process.stderr else "(its output went elsewhere)"
+            raise AssertionError(f"server exited early with {process.returncode}: {said}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=1).status_code in expect:
                 return

@@ -1,0 +1,116 @@
+"""`mlops up`: an environment follows its overlay on a branch, switches models under load without a failed
+request, stays on the old model when the new one cannot be served, and says so in Argo CD's words.
+
+The followed repository is the bare remote of the gitops world (GitLab's stand-in); the cluster's parts
+are the real ones that run here: kustomize renders the overlay, nginx (the client page's own nginx.conf)
+is the front, `mlops serve` the predictor.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+
+from bench.serving import free_port, run_wrk
+from tests.conftest import MLOPS
+from tests.gitops.test_changes import MR
+from tests.integration.conftest import sh
+
+pytestmark = pytest.mark.slow
+CAR = json.dumps({"instances": [[4, 140, 90, 2264, 15.5, 1976, 1]]})
+
+
+def _status(world) -> dict:
+    result = world.mlops("gitops", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["staging"]["up"] or {}
+
+
+def _until(condition, what: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def _serving(url: str) -> str | None:
+    try:
+        return httpx.get(f"{url}/v2/models/mpg", timeout=2).json()["versions"][0]
+    except (httpx.HTTPError, ValueError, KeyError, IndexError):
+        return None
+
+
+def _merge_bump(world, uri: str, branch: str, *options: str) -> None:
+    """Bump staging on a branch and merge it into the remote's main (GitLab's merge, stood in by a push)."""
+    bump = world.mlops("gitops", "bump", "--env", "staging", "--model-uri", uri, *options, "--branch", branch, *MR)
+    assert bump.returncode == 0, bump.stderr
+    world.git("push", "-q", "origin", f"{branch}:main")
+
+
+def test_staging_follows_main_switches_under_load_and_degrades_on_a_bad_model(world):
+    port = free_port()
+    command = [MLOPS, "up", "--repo", world.remote, "--env", "staging", "--staging-port", port, "--interval", 0.3]
+    up = subprocess.Popen(
+        [str(c) for c in command], cwd=world.clone, env=world.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    ids = {name: uri.rstrip("/").rsplit("/", 1)[-1] for name, uri in world.models.items()}
+    try:
+        _until(lambda: _serving(url) == ids["original"], "staging serves the model main names")
+        state = _status(world)
+        assert (state["sync"], state["health"]) == ("Synced", "Healthy")
+        assert state["revision"] == sh("git", "rev-parse", "main", cwd=world.remote).stdout.strip()
+
+        # a merge into main while wrk sends 64 connections of predictions through the front
+        load = {}
+        wrk = threading.Thread(
+            target=lambda: load.update(run_wrk(f"{url}/v1/models/mpg:predict", CAR, 12, 64, errors_expected=True))
+        )
+        wrk.start()
+        time.sleep(1.0)
+        merged = time.monotonic()
+        _merge_bump(world, world.models["b"], "mlops/bump-b")
+        _until(lambda: _serving(url) == ids["b"], "staging serves the merged model", timeout=30)
+        switch_seconds = time.monotonic() - merged
+        wrk.join()
+        assert load["requests"] > 1000 and load["non_2xx"] == 0 and load["socket_errors"] == 0, load
+        print(f"switch: {switch_seconds:.1f} s after the merge; wrk: {load}")
+        assert switch_seconds < 30, switch_seconds
+        state = _status(world)
+        assert (state["sync"], state["health"], state["running"]) == ("Synced", "Healthy", world.models["b"])
+
+        # a model the store does not hold: the old one keeps serving, the environment is Degraded with the reason
+        missing = world.models["c"].replace(ids["c"], "f" * 64)
+        _merge_bump(world, missing, "mlops/bump-missing", "--force")  # --force: the bump's own check skipped
+        state = _until(lambda: (s := _status(world)).get("health") == "Degraded" and s, "staging Degraded")
+        assert state["sync"] == "OutOfSync" and state["running"] == world.models["b"] and "f" * 12 in state["reason"]
+        assert _serving(url) == ids["b"]
+        answer = httpx.post(f"{url}/v1/models/mpg:predict", content=CAR, timeout=5)
+        assert answer.status_code == 200 and answer.json()["model_id"] == ids["b"]
+        text = world.mlops("gitops", "status").stdout
+        assert "mlops up: OutOfSync Degraded" in text and f"running {ids['b'][:12]}" in text
+    finally:
+        up.send_signal(signal.SIGTERM)
+        output = up.communicate(timeout=30)[0]
+        print(output)  # shown when the test fails
+    assert up.returncode == 0, output
+    assert "staging: Synced Healthy" in output and "mlops up stopped" in output
+    assert _serving(url) is None, "the front and the predictor stop with mlops up"
+    assert _status(world)["health"] == "Missing"
+
+
+def test_up_refuses_a_branch_the_repository_does_not_have_in_one_line(world):
+    port = free_port()
+    result = world.mlops("up", "--repo", world.remote, "--branch", "nope", "--env", "staging", "--staging-port", port)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "no branch 'nope'" in result.stderr and "--branch" in result.stderr
