@@ -46,10 +46,11 @@ demo: install ## Data, pipelines, what runs where, then staging + production fol
 	scripts/system-deps.sh demo
 	SERVE=$(SERVE) STAGING_PORT=$(STAGING_PORT) PRODUCTION_PORT=$(PRODUCTION_PORT) MONITOR_PORT=$(MONITOR_PORT) scripts/demo.sh
 
+LOOP_LOAD ?= 15
 loop: install ## The GitOps loop end to end here: data MR, its CI, training, staging, promotion, rollback (a timeline)
 	scripts/system-deps.sh test
 	$(MAKE) --no-print-directory $(GITLAB_CI_LOCAL)
-	$(BIN)/python -m bench.loop $(LOOP_ARGS)
+	$(BIN)/python -m bench.loop --load $(LOOP_LOAD)
 
 test: install ## System packages the tests drive (nginx, Chromium, Node), checkov, lint, compiled pipeline current, every test
 	scripts/system-deps.sh test

@@ -103,6 +103,7 @@ class Loop:
             "MLOPS_READONLY_AWS_ACCESS_KEY_ID": secrets.token_hex(8),
             "MLOPS_READONLY_AWS_SECRET_ACCESS_KEY": secrets.token_hex(16),
             "MLOPS_CACHE_DIR": str(work / "cache"),
+            "MLOPS_STORE_ROOT": str(work / "local-store"),  # the shipped models, before they go to S3
             "MLOPS_MONITOR_DB": f"sqlite:///{work / 'monitor.db'}",
             "MLOPS_GIT_REMOTE": str(self.remote),
             "CI_DEFAULT_BRANCH": "main",
@@ -162,6 +163,29 @@ class Loop:
         self.timeline.append((name, time.monotonic() - self.started, head, staging, production))
         print(f"[{self.timeline[-1][1]:6.1f} s] {name}: main {head[:60]} | staging {staging} | production {production}")
 
+    @contextlib.contextmanager
+    def switching(self, env: str, what: str):
+        """Around a merge that switches ``env``: with ``load_seconds``, wrk's 64 connections on its front from
+        before the merge to after the switch; its failed requests and p99 go to ``self.switches``."""
+        if not self.load_seconds:
+            yield
+            return
+        from bench.serving import run_wrk
+
+        result: dict = {}
+        url = f"{self.urls[env]}/v1/models/mpg:predict"
+        wrk = threading.Thread(
+            target=lambda: result.update(run_wrk(url, CAR, self.load_seconds, 64, errors_expected=True))
+        )
+        wrk.start()
+        time.sleep(1.0)
+        yield
+        wrk.join()
+        failed = int(result["non_2xx"] + result["socket_errors"])
+        self.switches.append({"switch": what, "requests": int(result["requests"]), "failed": failed,
+                              "p99_ms": result["p99_ms"]})  # fmt: skip
+        print(f"    under load (wrk, 64 connections, {self.load_seconds} s): {self.switches[-1]}")
+
     def merge(self, branch: str) -> list[dict]:
         """GitLab's merge, stood in: a merge commit of the merge request's branch onto main, with GitLab's
         default message, pushed; the jobs .gitlab-ci.yml selects for that push (listed before it goes out:
@@ -190,11 +214,17 @@ class Loop:
         tool = self.root / "tests" / "tools" / "node_modules" / ".bin" / "gitlab-ci-local"
         if not tool.exists():
             raise LoopError("gitlab-ci-local is not installed: make test installs it (tests/tools)")
-        variables = [f"CI_PIPELINE_SOURCE={source}", "CI_DEFAULT_BRANCH=main"]
-        if source == "merge_request_event":
-            variables.append("CI_MERGE_REQUEST_TARGET_BRANCH_NAME=main")
+        variables = [f"{name}={value}" for name, value in self.predefined(source).items()]
         listed = json.loads(self.sh(tool, "--list-json", *(a for v in variables for a in ("--variable", v))))
         return [job for job in listed if job["when"] != "never"]
+
+    def predefined(self, source: str) -> dict[str, str]:
+        """GitLab's predefined variables of the event that the rules and the scripts read."""
+        event = {"CI_PIPELINE_SOURCE": source, "CI_DEFAULT_BRANCH": "main"}
+        event["CI_COMMIT_SHA"] = self.git("rev-parse", "HEAD")
+        if source == "merge_request_event":
+            return {**event, "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main"}
+        return {**event, "CI_COMMIT_BRANCH": self.git("branch", "--show-current")}
 
     def run_jobs(self, selected: list[dict], source: str, expected: set[str], extra_env: dict | None = None):
         """Run the selected jobs' scripts in stage order; ``expected`` must be among them."""
@@ -209,15 +239,18 @@ class Loop:
                 continue
             script = config[name]["script"]
             script = script if isinstance(script, str) else " && ".join(script)
-            self.sh("bash", "-c", script, env=extra_env)
+            self.sh("bash", "-c", script, env={**self.predefined(source), **(extra_env or {})})
             ran.append(name)
         print(f"    {source}: selected {', '.join(names)}; ran {', '.join(ran)}")
         return ran
 
     # -- the scenario ----------------------------------------------------------------------------------
     def set_up(self) -> None:
+        import logging
+
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
         self.s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=self.ports["s3"], verbose=False)
         self.s3.start()
         import boto3
@@ -238,7 +271,7 @@ class Loop:
         self.git("remote", "add", "origin", str(self.remote))
         self.git("push", "-q", "origin", "main")
         (self.remote / "pushes.jsonl").unlink()
-        self.mlops("data", "pull")
+        self.mlops("data", "pull", env={"MLOPS_S3_ENDPOINT_URL": ""})  # the shipped models into the local store
         self.sh("dvc", "push", "-q", "-r", "s3")
         self.original = self.publish_shipped()["production"]
         self.start(Path(sys.executable).parent / "mlops", "monitor", "serve", "--port", self.ports["monitor"],
@@ -259,7 +292,7 @@ class Loop:
         status = json.loads(self.mlops("gitops", "status", "--json", env={"MLOPS_S3_ENDPOINT_URL": ""}))
         ids = {env: status[env]["model_id"] for env in ("staging", "production")}
         for model_id in set(ids.values()):
-            folder = self.repo / ".mlops" / "store" / BUCKET / "models" / "mpg" / model_id
+            folder = self.work / "local-store" / BUCKET / "models" / "mpg" / model_id
             self.mlops("publish", "--model", folder, "--to", f"s3://{BUCKET}/models/mpg")
         return ids
 
@@ -270,8 +303,8 @@ class Loop:
         seed = pd.read_csv(self.repo / "data" / "auto-mpg.csv")
         rows = seed.sample(count, random_state=7).copy()
         rng = np.random.default_rng(7)
-        rows["weight"] = (rows["weight"] * (1 + rng.uniform(-0.02, 0.02, count))).round()
-        rows["acceleration"] = (rows["acceleration"] + rng.uniform(-0.3, 0.3, count)).round(1)
+        rows["wght"] = (rows["wght"] * (1 + rng.uniform(-0.02, 0.02, count))).round()
+        rows["acc"] = (rows["acc"] + rng.uniform(-0.3, 0.3, count)).round(1)
         path = self.work / "new-cars.csv"
         rows.to_csv(path, index=False)
         return path
@@ -311,8 +344,9 @@ class Loop:
         self.step(f"3. merged; pipeline published {self.candidate[:12]} and opened mlops/bump-staging")
 
         # 4. merge the bump -> staging switches
-        bump_jobs = self.merge("mlops/bump-staging")
-        self.until(lambda: self.serving("staging") == self.candidate[:12], "staging serves the new model")
+        with self.switching("staging", "staging to the new model"):
+            bump_jobs = self.merge("mlops/bump-staging")
+            self.until(lambda: self.serving("staging") == self.candidate[:12], "staging serves the new model")
         self.mlops("gitops", "smoke", "--env", "staging", "--url", self.urls["staging"], "--interval", 0.5)
         self.step("4. bump merged: staging switched, smoke passed")
 
@@ -320,32 +354,39 @@ class Loop:
         self.run_jobs(bump_jobs, "push", {"promote-staging"}, {"STAGING_URL": self.urls["staging"]})
         if self.pushed_merge_requests()[-1:] != ["mlops/promote-production"]:
             raise LoopError(f"CI opened no promotion: {self.pushed_merge_requests()}")
-        promotion_jobs = self.merge("mlops/promote-production")
-        self.until(lambda: self.serving("production") == self.candidate[:12], "production serves the new model")
+        with self.switching("production", "production to the new model"):
+            promotion_jobs = self.merge("mlops/promote-production")
+            self.until(lambda: self.serving("production") == self.candidate[:12], "production serves the new model")
         self.run_jobs(promotion_jobs, "push", {"verify-production"}, {"PRODUCTION_URL": self.urls["production"]})
         self.step("5. promotion merged: production switched, verify-production passed")
 
         # 6. rollback -> production back on the old model
         self.mlops("gitops", "rollback", "--env", "production", "--branch", "mlops/rollback-production",
                    "--commit", "--push")  # fmt: skip
-        rollback_jobs = self.merge("mlops/rollback-production")
-        self.until(lambda: self.serving("production") == self.original[:12], "production back on the old model")
+        with self.switching("production", "production back to the old model"):
+            rollback_jobs = self.merge("mlops/rollback-production")
+            self.until(lambda: self.serving("production") == self.original[:12], "production back on the old model")
         self.run_jobs(rollback_jobs, "push", {"verify-production"}, {"PRODUCTION_URL": self.urls["production"]})
         self.step("6. rollback merged: production back")
 
         # 7. the monitor saw both models
+        rows = {}
         for model_id in (self.original, self.candidate):
             out = self.work / f"report-{model_id[:12]}.json"
             self.mlops("monitor", "report", "--model", f"s3://{BUCKET}/models/mpg/{model_id}/", "--out", out, ok=(0, 4))
-            rows = json.loads(out.read_text()).get("predictions", 0)
-            if not rows:
+            report = json.loads(out.read_text())
+            if report["model_id"] != model_id or not report["rows"]:
                 raise LoopError(f"the monitor has no predictions of {model_id[:12]}")
-        self.step("7. monitor report covers both models")
+            rows[model_id[:12]] = report["rows"]
+        self.step(f"7. monitor report covers both models: {rows} predictions")
         self.traffic.stop.set()
         if self.traffic.failed:
             raise LoopError(f"{len(self.traffic.failed)} of {self.traffic.sent} predictions failed: "
                             f"{self.traffic.failed[:5]}")  # fmt: skip
         print(f"predictions sent all along: {self.traffic.sent}, failed: 0")
+        failed = [switch for switch in self.switches if switch["failed"]]
+        if failed:
+            raise LoopError(f"requests failed during a switch under load: {failed}")
 
     def close(self) -> None:
         for process in reversed(self.processes):
@@ -362,11 +403,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bench.loop", description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="Keep the temporary folder (logs, repo, remote).")
+    parser.add_argument(
+        "--load", type=int, default=0, metavar="SECONDS", help="wrk (64 connections) on the front during each switch."
+    )
     args = parser.parse_args(argv)
     from infra.settings import project_root
 
     work = Path(tempfile.mkdtemp(prefix="mlops-loop-"))
-    loop = Loop(project_root(), work)
+    loop = Loop(project_root(), work, args.load)
     try:
         loop.scenario()
     except MlopsError as e:
