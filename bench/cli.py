@@ -73,11 +73,12 @@ def bench_pipeline(runs):
 
 
 @bench_group.command("serve")
-@model_option(help="Model directory to serve in all three servers.")
+@model_option(help="Model directory every server serves.")
 @click.option("--seconds", default=5, show_default=True, help="Duration of each measured wrk run.")
 @click.option("--rounds", default=3, show_default=True, help="Interleaved rounds; figures are medians.")
 def bench_serve(model_dir, seconds, rounds):
-    """Benchmark: this predictor vs a generic scikit-learn server vs a trivial model (wrk, 16 connections).
+    """Benchmark: this predictor vs MLServer, a generic scikit-learn predictor and a trivial model, V1 and V2
+    (wrk, 16 connections); time to ready and the size of the serving-only, full and MLServer installs.
 
     \b
     Example:

@@ -1,10 +1,11 @@
-"""Serving benchmark: this predictor against a generic scikit-learn server and a trivial model.
+"""Serving benchmark: this predictor against MLServer, a generic scikit-learn predictor and a trivial model.
 
-All three run in the same kserve model server on loopback, one process each, and
-take the same load from ``wrk`` (16 connections): single-instance requests, then
-100-instance batches. The reference does what a generic scikit-learn server does
-(a DataFrame built from the request, ``model.predict`` on it); the trivial model
-returns constants, the framework's ceiling.
+Each runs on loopback, one process pinned to CPU 1, and takes the same load from ``wrk`` on CPU 0
+(16 connections): single-instance requests, then 100-instance batches, in V1 and V2 (MLServer: V2
+only). The predictor is ``mlops serve`` from the serving-only install; the reference does what KServe's
+sklearnserver does per request, and the trivial model returns constants (the framework's ceiling), both
+in this project's server; MLServer runs from a virtualenv of its own (``bench/envs.py``). Every server
+must answer the model's own predictions before it is timed.
 """
 
 from __future__ import annotations

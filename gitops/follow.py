@@ -135,12 +135,15 @@ class Environment:
     def apply(self, project, work: Path, log_url: str | None, say) -> None:
         """Serve ``state.wanted``: fetch, verify, start on the free slot, wait until ready, stop the old one."""
         from core.model_card import read_card
+        from core.uri import parse_store_uri
 
         uri, state, new = self.state.wanted, self.state, None
         state.health, state.reason = "Progressing", f"starting {uri}"
         say(state)
         try:
-            model_dir, _ = project.resolve(uri)  # fetched and verified (hashes) before anything starts
+            # only a store URI (git is outside input: a path there would serve a folder of this machine),
+            # fetched and verified (hashes) before anything starts
+            model_dir, _ = project.resolve(parse_store_uri(uri))
             port = self.slots[1] if self.predictor and self.predictor.port == self.slots[0] else self.slots[0]
             log = work / f"{state.env}-predictor-{port}.log"
             command = [str(Path(sys.executable).parent / "mlops"), "serve", "--model-uri", str(model_dir)]

@@ -99,6 +99,20 @@ def test_staging_follows_main_switches_under_load_and_degrades_on_a_bad_model(wo
         assert answer.status_code == 200 and answer.json()["model_id"] == ids["b"]
         text = world.mlops("gitops", "status").stdout
         assert "mlops up: OutOfSync Degraded" in text and f"running {ids['b'][:12]}" in text
+
+        # git is outside input: a storageUri naming a folder of this machine is refused, not served
+        world.git("fetch", "-q", "origin")
+        world.git("reset", "-q", "--hard", "origin/main")
+        model_file, folder = world.clone / "k8s/overlays/staging/model.yaml", str(world.clone / "models")
+        model_file.write_text(model_file.read_text().replace(missing, folder))
+        world.git("commit", "-qam", "staging: a local folder")
+        world.git("push", "-q", "origin", "HEAD:main")
+        world.git("reset", "-q", "--hard", "HEAD~1")  # status reads this checkout's overlays too: a valid one
+        refused = _until(
+            lambda: (s := _status(world)).get("health") == "Degraded" and s["reason"].startswith(folder) and s,
+            "the folder refused",
+        )
+        assert "s3://" in refused["reason"] and _serving(url) == ids["b"]
     finally:
         up.send_signal(signal.SIGTERM)
         output = up.communicate(timeout=30)[0]
