@@ -89,6 +89,22 @@ def bench_serve(model_dir, seconds, rounds):
     click.echo(section(model_dir.resolve(), seconds, rounds).detail)
 
 
+@bench_group.command("profile")
+@model_option(help="Model directory the predictor serves.")
+@click.option("--seconds", default=10, show_default=True, type=click.IntRange(1, 600), help="Seconds sampled.")
+@click.option("--protocol", type=click.Choice(["V1", "V2"]), default="V1", show_default=True)
+def bench_profile(model_dir, seconds, protocol):
+    """Where the predictor's time goes under wrk's load: py-spy --native on the running server (not a figure).
+
+    \b
+    Example:
+      mlops bench profile --protocol V2
+    """
+    from bench.serving import profile
+
+    click.echo(profile(model_dir.resolve(), seconds, protocol))
+
+
 @bench_group.command("load")
 @model_option(help="Model directory the predictor serves.")
 @click.option("--seconds", default=60, show_default=True, type=click.IntRange(1, 3600), help="Each of the four runs.")

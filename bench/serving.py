@@ -496,3 +496,50 @@ def serving_figures(
             Figure("install: MLServer + mlserver-sklearn", sizes["mlserver"], "MiB"),
         ]
     return figures
+
+
+PY_SPY = "py-spy==0.4.3"
+
+
+def profile(model_dir: Path, seconds: int = 10, protocol: str = "V1", top: int = 30) -> str:
+    """Where the predictor's time goes under load: py-spy (``record --native``, run with uvx) samples the
+    running ``mlops serve`` while wrk sends single-car requests; the share of samples per frame, inclusive
+    (the frame or what it called) and as the leaf, for the frames of at least 1 %."""
+    import collections
+    import threading
+
+    if shutil.which("wrk") is None:
+        raise BenchError("wrk is not installed (Debian: apt-get install wrk)")
+    port = free_port()
+    command = [*pinned(1), str(Path(sys.executable).parent / "mlops"), "serve", "--model-uri", str(model_dir)]
+    payload = body(rows(model_dir)["1 instance"], protocol)
+    with (
+        tempfile.TemporaryDirectory(prefix="mlops-profile-") as work,
+        running([*command, "--port", str(port)], f"http://127.0.0.1:{port}{READY}") as server,
+    ):
+        url = f"http://127.0.0.1:{port}{PATHS[protocol]}"
+        load = threading.Thread(target=run_wrk, args=(url, payload, seconds + 4))
+        load.start()
+        time.sleep(2)
+        raw = Path(work) / "profile.txt"
+        record = ["record", "--pid", str(server.pid), "--duration", str(seconds), "--rate", "250", "--native"]
+        uvx = Path(sys.executable).parent / "uvx"
+        result = subprocess.run([str(uvx), "--from", PY_SPY, "py-spy", *record, "--format", "raw", "-o", str(raw)],
+                                capture_output=True, text=True)  # fmt: skip
+        load.join()
+        if result.returncode != 0 or not raw.exists():
+            raise BenchError(f"py-spy failed (it needs ptrace: root, or kernel.yama.ptrace_scope 0): {result.stderr}")
+        inclusive, leaf, total = collections.Counter(), collections.Counter(), 0
+        for line in raw.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frames = [re.sub(r" \((?:.*/)?(site-packages|python3\.\d+)/", " (", f) for f in stack.split(";")]
+            total += int(count)
+            leaf[frames[-1]] += int(count)
+            for frame in set(frames):
+                inclusive[frame] += int(count)
+    lines = [f"py-spy {PY_SPY.split('==')[1]} --native, {seconds} s of single-car {protocol} requests, {total} samples"]
+    for title, counter in (("inclusive", inclusive), ("leaf", leaf)):
+        lines.append(f"  {title}:")
+        shown = [(frame, n) for frame, n in counter.most_common() if n / total >= 0.01 and n / total < 0.999]
+        lines += [f"    {n / total:6.1%}  {frame[:110]}" for frame, n in shown[:top]]
+    return "\n".join(lines)
