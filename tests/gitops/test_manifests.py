@@ -38,6 +38,17 @@ def edit_yaml(path: Path, change, index: int = 0) -> None:
     path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
 
 
+def image(kustomization: dict, name: str) -> dict:
+    """The ``images:`` entry of a kustomization for ``name``."""
+    return next(entry for entry in kustomization["images"] if entry["name"] == name)
+
+
+def retag(entry: dict, tag: str) -> None:
+    """An image by tag instead of digest."""
+    entry.pop("digest")
+    entry["newTag"] = tag
+
+
 def base(project: Path, name: str) -> Path:
     return project / "k8s" / "base" / name
 
@@ -69,7 +80,7 @@ BROKEN = {
     "latest tag": (
         lambda p: edit_yaml(
             base(p, "kustomization.yaml"),
-            lambda d: (d["images"][1].pop("digest"), d["images"][1].update(newTag="latest")),
+            lambda d: retag(image(d, "nginx-unprivileged"), "latest"),
         ),
         "Deployment/mpg-client: spec.template.spec.containers[nginx].image:"
         " 'docker.io/nginxinc/nginx-unprivileged:latest' must be pinned by digest",
@@ -77,10 +88,10 @@ BROKEN = {
     "version tag, no digest": (
         lambda p: edit_yaml(
             base(p, "kustomization.yaml"),
-            lambda d: (d["images"][0].pop("digest"), d["images"][0].update(newTag="0.1.0")),
+            lambda d: retag(image(d, "mpg-mlops-serving"), "0.1.0"),
         ),
         "ServingRuntime/mpg-sklearn: spec.containers[kserve-container].image:"
-        " 'registry.gitlab.com/mpg-mlops/mpg-mlops:0.1.0' must be pinned by digest",
+        " 'registry.gitlab.com/mpg-mlops/mpg-mlops/serving:0.1.0' must be pinned by digest",
     ),
     "wildcard RBAC": (
         lambda p: append_document(
@@ -216,7 +227,8 @@ BROKEN = {
     ),
     "foreign registry": (
         lambda p: edit_yaml(
-            base(p, "kustomization.yaml"), lambda d: d["images"][1].update(newName="docker.io/evil/nginx")
+            base(p, "kustomization.yaml"),
+            lambda d: image(d, "nginx-unprivileged").update(newName="docker.io/evil/nginx"),
         ),
         "Deployment/mpg-client: spec.template.spec.containers[nginx].image: 'docker.io/evil/nginx@sha256:",
     ),
