@@ -72,8 +72,6 @@ class Traffic:
                 for env, url in self.urls.items():
                     try:
                         answer = client.post(f"{url}/v1/models/mpg:predict", content=CAR)
-                        if answer.status_code == 502 and self.sent == 0:
-                            continue  # not up yet
                         if answer.status_code != 200:
                             self.failed.append(f"{env}: HTTP {answer.status_code}")
                     except httpx.HTTPError as e:
@@ -248,13 +246,12 @@ class Loop:
     def set_up(self) -> None:
         import logging
 
+        import boto3
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
         self.s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=self.ports["s3"], verbose=False)
         self.s3.start()
-        import boto3
-
         credentials = {"aws_access_key_id": self.env["AWS_ACCESS_KEY_ID"],
                        "aws_secret_access_key": self.env["AWS_SECRET_ACCESS_KEY"]}  # fmt: skip
         s3 = boto3.client("s3", endpoint_url=self.env["MLOPS_S3_ENDPOINT_URL"], region_name="us-east-1", **credentials)
