@@ -307,6 +307,9 @@ class Loop:
         return path
 
     def scenario(self) -> None:
+        print("stand-ins: GitLab = a bare repository (its hook records merge-request push options; a merge is a")
+        print("merge commit pushed onto main); its runner = the selected jobs' scripts/ci/ run here; Kubeflow =")
+        print("kfp.local; S3 = moto on loopback; Argo CD + KServe = mlops up (see bench/loop.py)")
         self.set_up()
 
         # 1. new cars -> a data merge request holding exactly them
@@ -314,9 +317,11 @@ class Loop:
         self.mlops("data", "ingest", cars, "--dvc-remote", "s3", "--branch", "mlops/data", "--commit", "--push")
         if self.pushed_merge_requests()[-1:] != ["mlops/data"]:
             raise LoopError(f"no merge request for mlops/data: {self.pushed_merge_requests()}")
-        added = self.git("diff", "main", "origin/mlops/data", "--", "data/provenance.csv").count("\n+") - 1
-        if added != 12:
-            raise LoopError(f"the data merge request adds {added} provenance rows, expected 12")
+        diff = self.git("diff", "--unified=0", "main", "origin/mlops/data", "--", "data/provenance.csv")
+        added = [line[1:] for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+        removed = [line for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+        if len(added) != 12 or removed or not all(f",csv,{cars.name}," in row for row in added):
+            raise LoopError(f"the data merge request should add the 12 cars of {cars.name}, nothing else: {diff}")
         self.step("1. data ingest: merge request mlops/data with 12 new cars")
 
         # 2. its merge-request pipeline
