@@ -231,7 +231,7 @@ class Follower:
     def start(self, say) -> None:
         """nginx in front of each environment (a 502 until a predictor is ready)."""
         from infra.http import bind, free_port
-        from serving.page import nginx_binary, prepare_site, start_nginx
+        from serving.page import nginx_binary, prepare_site, started_nginx
 
         if nginx_binary() is None:
             raise FollowError("nginx is not installed (Debian: apt-get install nginx-light); make demo installs it")
@@ -244,7 +244,12 @@ class Follower:
             slots = (free_port(), free_port())
             site = prepare_site(client_dir, [f"http://127.0.0.1:{slot}" for slot in slots], port, self.monitor_url)
             state = EnvironmentState(env, f"http://127.0.0.1:{port}")
-            self.environments[env] = Environment(state, site, start_nginx(site), slots)
+            try:
+                nginx = started_nginx(site, port)
+            except MlopsError:
+                shutil.rmtree(site, ignore_errors=True)  # made by prepare_site
+                raise
+            self.environments[env] = Environment(state, site, nginx, slots)
             say(self.environments[env].state)
 
     def poll(self, work: Path, log_url: str | None, say) -> None:

@@ -87,19 +87,12 @@ def running_nginx(
 ) -> Iterator[subprocess.Popen]:
     """nginx on a prepared site, up and listening; stopped and its folder removed on exit, however it ends."""
     prefix = prepare_site(client_dir, predictor_url, port, monitor_url)
-    process = start_nginx(prefix)
+    process = None
     try:
-        deadline = time.monotonic() + timeout
-        while not _listening(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                process.wait()
-                reason = [line for line in error_log(prefix).splitlines() if line.strip()][-1:] or ["no output"]
-                raise ClientStartError(f"nginx did not start on 127.0.0.1:{port}: {reason[0].strip()}")
-            time.sleep(0.05)
+        process = started_nginx(prefix, port, timeout)
         yield process
     finally:
-        if process.poll() is None:
+        if process is not None and process.poll() is None:
             process.terminate()
             try:
                 process.wait(timeout=10)
@@ -108,7 +101,20 @@ def running_nginx(
         shutil.rmtree(prefix, ignore_errors=True)  # made by prepare_site
 
 
-def _listening(port: int) -> bool:
+def started_nginx(prefix: Path, port: int, timeout: float = 10) -> subprocess.Popen:
+    """nginx on a prepared site, listening on ``port``; or ``ClientStartError`` with its error log's last line."""
+    process, deadline = start_nginx(prefix), time.monotonic() + timeout
+    while not listening(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            reason = [line for line in error_log(prefix).splitlines() if line.strip()][-1:] or ["no output"]
+            raise ClientStartError(f"nginx did not start on 127.0.0.1:{port}: {reason[0].strip()}")
+        time.sleep(0.05)
+    return process
+
+
+def listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
