@@ -25,7 +25,8 @@ from pathlib import Path
 
 from bench.figures import Figure, Section
 from bench.monitor import events_script
-from bench.serving import WRK_SCRIPT, BenchError, bodies, free_port, run_wrk, running
+from bench.serving import WRK_SCRIPT, BenchError, bodies, run_wrk, running
+from infra.http import free_port
 
 MLOPS = Path(sys.executable).parent / "mlops"
 CONNECTIONS, BAD_CONNECTIONS = 64, 4

@@ -16,8 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.serving import free_port
 from core.errors import MlopsError
+from infra.http import free_port
 
 
 class LocalPostgresError(MlopsError):

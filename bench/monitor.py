@@ -29,9 +29,10 @@ import httpx
 import numpy as np
 
 from bench.figures import Figure, Section
-from bench.serving import WRK_SCRIPT, BenchError, bodies, free_port, run_wrk, running
+from bench.serving import WRK_SCRIPT, BenchError, bodies, run_wrk, running
 from core.features import FEATURE_NAMES, MPG_L100KM_FACTOR
 from core.model_card import read_card
+from infra.http import free_port
 
 MLOPS = Path(sys.executable).parent / "mlops"
 PACE_MS = 5  # wrk waits this long before each next request of a connection: 16 connections, ~2,900 req/s

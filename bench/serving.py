@@ -28,7 +28,7 @@ from kserve import Model
 
 from bench.figures import Figure, Section
 from core.errors import MlopsError
-from infra.http import free_port  # noqa: F401 - the tests' and benchmarks' free port, one implementation
+from infra.http import free_port
 
 WRK_SCRIPT = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[{body}]==]\n'
 # Appended to every script: count 5xx answers per thread and print their sum (wrk lumps 4xx and 5xx).
@@ -228,17 +228,15 @@ def predictions(answer: dict) -> list[float]:
     return next((o for o in outputs if o["name"] == "mpg"), outputs[0])["data"]
 
 
-def mlserver_repository(model_dir: Path, folder: Path, port: int) -> tuple[Path, dict]:
-    """An MLServer model repository serving ``model_dir/model.joblib`` as ``mpg`` on ``port``: one worker
-    (parallel inference off), debug and access log off, no metrics server; the settings it uses."""
-    settings = {
-        "debug": False,
-        "parallel_workers": 0,
-        "host": "127.0.0.1",
-        "http_port": port,
-        "grpc_port": free_port(),
-        "metrics_endpoint": None,
-    }
+#: MLServer's settings (besides its ports): one worker (parallel inference off), debug and access log off, no
+#: metrics server, on loopback.
+MLSERVER_SETTINGS = {"debug": False, "parallel_workers": 0, "host": "127.0.0.1", "metrics_endpoint": None}
+
+
+def mlserver_repository(model_dir: Path, folder: Path, port: int) -> Path:
+    """An MLServer model repository serving ``model_dir/model.joblib`` as ``mpg`` on ``port``
+    (``MLSERVER_SETTINGS``)."""
+    settings = {**MLSERVER_SETTINGS, "http_port": port, "grpc_port": free_port()}
     model = {
         "name": "mpg",
         "implementation": "mlserver_sklearn.SKLearnModel",
@@ -247,7 +245,7 @@ def mlserver_repository(model_dir: Path, folder: Path, port: int) -> tuple[Path,
     (folder / "mpg").mkdir(parents=True, exist_ok=True)
     (folder / "settings.json").write_text(json.dumps(settings))
     (folder / "mpg" / "model-settings.json").write_text(json.dumps(model))
-    return folder, settings
+    return folder
 
 
 def server_command(role: str, model_dir: Path, port: int, envs: dict[str, Path], work: Path) -> list[str]:
@@ -257,7 +255,7 @@ def server_command(role: str, model_dir: Path, port: int, envs: dict[str, Path],
         mlops = envs["serving"].parent / "mlops"
         return [*pinned(1), str(mlops), "serve", "--model-uri", str(model_dir), "--port", str(port)]
     if role == "mlserver":
-        folder, _ = mlserver_repository(model_dir, work / f"mlserver-{port}", port)
+        folder = mlserver_repository(model_dir, work / f"mlserver-{port}", port)
         return [*pinned(1), str(envs["mlserver"].parent / "mlserver"), "start", str(folder)]
     code = f"from bench.serving import _server_main; _server_main({role!r}, {str(model_dir)!r}, {port})"
     return [*pinned(1), sys.executable, "-c", code]
@@ -435,9 +433,8 @@ def section(model_dir: Path, seconds: int = 5, rounds: int = 3) -> Section:
         sizes = {kind: installs.size(work / kind) / 2**20 for kind in installs.KINDS}
         results = benchmark(model_dir, envs, work, seconds, rounds)
         ready = cold_start(model_dir, envs, work)
-        mlserver_settings = mlserver_repository(model_dir, work / "settings", 0)[1]
     split = time_split(model_dir)
-    lines = [table(results), "", f"MLServer settings: {json.dumps(mlserver_settings)}"]
+    lines = [table(results), "", f"MLServer settings: {json.dumps(MLSERVER_SETTINGS)}"]
     for protocol, micros in split.items():
         framework = 1e6 / results[(f"{protocol}, 1 instance", "trivial")]["rps"]
         served = 1e6 / results[(f"{protocol}, 1 instance", "predictor")]["rps"]

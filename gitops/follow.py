@@ -36,6 +36,7 @@ from pathlib import Path
 from core.atomic import atomic_write
 from core.errors import MlopsError
 from gitops.git import branch_name, git
+from infra.http import stop_process
 
 STATE_FILE = "environments.json"
 READY_TIMEOUT = 60.0
@@ -111,13 +112,12 @@ class Predictor:
     log: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # uvicorn finishes the requests it has, then exits
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=15)  # on SIGTERM uvicorn finishes the requests it has, then exits
+
+    def exited(self) -> str:
+        """Why it is not running: its exit status and the last line it logged."""
+        last = self.log.read_text().strip().splitlines()[-1:] or ["no output"]
+        return f"the predictor exited ({self.process.returncode}): {last[0][:200]}"
 
 
 @dataclass
@@ -134,7 +134,6 @@ class Environment:
 
     def apply(self, project, work: Path, log_url: str | None, say) -> None:
         """Serve ``state.wanted``: fetch, verify, start on the free slot, wait until ready, stop the old one."""
-        from core.model_card import read_card
         from core.uri import parse_store_uri
 
         uri, state, new = self.state.wanted, self.state, None
@@ -143,7 +142,7 @@ class Environment:
         try:
             # only a store URI (git is outside input: a path there would serve a folder of this machine),
             # fetched and verified (hashes) before anything starts
-            model_dir, _ = project.resolve(parse_store_uri(uri))
+            model_dir, model_id = project.resolve(parse_store_uri(uri))
             port = self.slots[1] if self.predictor and self.predictor.port == self.slots[0] else self.slots[0]
             log = work / f"{state.env}-predictor-{port}.log"
             command = [str(Path(sys.executable).parent / "mlops"), "serve", "--model-uri", str(model_dir)]
@@ -151,17 +150,11 @@ class Environment:
             with open(log, "w") as output:
                 new = Predictor(port, subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT), log)
             _wait_ready(new)
+            # both serve now; nginx takes the new slot once it has seen it answer (it retries a refused slot
+            _wait_front(state.url, model_id)  # after fail_timeout): only then may the old one go
         except (MlopsError, OSError) as e:
             if new is not None:
                 new.stop()
-            self.failed.add(uri)
-            state.health, state.reason = "Degraded", f"{uri} not served: {e}"
-            say(state)
-            return
-        try:  # both serve now; nginx takes the new slot once it has seen it answer (it retries a refused slot
-            _wait_front(state.url, read_card(model_dir).id)  # after fail_timeout): only then may the old one go
-        except FollowError as e:
-            new.stop()
             self.failed.add(uri)
             state.health, state.reason = "Degraded", f"{uri} not served: {e}"
             say(state)
@@ -177,9 +170,7 @@ class Environment:
         """A predictor that exited on its own makes the environment Degraded."""
         predictor = self.predictor
         if predictor is not None and predictor.process.poll() is not None and self.state.health != "Degraded":
-            last = predictor.log.read_text().strip().splitlines()[-1:] or ["no output"]
-            self.state.health = "Degraded"
-            self.state.reason = f"predictor exited ({predictor.process.returncode}): {last[0][:200]}"
+            self.state.health, self.state.reason = "Degraded", predictor.exited()
             say(self.state)
 
 
@@ -190,8 +181,7 @@ def _wait_ready(predictor: Predictor) -> None:
     url = f"http://127.0.0.1:{predictor.port}/v2/models/mpg/ready"
     while time.monotonic() < deadline:
         if predictor.process.poll() is not None:
-            last = predictor.log.read_text().strip().splitlines()[-1:] or ["no output"]
-            raise FollowError(f"the predictor exited ({predictor.process.returncode}): {last[0][:200]}")
+            raise FollowError(predictor.exited())
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=1).status_code == 200:
                 return
@@ -282,10 +272,7 @@ class Follower:
         for environment in self.environments.values():
             if environment.predictor is not None:
                 environment.predictor.stop()
-            if environment.nginx.poll() is None:
-                environment.nginx.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    environment.nginx.wait(timeout=10)
+            stop_process(environment.nginx)
             shutil.rmtree(environment.site, ignore_errors=True)  # made by prepare_site
             environment.state.health, environment.state.reason = "Missing", "mlops up stopped"
         if self.environments:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import http
 import signal
 import socket
+import subprocess
 
 import httptools
 import orjson
@@ -195,6 +196,17 @@ def bind(host: str, port: int) -> socket.socket:
             f"cannot listen on {host}:{port}: {e.strerror}; stop what listens there or choose another --port"
         ) from e
     return sock
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
+    """A server this process started, stopped: SIGTERM (its graceful stop), SIGKILL after ``timeout`` s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def exit_on_signals() -> None:

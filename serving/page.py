@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from core.errors import MlopsError
+from infra.http import stop_process
 
 API_ROOTS = ("/v1", "/v2")  # and everything under them
 DEFAULT_MONITOR = "http://127.0.0.1:8081"
@@ -92,12 +93,8 @@ def running_nginx(
         process = started_nginx(prefix, port, timeout)
         yield process
     finally:
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        if process is not None:
+            stop_process(process)
         shutil.rmtree(prefix, ignore_errors=True)  # made by prepare_site
 
 

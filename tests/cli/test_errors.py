@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from bench.serving import free_port
+from infra.http import free_port
 from tests.conftest import MLOPS, SEED_DATA, one_line_error, run_mlops
 
 FAST = ("--set", "train.candidates=[linear]")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.worktree import copy_worktree, make_remote  # noqa: F401 - make_remote: the tests' stand-in for GitLab
+from bench.worktree import copy_worktree, make_remote
 from core.model_card import load_model, save_model_dir
 from infra.settings import Settings
 from infra.store import open_store

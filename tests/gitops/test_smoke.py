@@ -10,8 +10,8 @@ import threading
 import httpx
 import pytest
 
-from bench.serving import free_port
 from core.model_card import read_card
+from infra.http import free_port
 from infra.settings import Settings
 from infra.store import open_store
 from serving.page import prepare_site, start_nginx

@@ -17,7 +17,8 @@ import time
 import httpx
 import pytest
 
-from bench.serving import free_port, run_wrk
+from bench.serving import run_wrk
+from infra.http import free_port
 from tests.conftest import MLOPS
 from tests.gitops.test_changes import MR
 from tests.integration.conftest import sh

@@ -12,9 +12,9 @@ import time
 import httpx
 import pytest
 
-from bench.serving import free_port
 from bench.worktree import copy_worktree
 from core.model_card import read_card
+from infra.http import free_port
 from infra.overlays import read_model_uri
 from tests.conftest import MLOPS
 from tests.integration.conftest import BIN, command_env, sh

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.worktree import copy_worktree
-from tests.gitops.conftest import make_remote
+from bench.worktree import copy_worktree, make_remote
 from tests.integration.conftest import sh
 
 pytestmark = pytest.mark.slow

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from bench import envs
-from bench.serving import free_port
 from core.model_card import read_card
+from infra.http import free_port
 from tests.integration.conftest import command_env, sh
 from tests.serving.conftest import wait_until
 

@@ -14,10 +14,10 @@ import numpy as np
 import orjson
 import pytest
 
-from bench.serving import free_port
 from bench.worktree import copy_worktree
 from core.features import FEATURE_NAMES
 from core.model_card import md5_file
+from infra.http import free_port
 from monitoring import db
 from monitoring.events import Half
 from monitoring.ingest import PROVENANCE, QUARANTINE, dvc_file, read_version

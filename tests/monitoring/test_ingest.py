@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.worktree import copy_worktree
+from bench.worktree import copy_worktree, make_remote
 from core.model_card import load_model, md5_file
 from monitoring import db
 from monitoring.ingest import (
@@ -29,7 +29,6 @@ from monitoring.ingest import (
     row_key,
 )
 from tests.conftest import MLOPS, SEED_DATA, one_line_error, run_mlops
-from tests.gitops.conftest import make_remote
 from tests.integration.conftest import command_env, sh
 from tests.monitoring.conftest import DATA_FILE, DVC_FILE, ingest, sample, served, snapshot
 from training.data import read_table

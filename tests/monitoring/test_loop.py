@@ -22,18 +22,17 @@ import httpx
 import numpy as np
 import pytest
 
-from bench.serving import free_port
-from bench.worktree import copy_worktree
+from bench.worktree import copy_worktree, make_remote
 from core.features import FEATURE_NAMES
 from core.model_card import md5_file, read_card
 from core.uri import parse_store_uri
+from infra.http import free_port
 from infra.overlays import model_file, with_model_uri
 from infra.settings import Settings
 from infra.store import open_store
 from monitoring.ingest import read_version
 from serving.page import running_nginx
 from tests.conftest import one_line_error, run_mlops
-from tests.gitops.conftest import make_remote
 from tests.integration.conftest import command_env, sh
 from tests.monitoring.conftest import DATA_FILE, running_monitor, sample
 from tests.serving.conftest import fill, running_server

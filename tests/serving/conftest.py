@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.serving import free_port
+from infra.http import free_port
 from tests.conftest import MLOPS
 
 

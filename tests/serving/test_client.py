@@ -8,7 +8,7 @@ import threading
 import httpx
 import pytest
 
-from bench.serving import free_port
+from infra.http import free_port
 from serving.page import fallback_server, prepare_site, running_nginx, start_nginx
 from tests.serving.conftest import fill, wait_until
 
