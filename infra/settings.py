@@ -70,6 +70,8 @@ class Settings(_RootSettings):
     kfp_token: SecretStr | None = None
     #: show the traceback of an unexpected error (a bug report) instead of one line
     debug: bool = False
+    #: where the local control plane's programs are built (infra/gobuild.py); default ~/.cache/mpg-mlops/controlplane
+    controlplane_cache: Path | None = None
 
     @field_validator("s3_endpoint_url", "git_token", "monitor_db", "feedback_tokens", "kfp_token", mode="before")
     @classmethod

@@ -116,46 +116,6 @@ def test_a_field_only_kserve_016_knows_is_refused_for_015_only(root, trees):
     assert labels == {f"KServe {v}" for v in KSERVE_VERSIONS}
 
 
-#: serving.kserve.io/deploymentMode values each release understands (kserve pkg/constants/constants.go:
-#: 0.15 RawDeployment, Serverless, ModelMesh; 0.16 adds Standard and Knative, kserve#4608, and still parses the
-#: old names). An unknown value is the cluster default, Serverless, which needs Knative.
-DEPLOYMENT_MODES = {"0.15": {"RawDeployment", "Serverless", "ModelMesh"},
-                    "0.16": {"Standard", "Knative", "ModelMesh", "RawDeployment", "Serverless"}}  # fmt: skip
-KNATIVE_HPA = "hpa.autoscaling.knative.dev"
-
-
-def admitted_scaling(version: str, annotations: dict[str, str], metric: str) -> bool:
-    """KServe's webhook, validateAutoScalingCompExtension (pkg/apis/serving/v1beta1/inference_service_validation.go)
-    in each release: 0.15 sends deploymentMode RawDeployment with serving.kserve.io/autoscalerClass hpa to the HPA
-    rules; 0.16 matches only "Standard" there (kserve#4608), so RawDeployment falls to the default branch, where
-    autoscaling.knative.dev/class hpa.autoscaling.knative.dev selects the HPA rules and anything else the Knative
-    (KPA) rules, which refuse a cpu metric ("[cpu] is not a supported metric")."""
-    mode = annotations.get("serving.kserve.io/deploymentMode", "")
-    raw_name = "RawDeployment" if version == "0.15" else "Standard"
-    if mode == raw_name:
-        return annotations.get("serving.kserve.io/autoscalerClass", "hpa") in ("hpa", "keda")
-    if annotations.get("autoscaling.knative.dev/class") == KNATIVE_HPA:
-        return metric in ("cpu", "memory")
-    return metric in ("concurrency", "rps")
-
-
-@pytest.mark.parametrize("version", KSERVE_VERSIONS)
-@pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_every_supported_kserve_runs_the_predictor_as_raw_deployments_and_admits_its_scaling(trees, env, version):
-    isvc = named(trees[f"overlays/{env}"], "InferenceService", "mpg")
-    annotations = isvc["metadata"]["annotations"]
-    assert annotations["serving.kserve.io/deploymentMode"] in DEPLOYMENT_MODES[version]
-    assert annotations["serving.kserve.io/deploymentMode"] not in ("Serverless", "Knative", "ModelMesh")
-    assert admitted_scaling(version, annotations, isvc["spec"]["predictor"].get("scaleMetric", "cpu"))
-
-
-def test_standard_or_a_missing_knative_class_is_what_broke(trees):
-    """The two ways this fails, each on one release: "Standard" is unknown to 0.15 (Serverless, Knative needed);
-    RawDeployment with a cpu metric and no HPA class is refused by 0.16's webhook."""
-    assert "Standard" not in DEPLOYMENT_MODES["0.15"]
-    assert not admitted_scaling("0.16", {"serving.kserve.io/deploymentMode": "RawDeployment"}, "cpu")
-
-
 # --- Argo CD: sync order, pruning, projects ------------------------------------------------------------------
 
 
