@@ -35,6 +35,20 @@ $(CHECKOV): tests/tools/checkov-requirements.txt | $(BIN)/.installed
 	$(BIN)/uv pip install --quiet --python .venv-checkov/bin/python -r tests/tools/checkov-requirements.txt
 	touch $@
 
+# network-config-analyzer in its own virtualenv (it pins PyYAML and networkx exactly), pinned: the independent
+# NetworkPolicy evaluator of tests/cluster and `mlops cluster check`.
+NCA := .venv-nca/bin/nca
+$(NCA): tests/tools/nca-requirements.txt | $(BIN)/.installed
+	test -x .venv-nca/bin/python || $(PYTHON) -m venv .venv-nca
+	$(BIN)/uv pip install --quiet --python .venv-nca/bin/python -r tests/tools/nca-requirements.txt
+	touch $@
+
+# The local control plane's programs (etcd, kube-apiserver, kube-controller-manager, KServe's manager and agent per
+# release), built from their Go modules at infra/controlplane.toml's versions into ~/.cache/mpg-mlops/controlplane
+# when missing (about 35 minutes cold on 2 cores, nothing when cached).
+controlplane: install ## Build the local control plane's programs from Go modules (once per version; make test does it)
+	$(BIN)/python -c "from infra.gobuild import ensure_built; ensure_built()"
+
 scan: install $(CHECKOV) ## checkov over the rendered trees, the Dockerfile and .gitlab-ci.yml (skips justified in place)
 	$(BIN)/mlops manifests scan --checkov $(CHECKOV)
 
@@ -54,7 +68,7 @@ loop: install ## The GitOps loop end to end here: data MR, its CI, training, sta
 
 test: install ## System packages the tests drive (nginx, Chromium, Node), checkov, lint, compiled pipeline current, every test
 	scripts/system-deps.sh test
-	$(MAKE) --no-print-directory $(GITLAB_CI_LOCAL) $(CHECKOV)
+	$(MAKE) --no-print-directory $(GITLAB_CI_LOCAL) $(CHECKOV) $(NCA) controlplane
 	$(BIN)/ruff check .
 	$(BIN)/mlops pipeline compile --check
 	$(BIN)/python -m pytest
@@ -80,9 +94,9 @@ fuzz: install ## Long fuzzing: hypothesis on every parser, schemathesis >= 10,00
 	FUZZ_EXAMPLES=5000 FUZZ_MIN_REQUESTS=10000 $(BIN)/python -m pytest -q -s tests/fuzz
 
 lock: ## Re-resolve constraints.txt from pyproject.toml (needs uv in .venv)
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o constraints.txt
+	$(BIN)/uv pip compile pyproject.toml --extra platform --extra dev --python-version 3.11 -o constraints.txt
 
 clean: ## Remove the virtualenv, local model store and untracked outputs
-	rm -rf $(VENV) .venv-checkov models .mlops .pytest_cache .hypothesis .schemathesis tests/tools/node_modules
+	rm -rf $(VENV) .venv-checkov .venv-nca models .mlops .pytest_cache .hypothesis .schemathesis tests/tools/node_modules
 
-.PHONY: help install demo test check lint bench lock clean fuzz scan loop
+.PHONY: help install demo test check lint bench lock clean fuzz scan loop controlplane

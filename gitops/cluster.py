@@ -1,4 +1,8 @@
-"""What the cluster will run beyond the objects in git, and who may reach whom there.
+"""A fast pre-check of who may reach whom in the cluster, from the rendered trees alone (no cluster, no Go).
+
+``make test`` checks the same flows on the real thing (``gitops.clustercheck``: the Pods and Services KServe
+and kube-controller-manager really make, judged by network-config-analyzer) and that this evaluator agrees with
+it on every connection; this module is what ``mlops manifests validate`` runs where no control plane is built.
 
 A rendered tree holds an InferenceService, not the Deployment, pods and Service KServe's
 controller makes of it; the NetworkPolicies, though, act on those pods and on pod ports
@@ -20,10 +24,12 @@ KServe (RawDeployment mode; ``Standard`` in 0.16), for an InferenceService ``<is
   a batcher is set (``pkg/controller/v1beta1/inferenceservice/reconcilers/service/
   service_reconciler.go``, ``createDefaultSvc``).
 
-The NetworkPolicy rules are Kubernetes': a pod selected by a policy of a type is isolated
-in that direction; a connection then needs a rule of the source's egress and of the
-destination's ingress that both match the peer and the pod port. Pods of namespaces the
-tree does not fence (another team's) are not judged.
+The NetworkPolicy rules are Kubernetes' (``k8s.io/api/networking/v1`` types.go): a pod selected by a policy
+of a type is isolated in that direction; a connection then needs a rule of the source's egress and of the
+destination's ingress that both match the peer, the pod port and the protocol (TCP unless a port says
+otherwise). A policy without ``policyTypes`` is of type Ingress, and Egress too when it has egress rules; an
+``ipBlock`` matches an address in its CIDR but none of its ``except``. Pods of namespaces the tree does not
+fence (another team's) are not judged.
 """
 
 from __future__ import annotations
@@ -41,13 +47,15 @@ LOGGER_OR_BATCHER = ("logger", "batcher")
 
 @dataclass(frozen=True)
 class Pod:
-    """A pod as NetworkPolicies see it: namespace (None: outside the cluster), labels, the ports it listens on."""
+    """A pod as NetworkPolicies see it: namespace (None: outside the cluster, at ``ip``), labels, the ports it
+    listens on with their protocols."""
 
     name: str
     namespace: str | None
     labels: tuple[tuple[str, str], ...] = ()
-    ports: tuple[int, ...] = ()
+    ports: tuple[tuple[int, str], ...] = ()
     named_ports: tuple[tuple[str, int], ...] = ()
+    ip: str | None = None
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -57,8 +65,12 @@ class Pod:
         return self.name
 
 
-def pod(name: str, namespace: str | None, labels: dict[str, str], ports: Iterable[int] = (), named=()) -> Pod:
-    return Pod(name, namespace, tuple(sorted(labels.items())), tuple(sorted(set(ports))), tuple(sorted(named)))
+def pod(
+    name: str, namespace: str | None, labels: dict[str, str], ports: Iterable = (), named=(), ip: str | None = None
+) -> Pod:
+    """``ports``: numbers (TCP) or (number, protocol) pairs."""
+    pairs = {(p, "TCP") if isinstance(p, int) else (int(p[0]), p[1]) for p in ports}
+    return Pod(name, namespace, tuple(sorted(labels.items())), tuple(sorted(pairs)), tuple(sorted(named)), ip)
 
 
 @dataclass(frozen=True)
@@ -79,11 +91,11 @@ def _labels(meta: Obj | None) -> dict[str, str]:
     return dict((meta or {}).get("labels") or {})
 
 
-def _container_ports(spec: Obj) -> tuple[list[int], list[tuple[str, int]]]:
+def _container_ports(spec: Obj) -> tuple[list[tuple[int, str]], list[tuple[str, int]]]:
     numbers, named = [], []
     for container in spec.get("containers") or []:
         for port in container.get("ports") or []:
-            numbers.append(int(port["containerPort"]))
+            numbers.append((int(port["containerPort"]), port.get("protocol", "TCP")))
             if port.get("name"):
                 named.append((port["name"], int(port["containerPort"])))
     return numbers, named
@@ -103,9 +115,9 @@ def predictor(isvc: Obj, runtimes: dict[str, Obj], namespace: str) -> tuple[Pod,
     }
     runtime = runtimes.get((spec.get("model") or {}).get("runtime", ""), {})
     ports, named = _container_ports(runtime.get("spec") or {})
-    ports = ports or [8080]  # KServe's default model server port (constants.InferenceServiceDefaultHttpPort)
+    ports = ports or [(8080, "TCP")]  # KServe's default model server port (constants.InferenceServiceDefaultHttpPort)
     agent = any(spec.get(key) for key in LOGGER_OR_BATCHER)
-    target = AGENT_PORT if agent else ports[0]
+    target = AGENT_PORT if agent else ports[0][0]
     predictor_pod = pod(component, namespace, labels, [*ports, *([AGENT_PORT] if agent else [])], named)
     service = Service(component, namespace, (("app", f"isvc.{component}"),), ((SERVICE_PORT, target),))
     return predictor_pod, service
@@ -167,9 +179,21 @@ def _selects(selector: Obj | None, labels: dict[str, str]) -> bool:
     return True
 
 
+def _in_block(block: Obj, ip: str | None) -> bool:
+    """An ipBlock: the address is in ``cidr`` and in none of ``except``."""
+    import ipaddress
+
+    if ip is None:
+        return False
+    address = ipaddress.ip_address(ip)
+    if address not in ipaddress.ip_network(block["cidr"], strict=False):
+        return False
+    return not any(address in ipaddress.ip_network(e, strict=False) for e in block.get("except") or [])
+
+
 def _peer_matches(peer: Obj, policy_namespace: str, other: Pod) -> bool:
     if "ipBlock" in peer:
-        return other.namespace is None  # an address outside the cluster (the evaluator knows no IPs)
+        return _in_block(peer["ipBlock"], other.ip)
     if other.namespace is None:
         return False
     if "namespaceSelector" in peer:
@@ -180,10 +204,12 @@ def _peer_matches(peer: Obj, policy_namespace: str, other: Pod) -> bool:
     return _selects(peer.get("podSelector"), other.label_map)
 
 
-def _port_matches(rule_ports: list[Obj] | None, port: int, destination: Pod) -> bool:
+def _port_matches(rule_ports: list[Obj] | None, port: int, protocol: str, destination: Pod) -> bool:
     if not rule_ports:
         return True
     for entry in rule_ports:
+        if entry.get("protocol", "TCP") != protocol:
+            continue
         wanted = entry.get("port")
         if wanted is None:
             return True
@@ -195,6 +221,12 @@ def _port_matches(rule_ports: list[Obj] | None, port: int, destination: Pod) -> 
     return False
 
 
+def policy_types(policy: Obj) -> list[str]:
+    """``spec.policyTypes``, or its default: Ingress, and Egress when the policy has egress rules."""
+    spec = policy["spec"]
+    return spec.get("policyTypes") or ["Ingress", *(["Egress"] if spec.get("egress") else [])]
+
+
 @dataclass
 class Fences:
     """The NetworkPolicies of a tree over its own pods (``ours``), evaluated as Kubernetes does."""
@@ -202,7 +234,7 @@ class Fences:
     policies: list[Obj]
     ours: set[str] = field(default_factory=set)
 
-    def _direction(self, subject: Pod, other: Pod, port: int, destination: Pod, kind: str) -> bool:
+    def _direction(self, subject: Pod, other: Pod, port: int, protocol: str, destination: Pod, kind: str) -> bool:
         if subject.name not in self.ours:
             return True  # another's pod (the ingress controller, the store): its own policies are not ours to judge
         key, peers_key = ("egress", "to") if kind == "Egress" else ("ingress", "from")
@@ -210,7 +242,7 @@ class Fences:
             p
             for p in self.policies
             if p["metadata"].get("namespace") == subject.namespace
-            and kind in p["spec"].get("policyTypes", ["Ingress"])
+            and kind in policy_types(p)
             and _selects(p["spec"].get("podSelector"), subject.label_map)
         ]
         if not selecting:
@@ -219,26 +251,27 @@ class Fences:
             for rule in policy["spec"].get(key) or []:
                 peers = rule.get(peers_key)
                 if (not peers or any(_peer_matches(p, policy["metadata"]["namespace"], other) for p in peers)) and (
-                    _port_matches(rule.get("ports"), port, destination)
+                    _port_matches(rule.get("ports"), port, protocol, destination)
                 ):
                     return True
         return False
 
-    def allows(self, source: Pod, destination: Pod, port: int) -> bool:
-        """May ``source`` open a connection to ``destination`` on its pod port ``port``?"""
-        return self._direction(source, destination, port, destination, "Egress") and self._direction(
-            destination, source, port, destination, "Ingress"
+    def allows(self, source: Pod, destination: Pod, port: int, protocol: str = "TCP") -> bool:
+        """May ``source`` open a connection to ``destination`` on its pod port ``port`` over ``protocol``?"""
+        return self._direction(source, destination, port, protocol, destination, "Egress") and self._direction(
+            destination, source, port, protocol, destination, "Ingress"
         )
 
 
 # --- the flows the product needs (the README's "Network flows" lists the same) ------------------------------
 
-DNS = pod("kube-dns", "kube-system", {"k8s-app": "kube-dns"}, [53])
-INGRESS_CONTROLLER = pod("ingress controller", "ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
-PROMETHEUS = pod("Prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"})
-POSTGRES = pod("PostgreSQL", None, {}, [5432])  # wherever it runs: the monitor's database URL says
-KFP_API = pod("KFP API", "kubeflow", {"app": "ml-pipeline"}, [8888])
-ISTIOD = pod("istiod", "istio-system", {"app": "istiod"}, [15012])
+#: The peers outside the trees, labelled and listening as their upstream installs make them (the real-control-
+#: plane check creates Pods just like these: gitops/clustercheck.py PEERS).
+DNS = pod("kube-dns", "kube-system", {"k8s-app": "kube-dns"}, [(53, "UDP"), (53, "TCP")])
+INGRESS_CONTROLLER = pod("ingress controller", "ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"}, [80, 443])
+PROMETHEUS = pod("Prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, [9090])
+KFP_API = pod("KFP API", "kubeflow", {"app": "ml-pipeline"}, [8888, 8887])
+ISTIOD = pod("istiod", "istio-system", {"app": "istiod"}, [15012, 15017])
 
 
 @dataclass(frozen=True)
@@ -259,8 +292,8 @@ SERVING_FLOWS = (
     Flow("storage initializer -> model store", "mpg-predictor", "model store"),
     Flow("report job -> predictor (/metrics)", "mpg-monitor-report", "svc/mpg-predictor:80"),
     Flow("report job -> model store (the model card)", "mpg-monitor-report", "model store"),
-    Flow("monitor -> PostgreSQL", "mpg-monitor", "PostgreSQL:5432"),
-    Flow("report job -> PostgreSQL", "mpg-monitor-report", "PostgreSQL:5432"),
+    Flow("monitor -> PostgreSQL", "mpg-monitor", "PostgreSQL"),
+    Flow("report job -> PostgreSQL", "mpg-monitor-report", "PostgreSQL"),
     Flow("Prometheus -> predictor container (/metrics)", "Prometheus", "mpg-predictor:8080"),
     Flow("Prometheus -> monitor (/metrics)", "Prometheus", "mpg-monitor:8080"),
     *(
@@ -276,65 +309,78 @@ KFP_FLOWS = (
 KFP_MULTI_USER_FLOWS = (*KFP_FLOWS, Flow("nightly submitter's sidecar -> istiod", SUBMITTER, "istiod:15012"))
 
 
+def _config(objects: list[Obj], name: str) -> dict[str, str] | None:
+    found = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == name]
+    return (found[0].get("data") or {}) if found else None
+
+
 def outside_peers(objects: list[Obj]) -> list[Pod]:
-    """The pods outside the tree its flows reach: the model store comes from the ConfigMap mpg-model-store."""
-    peers = [DNS, INGRESS_CONTROLLER, PROMETHEUS, POSTGRES, KFP_API, ISTIOD]
-    for obj in objects:
-        if (
-            obj["kind"] == "ConfigMap"
-            and obj["metadata"]["name"] == "mpg-model-store"
-            and "podPort" in (obj.get("data") or {})
-        ):
-            data = obj["data"]
-            peers.append(pod("model store", data.get("namespace") or None, {}, [int(data["podPort"])]))
+    """The pods outside the tree its flows reach: the model store and the database where the overlay's
+    ConfigMaps mpg-model-store and mpg-database say."""
+    peers = [DNS, INGRESS_CONTROLLER, PROMETHEUS, KFP_API, ISTIOD]
+    store = _config(objects, "mpg-model-store")
+    if store and "podPort" in store:
+        peers.append(pod("model store", store.get("namespace") or None, {}, [int(store["podPort"])]))
+    database = _config(objects, "mpg-database")
+    if database:
+        labels = {"app.kubernetes.io/name": database["name"]}
+        peers.append(pod("PostgreSQL", database["namespace"], labels, [int(database["port"])]))
     return peers
+
+
+Hop = tuple[str, str, int, str]  # source, destination, pod port, protocol
 
 
 @dataclass(frozen=True)
 class Reachability:
-    """Every (source, destination pod, pod port) of a tree and whether the NetworkPolicies allow it."""
+    """Every (source, destination pod, pod port, protocol) of a tree and whether the NetworkPolicies allow it."""
 
-    allowed: dict[tuple[str, str, int], bool]
-    needed: dict[Flow, list[tuple[str, str, int]]]  # each flow -> the pod-level connections it makes
+    allowed: dict[Hop, bool]
+    needed: dict[Flow, list[Hop]]  # each flow -> the pod-level connections it makes
 
     @property
     def blocked(self) -> list[Flow]:
         return [flow for flow, hops in self.needed.items() if not hops or not all(self.allowed[h] for h in hops)]
 
     @property
-    def unneeded(self) -> list[tuple[str, str, int]]:
+    def unneeded(self) -> list[Hop]:
         needed = {hop for hops in self.needed.values() for hop in hops}
         return sorted(key for key, ok in self.allowed.items() if ok and key not in needed)
 
 
-def reachability(objects: list[Obj], flows: Iterable[Flow], namespace: str = "") -> Reachability:
-    """Evaluate the tree's NetworkPolicies for every pair of pods (the tree's, KServe's, the outside peers)."""
-    pods, services = tree_pods(objects, namespace)
+def evaluate(pods: list[Pod], services: list[Service], peers: list[Pod], policies: list[Obj], flows: Iterable[Flow]):
+    """The NetworkPolicies over ``pods`` (ours: fenced by ``policies``) and ``peers`` (another's), and the
+    pod-level connections each flow makes."""
     ours = {p.name for p in pods}
-    peers = outside_peers(objects)
     everyone = {p.name: p for p in [*pods, *peers]}
-    policy = Fences([o for o in objects if o["kind"] == "NetworkPolicy"], ours)
+    fences = Fences(policies, ours)
     allowed = {
-        (source.name, destination.name, port): policy.allows(source, destination, port)
+        (source.name, destination.name, port, protocol): fences.allows(source, destination, port, protocol)
         for source in everyone.values()
         for destination in everyone.values()
-        for port in destination.ports
+        for port, protocol in destination.ports
         if source is not destination and (source.name in ours or destination.name in ours)
     }
-    needed = {}
+    needed: dict[Flow, list[Hop]] = {}
     for flow in flows:
         if flow.destination.startswith("svc/"):
             name, port = flow.destination[4:].rsplit(":", 1)
             service = next((s for s in services if s.name == name), None)
             hops = [] if service is None else behind(service, int(port), pods)
-            needed[flow] = [(flow.source, p.name, number) for p, number in hops]
-        elif ":" in flow.destination:
-            name, port = flow.destination.rsplit(":", 1)
-            needed[flow] = [(flow.source, name, int(port))]
+            needed[flow] = [(flow.source, p.name, number, "TCP") for p, number in hops]
         else:
-            target = everyone.get(flow.destination)
-            needed[flow] = [(flow.source, target.name, port) for port in target.ports] if target else []
+            name, _, port = flow.destination.partition(":")
+            target = everyone.get(name)
+            listening = target.ports if target else ()
+            needed[flow] = [(flow.source, name, n, proto) for n, proto in listening if not port or n == int(port)]
         needed[flow] = (
             [hop for hop in needed[flow] if hop in allowed] if all(h in allowed for h in needed[flow]) else []
         )
     return Reachability(allowed, needed)
+
+
+def reachability(objects: list[Obj], flows: Iterable[Flow], namespace: str = "") -> Reachability:
+    """Evaluate the tree's NetworkPolicies for every pair of pods (the tree's, KServe's, the outside peers)."""
+    pods, services = tree_pods(objects, namespace)
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    return evaluate(pods, services, outside_peers(objects), policies, flows)

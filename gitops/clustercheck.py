@@ -399,3 +399,337 @@ def delete(cluster: LocalCluster, namespace: str) -> Verdict:
 
 def to_json(verdicts: list[Verdict]) -> str:
     return json.dumps([v.__dict__ for v in verdicts], indent=2)
+
+
+# --- network flows: the real Pods, judged by network-config-analyzer and by gitops.cluster ---------------------
+
+
+def peer_pods(objects: list[Obj]) -> list[Obj]:
+    """Pods standing in for the peers other installs run (kube-dns, the ingress controller, Prometheus, the KFP
+    API, istiod, the model store, the database), labelled and listening as ``gitops.cluster`` says they are
+    (from those installs' manifests); created so that the policies are judged over Pods, like ours."""
+    from gitops.cluster import outside_peers
+
+    made = []
+    for peer in outside_peers(objects):
+        if peer.namespace is None:
+            continue
+        ports = [{"containerPort": port, "protocol": protocol} for port, protocol in peer.ports]
+        made.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": _slug(peer.name),
+                    "namespace": peer.namespace,
+                    "labels": {**peer.label_map, PEER_LABEL: _slug(peer.name)},
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65534,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "peer",
+                            "image": "registry.k8s.io/pause:3.10",
+                            "ports": ports,
+                            "resources": {"limits": {"cpu": "10m", "memory": "16Mi"}},
+                            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                        }
+                    ],
+                },
+            }
+        )
+    return made
+
+
+PEER_LABEL = "mlops.local/peer"  # marks the stand-in peers (and names them back)
+
+
+def _slug(name: str) -> str:
+    return name.lower().replace(" ", "-")
+
+
+def add_peers(cluster: LocalCluster, objects: list[Obj]) -> None:
+    peers = peer_pods(objects)
+    namespaces = sorted({p["metadata"]["namespace"] for p in peers})
+    cluster.plane.apply(
+        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n, "labels": RESTRICTED}} for n in namespaces],
+        manager="platform",
+    )
+    cluster.plane.apply(peers, manager="platform")
+
+
+def workload(pod: Obj, plane: ControlPlane) -> str:
+    """The name ``gitops.cluster`` gives ``pod``: its Deployment's, its CronJob's, or the peer's."""
+    from gitops.cluster import outside_peers  # noqa: F401 (the names come from it, through the peer label)
+
+    labels = pod["metadata"].get("labels") or {}
+    if PEER_LABEL in labels:
+        return PEER_NAMES.get(labels[PEER_LABEL], labels[PEER_LABEL])
+    owners = pod["metadata"].get("ownerReferences") or []
+    if not owners:
+        return pod["metadata"]["name"]
+    kind, name, namespace = owners[0]["kind"], owners[0]["name"], pod["metadata"]["namespace"]
+    parent = plane.get(kind.lower(), name, namespace) or {}
+    grand = (parent.get("metadata") or {}).get("ownerReferences") or []
+    return grand[0]["name"] if grand else name
+
+
+def _peer_names() -> dict[str, str]:
+    from gitops.cluster import DNS, INGRESS_CONTROLLER, ISTIOD, KFP_API, PROMETHEUS
+
+    names = [p.name for p in (DNS, INGRESS_CONTROLLER, ISTIOD, KFP_API, PROMETHEUS)] + ["model store", "PostgreSQL"]
+    return {_slug(n): n for n in names}
+
+
+PEER_NAMES = _peer_names()
+
+
+def _nca_ports(text: str) -> set[tuple[int, str]] | None:
+    """network-config-analyzer's ``{protocols:TCP, UDP,dst_ports:53,5432}`` (None: All connections)."""
+    if text.strip() == "All connections":
+        return None
+    protocols, ports = set(), []
+    for part in text.strip().strip("{}").split(",dst_ports:"):
+        if part.startswith("protocols:"):
+            protocols = {p.strip() for p in part.removeprefix("protocols:").split(",")}
+        else:
+            ports = [p.strip() for p in part.split(",")]
+    found = set()
+    for item in ports or ["1-65535"]:
+        low, _, high = item.partition("-")
+        for number in range(int(low), int(high or low) + 1) if int(high or low) - int(low) < 70000 else ():
+            found |= {(number, protocol) for protocol in protocols}
+    return found
+
+
+def nca_allowed(cluster: LocalCluster, namespaces: list[str], nca: str) -> set[tuple[str, str, int, str]]:
+    """Every (source, destination, pod port, protocol) network-config-analyzer allows between the Pods of the
+    cluster, over the NetworkPolicies of ``namespaces``, on the ports each destination listens on."""
+    import subprocess
+    import tempfile
+
+    pods = [  # ours, and the peers: another namespace's Pods are another tree's to judge
+        p
+        for p in cluster.plane.items("pods")
+        if p["metadata"]["namespace"] in namespaces or PEER_LABEL in (p["metadata"].get("labels") or {})
+    ]
+    names = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": workload(p, cluster.plane) for p in pods}
+    listening = {}
+    for p in pods:
+        ports = {
+            (c_port["containerPort"], c_port.get("protocol", "TCP"))
+            for c in p["spec"]["containers"]
+            for c_port in c.get("ports") or []
+        }
+        listening.setdefault(names[f"{p['metadata']['namespace']}/{p['metadata']['name']}"], set()).update(ports)
+    policies = [np for ns in namespaces for np in cluster.plane.items("networkpolicies", ns)]
+    with tempfile.TemporaryDirectory(prefix="mlops-nca-") as folder:
+        files = {}
+        for key, items in (("pods", pods), ("policies", policies), ("namespaces", cluster.plane.items("namespaces"))):
+            files[key] = Path(folder) / f"{key}.json"
+            files[key].write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+        result = subprocess.run(
+            [nca, "--connectivity", str(files["policies"]), "-n", str(files["namespaces"]), "-p", str(files["pods"]),
+             "--output_endpoints", "pods", "-o", "txt_no_fw_rules"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    if result.returncode not in (0, 1) or "=>" not in result.stdout:
+        raise ControlPlaneError(f"network-config-analyzer failed: {(result.stderr or result.stdout).strip()[-500:]}")
+    allowed = set()
+    for line in result.stdout.splitlines():
+        if " => " not in line or " : " not in line:
+            continue
+        pair, _, connections = line.partition(" : ")
+        source, _, destination = (side.strip() for side in pair.partition(" => "))
+        src = names.get(source, source)  # an address range stays itself
+        dst = names.get(destination, destination)
+        ports = _nca_ports(connections)
+        for port in listening.get(dst, set()) if ports is None else ports & listening.get(dst, set()):
+            allowed.add((src, dst, *port))
+    return allowed
+
+
+def real_pods(cluster: LocalCluster, namespace: str):
+    """``gitops.cluster``'s Pods and Services made of what the controllers really created in ``namespace``."""
+    from gitops.cluster import Service, pod
+
+    volatile = ("pod-template-hash", "controller-uid", "batch.kubernetes.io/controller-uid", "job-name")
+    merged: dict[str, tuple[dict, set, set]] = {}
+    for item in cluster.plane.items("pods", namespace):
+        labels = item["metadata"].get("labels") or {}
+        if PEER_LABEL in labels:
+            continue  # another install's (the KFP API in kubeflow): a peer, not ours
+        labels = {k: v for k, v in labels.items() if k not in volatile and k != "batch.kubernetes.io/job-name"}
+        declared = [p for c in item["spec"]["containers"] for p in c.get("ports") or []]
+        entry = merged.setdefault(workload(item, cluster.plane), (labels, set(), set()))
+        entry[1].update((p["containerPort"], p.get("protocol", "TCP")) for p in declared)
+        entry[2].update((p["name"], p["containerPort"]) for p in declared if p.get("name"))
+    pods = [pod(name, namespace, labels, ports, named) for name, (labels, ports, named) in merged.items()]
+    services = [
+        Service(
+            s["metadata"]["name"],
+            namespace,
+            tuple(sorted((s["spec"].get("selector") or {}).items())),
+            tuple((p["port"], p.get("targetPort", p["port"])) for p in s["spec"]["ports"]),
+        )
+        for s in cluster.plane.items("services", namespace)
+    ]
+    return pods, services
+
+
+def flows(cluster: LocalCluster, namespace: str, wanted, tree: list[Obj], nca: str) -> list[Verdict]:
+    """The flows ``wanted`` over the real Pods of ``namespace``: each allowed and nothing else, by
+    network-config-analyzer; and ``gitops.cluster`` (the fast pre-check) agreeing with it on every connection."""
+    from gitops.cluster import evaluate, outside_peers
+
+    pods, services = real_pods(cluster, namespace)
+    ours = {p.name for p in pods}
+    policies = cluster.plane.items("networkpolicies", namespace)
+    model = evaluate(pods, services, outside_peers(tree), policies, wanted)
+    by_nca = {hop for hop in nca_allowed(cluster, [namespace], nca) if hop[0] in ours or hop[1] in ours}
+    needed = {hop for hops in model.needed.values() for hop in hops}
+    blocked = [
+        f"{f.what} ({f.destination})" for f in wanted if not model.needed[f] or not set(model.needed[f]) <= by_nca
+    ]
+    extra = sorted(by_nca - needed)
+    verdicts = [
+        Verdict(
+            f"{namespace}: every flow the loop needs is allowed, nothing else (network-config-analyzer)",
+            not blocked and not extra,
+            "; ".join([*(f"blocked: {b}" for b in blocked), *(f"allowed, not needed: {h}" for h in extra)]),
+        )
+    ]
+    by_model = {hop for hop, ok in model.allowed.items() if ok}
+    differ = sorted(by_model ^ by_nca)
+    verdicts.append(
+        Verdict(
+            f"{namespace}: gitops/cluster.py agrees with network-config-analyzer on every connection",
+            not differ,
+            "; ".join(
+                f"{'only gitops/cluster.py' if h in by_model else 'only network-config-analyzer'} allows {h}"
+                for h in differ[:10]
+            ),
+        )
+    )
+    return verdicts
+
+
+# --- the whole check, as `mlops cluster check` runs it ----------------------------------------------------------
+
+
+#: the flows each namespace's Pods need (gitops.cluster), with the tree whose peers they reach
+def _flow_plan():
+    from gitops.cluster import KFP_FLOWS, KFP_MULTI_USER_FLOWS, SERVING_FLOWS
+
+    return [
+        ("mpg-staging", SERVING_FLOWS, "overlays/staging"),
+        ("mpg-production", SERVING_FLOWS, "overlays/production"),
+        ("kubeflow", KFP_FLOWS, "base/kfp"),
+        ("kubeflow-user-example-com", KFP_MULTI_USER_FLOWS, "overlays/kfp-multi-user"),
+    ]
+
+
+FAILING_MODEL = "s3://mpg-mlops/models/mpg/" + "f" * 64 + "/"  # a model whose predictor never turns ready
+NEW_MODEL = "s3://mpg-mlops/models/mpg/" + "a" * 64 + "/"
+
+
+def bring_up(cluster: LocalCluster) -> list[Verdict]:
+    """The README's bootstrap, the peers, and every tree synced as Argo CD syncs it."""
+    cluster.bootstrap()
+    add_peers(
+        cluster, cluster.tree("overlays/staging") + cluster.tree("overlays/production") + cluster.tree("base/kfp")
+    )
+    verdicts = []
+    for name in TREES:
+        try:
+            warnings = cluster.sync(cluster.tree(name))
+            pod_security = [w for w in warnings if "PodSecurity" in w]
+            verdicts.append(
+                Verdict(
+                    f"{name}: synced wave by wave, every object accepted and Healthy",
+                    not pod_security,
+                    "; ".join(pod_security),
+                )
+            )
+        except ControlPlaneError as e:
+            verdicts.append(Verdict(f"{name}: synced wave by wave, every object accepted and Healthy", False, str(e)))
+    return verdicts
+
+
+def run_check(cluster: LocalCluster, nca: str) -> list[Verdict]:
+    """Every verdict of the module doc, on a started cluster; the cluster is left as the last step left it."""
+    verdicts = bring_up(cluster)
+    for namespace in ("mpg-staging", "mpg-production", "kubeflow", "kubeflow-user-example-com"):
+        try:
+            jobs = cluster.run_cronjobs(namespace)
+            failed = [
+                j["metadata"]["name"]
+                for j in jobs
+                if any(c["type"] == "Failed" for c in j["status"].get("conditions") or [])
+            ]
+            verdicts.append(
+                Verdict(f"{namespace}: a Job of each CronJob runs", not failed, f"failed: {failed}" if failed else "")
+            )
+        except ControlPlaneError as e:
+            verdicts.append(Verdict(f"{namespace}: a Job of each CronJob runs", False, str(e)))
+    for env, namespace in SERVING.items():
+        verdicts += [kserve_made(cluster, namespace, env), endpoints(cluster, namespace)]
+        verdicts.append(healthy(cluster, cluster.tree(f"overlays/{env}"), f"overlays/{env}"))
+    for namespace in ("mpg-staging", "mpg-production", "kubeflow", "kubeflow-user-example-com"):
+        verdicts.append(admitted(cluster, namespace))
+    for namespace, wanted, tree in _flow_plan():
+        try:
+            verdicts += flows(cluster, namespace, wanted, cluster.tree(tree), nca)
+        except ControlPlaneError as e:
+            verdicts.append(Verdict(f"{namespace}: network flows", False, str(e)))
+    old = next(o for o in cluster.tree("overlays/staging") if o["kind"] == "InferenceService")
+    verdicts += transitions(cluster, {"old": old["spec"]["predictor"]["model"]["storageUri"], "new": NEW_MODEL})
+    verdicts.append(failing_model(cluster))
+    verdicts.append(delete(cluster, "mpg-production"))
+    return verdicts
+
+
+def failing_model(cluster: LocalCluster) -> Verdict:
+    """A bump to a model whose Pods never become ready: KServe's Ready stays true (the old Pods are Available),
+    and the judgement of ``mlops gitops status`` and the smoke check must say Degraded, not Healthy."""
+    cluster.failing_models.add(FAILING_MODEL)
+    what = "a new model whose Pods never become ready reads Degraded"
+    try:
+        cluster.sync(with_model(cluster.tree("overlays/staging"), FAILING_MODEL), wait=False)
+        judged = wait_until(
+            lambda: (
+                (h := environment_health(cluster.plane.kubectl, "mpg-staging", FAILING_MODEL)).status != "Progressing"
+                and h
+            ),
+            60,
+            "the rollout is judged",
+            interval=0.5,
+        )
+    except ControlPlaneError as e:
+        return Verdict(what, False, str(e))
+    return Verdict(what, judged.status == "Degraded", str(judged))
+
+
+def check(
+    root: Path, releases: tuple[str, ...], nca: str, progress: Progress, keep: bool = False
+) -> dict[str, list[Verdict]]:
+    """``run_check`` on one control plane per release; ``keep`` leaves the last one running."""
+    results = {}
+    for index, release in enumerate(releases):
+        cluster = LocalCluster(root, release, progress=progress)
+        try:
+            cluster.start()
+            results[release] = run_check(cluster, nca)
+        except ControlPlaneError as e:
+            results[release] = [Verdict("the control plane starts", False, str(e))]
+        finally:
+            last = index == len(releases) - 1
+            cluster.stop(keep=keep and last)
+            if keep and last and cluster.plane is not None:
+                progress(f"  left running: export KUBECONFIG={cluster.plane.kubeconfig}")
+    return results

@@ -114,8 +114,8 @@ def flow_findings(tree: str, objects: list[dict]) -> list[Finding]:
     result = reachability(objects, flows, namespace_of(objects))
     found = [Finding(tree, "NetworkPolicy", flow.what, f"blocked: {flow.destination}") for flow in result.blocked]
     found += [
-        Finding(tree, "NetworkPolicy", f"{source} -> {destination}:{port}", "allowed, but no flow needs it")
-        for source, destination, port in result.unneeded
+        Finding(tree, "NetworkPolicy", f"{source} -> {destination}:{port}/{protocol}", "allowed, but no flow needs it")
+        for source, destination, port, protocol in result.unneeded
     ]
     return found
 

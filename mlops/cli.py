@@ -6,6 +6,7 @@ import click
 
 from core.errors import MlopsError
 from gitops.cli import gitops_group, manifests_group, up_command
+from gitops.cluster_cli import cluster_group
 from infra.cli import publish_command
 from monitoring.cli import ingest_command, monitor_group, remove_source_command
 from pipelines.cli import pipeline_group
@@ -82,6 +83,7 @@ for command in (
     client_command,
     manifests_group,
     gitops_group,
+    cluster_group,
     up_command,
     monitor_group,
 ):
