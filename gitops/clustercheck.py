@@ -121,6 +121,15 @@ class LocalCluster:
             self.plane.stop()
             remove_workdir(self.plane.workdir)
 
+    def upgrade(self, release: str) -> None:
+        """KServe upgraded in place to ``release``: its CRDs, configuration and webhooks applied over the old
+        ones, the old manager replaced by the new (the platform configuration applied again, as a platform
+        engineer's GitOps would)."""
+        ensure_built((release,), self.progress)
+        self.kserve.stop()
+        self.release = release
+        self.kserve = KServe(self.plane, release).install(self.platform_documents() if self.platform else None)
+
     def platform_documents(self) -> list[Obj]:
         return [d for d in yaml.safe_load_all((self.root / PLATFORM).read_text()) if d]
 
