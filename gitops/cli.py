@@ -200,7 +200,8 @@ def store_secret_command(env, namespace):
             o["metadata"]["name"] for o in render_tree(root, f"overlays/{env}") if o["kind"] == "Namespace"
         )
     secret = store_secret(model_store(root, env), namespace, *keys.values())
-    click.echo(yaml.safe_dump(secret, sort_keys=False), nl=False)
+    # JSON, not YAML: a key such as `y`, `on` or `0123` would reach the API server as a boolean or a number
+    click.echo(json.dumps(secret, indent=2))
 
 
 def git_value(kind: str):
