@@ -219,12 +219,16 @@ def status(root: Path, store: ModelStore) -> list[EnvironmentStatus]:
     return [environment_status(root, store, env) for env in ENVIRONMENTS]
 
 
-def status_table(rows: list[EnvironmentStatus], live: dict | None = None) -> str:
+def status_table(rows: list[EnvironmentStatus], live: dict | None = None, cluster: dict | None = None) -> str:
     """Per environment what the checkout's overlay names and its card; with ``live`` (``mlops up``'s states by
-    environment), what git wants there and what runs, in Argo CD's words."""
+    environment), what git wants there and what runs, in Argo CD's words; with ``cluster``, the rollout there."""
     lines = []
     for row in rows:
         lines.append(f"{row.env}: model {row.model_id[:12]}  {row.model_uri}")
+        health = (cluster or {}).get(row.env)
+        if health is not None:
+            sync = "Synced" if health.serving == row.model_uri else "OutOfSync"
+            lines.append(f"    cluster: {sync} {health.status}, {health.message}")
         state = (live or {}).get(row.env)
         if state is not None:
             wants, runs = (uri.rstrip("/").rsplit("/", 1)[-1][:12] or "none" for uri in (state.wanted, state.running))
@@ -248,12 +252,17 @@ def status_table(rows: list[EnvironmentStatus], live: dict | None = None) -> str
     return "\n".join(lines)
 
 
-def status_json(rows: list[EnvironmentStatus], live: dict | None = None) -> str:
+def status_json(rows: list[EnvironmentStatus], live: dict | None = None, cluster: dict | None = None) -> str:
     def up(env: str) -> dict | None:
         state = (live or {}).get(env)
         return None if state is None else {**asdict(state), "sync": state.sync}
 
-    return json.dumps({row.env: {**asdict(row), "up": up(row.env)} for row in rows}, indent=2)
+    def rollout(row: EnvironmentStatus) -> dict | None:
+        health = (cluster or {}).get(row.env)
+        sync = None if health is None else "Synced" if health.serving == row.model_uri else "OutOfSync"
+        return None if health is None else {**asdict(health), "sync": sync}
+
+    return json.dumps({row.env: {**asdict(row), "up": up(row.env), "cluster": rollout(row)} for row in rows}, indent=2)
 
 
 @dataclass(frozen=True)

@@ -422,26 +422,59 @@ def image_command(image, serving_image, branch, do_commit, do_push, remote, targ
         click.echo(f"{subject}: " + (pushed(done, proposal) if done.pushed else f"committed {done.commit[:12]}"))
 
 
+def cluster_options(function):
+    """``--cluster``, ``--context`` and ``--kubeconfig``: read the environments' rollouts from a cluster."""
+    function = click.option(
+        "--kubeconfig", type=click.Path(exists=True, dir_okay=False), help="A kubeconfig file [default: kubectl's]."
+    )(function)
+    function = click.option("--context", help="The kubeconfig context [default: the current one].")(function)
+    return click.option(
+        "--cluster", is_flag=True, help="Also read each environment's rollout from the cluster kubectl points at."
+    )(function)
+
+
+def cluster_health(project, context, kubeconfig) -> dict:
+    """Per environment, how the rollout of the model its overlay names stands in the cluster (gitops.rollout)."""
+    from gitops.doctor import local_kubectl
+    from gitops.manifests import render_tree
+    from gitops.rollout import environment_health
+
+    kubectl = local_kubectl(context, kubeconfig)
+    found = {}
+    for env in ENVIRONMENTS:
+        namespace = next(
+            o["metadata"]["name"] for o in render_tree(project.root, f"overlays/{env}") if o["kind"] == "Namespace"
+        )
+        found[env] = environment_health(kubectl, namespace, str(project.model_ref(env)))
+    return found
+
+
 @gitops_group.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@cluster_options
 @pass_project
-def status_command(project, as_json):
+def status_command(project, as_json, cluster, context, kubeconfig):
     """What runs where: per environment the model URI and id, algorithm, holdout metrics, the commit that set it.
 
     Metrics come from the model card in the store (the local store unless
     MLOPS_S3_ENDPOINT_URL is set). While `mlops up` runs (or after it ran), each
     environment also shows what git wants and what runs, in Argo CD's words:
     Synced/OutOfSync, Healthy/Progressing/Degraded/Missing, with the revision.
+    With --cluster, the rollout in the cluster too: Healthy only once every replica
+    runs the model git names and no old one is left; Degraded when the new model's
+    pods fail (KServe's Ready and Argo CD's Healthy stay true while the old pods serve).
 
     \b
     Example:
       mlops gitops status --json
+      mlops gitops status --cluster --context production
     """
     from gitops.changes import status, status_json, status_table
     from gitops.follow import read_states
 
     rows, live = status(project.root, project.store), read_states(project.root / UP_STATE)
-    click.echo(status_json(rows, live) if as_json else status_table(rows, live))
+    found = cluster_health(project, context, kubeconfig) if cluster else None
+    click.echo(status_json(rows, live, found) if as_json else status_table(rows, live, found))
 
 
 @gitops_group.command("diff")
@@ -486,14 +519,19 @@ def diff_command(base, fmt, output):
     show_default=True,
     help="Answers in a row from the new model (old pods answer during a rollout).",
 )
+@click.option("--context", help="Also wait for the rollout in this kubeconfig context (Degraded fails at once).")
+@click.option(
+    "--kubeconfig", type=click.Path(exists=True, dir_okay=False), help="With the rollout: this kubeconfig file."
+)
 @pass_project
-def smoke_command(project, env, url, timeout, interval, consecutive):
+def smoke_command(project, env, url, timeout, interval, consecutive, context, kubeconfig):
     """Wait until an environment serves the model its overlay names, then check it on known cars.
 
     It counts as served after --consecutive answers in a row from that model; each must
     equal what the model file (fetched from the store, verified) predicts, and be
-    plausible for those cars. CI runs this before opening the
-    promotion merge request.
+    plausible for those cars. With --context (or --kubeconfig) it first waits for the
+    rollout itself: every replica on the new model, no old one left; a new model whose
+    pods fail ends it at once. CI runs this before opening the promotion merge request.
 
     \b
     Example:
@@ -503,6 +541,16 @@ def smoke_command(project, env, url, timeout, interval, consecutive):
     from gitops.smoke import smoke
 
     uri = project.model_ref(env)
+    if context or kubeconfig:
+        from gitops.doctor import local_kubectl
+        from gitops.manifests import render_tree
+        from gitops.smoke import wait_for_rollout
+
+        namespace = next(
+            o["metadata"]["name"] for o in render_tree(project.root, f"overlays/{env}") if o["kind"] == "Namespace"
+        )
+        rolled = wait_for_rollout(local_kubectl(context, kubeconfig), namespace, uri, timeout, interval)
+        click.echo(f"{env}: rollout {rolled}")
     path, model_id = project.resolve(uri)
     model, _ = load_model(path, model_id)
     result = smoke(url, uri, model, timeout, interval, consecutive)

@@ -103,3 +103,18 @@ def smoke(
         car = dict(zip(FEATURE_NAMES, SMOKE_CARS[int(np.argmax(off))][0], strict=True))
         raise SmokeError(f"{base_url} predicts {served[int(np.argmax(off))]:.1f} mpg for {car}: implausible")
     return SmokeResult(uri.model_id, waited, served.tolist())
+
+
+def wait_for_rollout(kubectl, namespace: str, uri: StoreURI, timeout: float, interval: float):
+    """Until every replica in ``namespace`` runs ``uri``'s model and no old one is left (gitops.rollout); a new
+    model whose pods fail is a SmokeError at once, naming why."""
+    from gitops.rollout import environment_health
+
+    started = time.monotonic()
+    while True:
+        health = environment_health(kubectl, namespace, str(uri))
+        if health.status == "Healthy":
+            return health
+        if health.status in ("Degraded", "Missing") or time.monotonic() - started > timeout:
+            raise SmokeError(f"{namespace} does not roll out model {uri.model_id[:12]}: {health}")
+        time.sleep(interval)
