@@ -98,6 +98,7 @@ class LocalCluster:
     kubelet: Kubelet | None = None
     failing_models: set[str] = field(default_factory=set)
     job_exit_codes: dict[str, int] = field(default_factory=dict)
+    page_starts: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
     _trees: dict[str, list[Obj]] = field(default_factory=dict)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
@@ -180,6 +181,7 @@ class LocalCluster:
         Healthy; returns the API server's warnings. A refusal or a wave that stays unhealthy raises SyncError."""
         warnings = []
         for number, objs in argocd.sync_order(objects):
+            self._record_page_start(objects, objs)
             try:
                 warnings += self.plane.apply(objs)
             except ApplyRefusedError as e:
@@ -190,6 +192,24 @@ class LocalCluster:
             if wait:
                 self.wait_healthy(objs, timeout, f"wave {number}")
         return warnings
+
+    def _record_page_start(self, tree: list[Obj], wave: list[Obj]) -> None:
+        """When the page's nginx (Deployment mpg-client) is applied, which Services its upstream.conf names do not
+        exist yet: nginx resolves them as it starts and exits on a missing one (the first sync would deadlock)."""
+        import re
+
+        page = next((o for o in wave if o["kind"] == "Deployment" and o["metadata"]["name"] == "mpg-client"), None)
+        if page is None:
+            return
+        namespace = page["metadata"]["namespace"]
+        conf = next(
+            (o for o in tree if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("mpg-client-conf")), None
+        )
+        names = re.findall(
+            r"^\s*server\s+([a-z0-9.-]+):\d+", (conf or {}).get("data", {}).get("upstream.conf", ""), re.M
+        )
+        missing = [n for n in names if self.plane.get("service", n.split(".")[0], namespace) is None]
+        self.page_starts.setdefault(namespace, (names, missing))  # the first sync: later ones find everything
 
     def wait_healthy(self, objects: list[Obj], timeout: float, what: str) -> None:
         def unhealthy() -> list[str]:
@@ -657,6 +677,16 @@ def bring_up(cluster: LocalCluster) -> list[Verdict]:
     for name in TREES:
         try:
             warnings = cluster.sync(cluster.tree(name))
+            if name in ("overlays/staging", "overlays/production"):
+                namespace = SERVING[name.split("/")[1]]
+                names, missing = cluster.page_starts.get(namespace, ([], ["(the page was never applied)"]))
+                verdicts.append(
+                    Verdict(
+                        f"{namespace}: the Services the page's nginx resolves exist as it starts ({', '.join(names)})",
+                        bool(names) and not missing,
+                        f"missing: {', '.join(missing)}" if missing else "",
+                    )
+                )
             pod_security = [w for w in warnings if "PodSecurity" in w]
             verdicts.append(
                 Verdict(

@@ -1,10 +1,9 @@
-"""Cluster truth: what the controllers will do with the rendered trees, not what we assume.
+"""The fast pre-checks of the rendered trees, without a cluster: the network flows by ``gitops/cluster.py``
+(tests/cluster checks the same flows over the Pods the real controllers make, by network-config-analyzer, and
+that the two agree), the sync waves, pruning, Pod Security labels, quotas and the KFP switches.
 
-No cluster runs here. Each behaviour of KServe, Kubernetes or Kubeflow that the manifests rely
-on is stated below with the upstream source it comes from, modelled in ``gitops/cluster.py``,
-and the trees are judged against that model: the objects KServe creates, the pod ports packets
-arrive on, the NetworkPolicies over every pod, and each supported KServe release's schema and
-admission rules.
+What KServe creates and admits is no longer modelled here: tests/cluster runs each supported release's own
+controller and webhooks.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import copy
 
 import pytest
 
-from gitops.cluster import KFP_FLOWS, KFP_MULTI_USER_FLOWS, SERVING_FLOWS, predictor, reachability, tree_pods
+from gitops.cluster import KFP_FLOWS, KFP_MULTI_USER_FLOWS, SERVING_FLOWS, reachability
 from gitops.manifests import render_tree
 from infra.manifests import KSERVE_VERSIONS, object_problems
 
@@ -27,36 +26,6 @@ def trees(root) -> dict[str, list[dict]]:
 
 def named(objects, kind, name):
     return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name)
-
-
-# --- KServe: the objects it creates -------------------------------------------------------------------------
-
-
-def test_kserve_points_the_predictor_service_at_its_agent_when_a_logger_is_set(trees):
-    """kserve pkg/controller/v1beta1/inferenceservice/reconcilers/service/service_reconciler.go, createDefaultSvc:
-    port 80 (constants.CommonDefaultHttpPort); targetPort the container's port, or
-    constants.InferenceServiceDefaultAgentPort (9081) when componentExt.Logger or .Batcher is set."""
-    objects = trees["overlays/staging"]
-    isvc = named(objects, "InferenceService", "mpg")
-    runtimes = {"mpg-sklearn": named(objects, "ServingRuntime", "mpg-sklearn")}
-    assert isvc["spec"]["predictor"]["logger"], "the manifests rely on the payload logger"
-    pod, service = predictor(isvc, runtimes, "mpg-staging")
-    assert service.name == "mpg-predictor" and service.ports == ((80, 9081),)
-    assert set(pod.ports) == {8080, 9081}, "the model server's port and the agent's"
-    quiet = copy.deepcopy(isvc)
-    del quiet["spec"]["predictor"]["logger"]
-    pod, service = predictor(quiet, runtimes, "mpg-staging")
-    assert service.ports == ((80, 8080),) and pod.ports == (8080,)
-
-
-def test_kserve_labels_the_predictor_pods_as_the_policies_select_them(trees):
-    """kserve pkg/controller/v1beta1/inferenceservice/components/predictor.go: the pods' labels are the
-    InferenceService's plus serving.kserve.io/inferenceservice=<name> and component=predictor; the raw
-    Deployment adds app=isvc.<name>-predictor (constants.GetRawServiceLabel), the Service's selector."""
-    pods, _ = tree_pods(trees["overlays/staging"], "mpg-staging")
-    labels = next(p for p in pods if p.name == "mpg-predictor").label_map
-    assert labels["serving.kserve.io/inferenceservice"] == "mpg" and labels["component"] == "predictor"
-    assert labels["app"] == "isvc.mpg-predictor"
 
 
 # --- NetworkPolicies over every pod: each flow the product needs, and nothing else ----------------------------
