@@ -352,7 +352,8 @@ def description(
 
 IMAGE_FILE = Path("pipelines/image.py")
 KUSTOMIZATIONS = (Path("k8s/base/kustomization.yaml"), Path("k8s/base/kfp/kustomization.yaml"))
-IR_FILE = Path("pipelines/production-pipeline.yaml")
+#: the compiled pipeline and its copy for the cluster (pipelines.compile.render writes both, equal)
+IR_FILES = (Path("pipelines/production-pipeline.yaml"), Path("k8s/base/kfp/production-pipeline.yaml"))
 _PINNED_IMAGE = re.compile(r"(?P<name>[a-z0-9.:-]+(?:/[a-z0-9._-]+)+)@(?P<digest>sha256:[0-9a-f]{64})")
 
 
@@ -383,7 +384,7 @@ def _kustomization_pin(text: str, path: Path, entry_name: str, name: str, digest
 
 def image_edit(image: str, serving_image: str | None = None) -> Edit:
     """Pin the project image everywhere it is named: pipelines/image.py, the ``images:`` of both kustomizations,
-    and the compiled pipeline (whose steps name it; `mlops pipeline compile --check` in the merge request's CI
+    and the compiled pipeline and its copy for the cluster (whose steps name it; `mlops pipeline compile --check` in the merge request's CI
     confirms the file equals a fresh compile); and ``serving_image`` (the Dockerfile's serving stage, which the
     predictor runs) in pipelines/image.py and k8s/base."""
     name, digest = parse_image(image)
@@ -398,7 +399,7 @@ def image_edit(image: str, serving_image: str | None = None) -> Edit:
         source = _repinned(source, "", name, digest)
         if serving:
             source = _repinned(source, "SERVING_", *serving)
-        updated = {IMAGE_FILE: source, IR_FILE: (tree / IR_FILE).read_text().replace(old, image)}
+        updated = {IMAGE_FILE: source, **{ir: (tree / ir).read_text().replace(old, image) for ir in IR_FILES}}
         for path in KUSTOMIZATIONS:
             text = _kustomization_pin((tree / path).read_text(), path, "mpg-mlops", name, digest)
             if serving and path == KUSTOMIZATIONS[0]:

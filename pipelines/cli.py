@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import tempfile
 from pathlib import Path
 
 import click
@@ -135,9 +133,10 @@ def run_command(params, summary_json, pipeline_root):
 @click.option("--experiment", default="mpg-production", show_default=True)
 @click.option("--namespace", help="Multi-user KFP: the profile namespace runs go to (standalone KFP: none).")
 @click.option(
-    "--pipeline-from-repo",
-    is_flag=True,
-    help="Submit the compiled pipeline of --param repo at --param data_revision, not this image's copy.",
+    "--pipeline-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The compiled pipeline to submit [default: this copy's pipelines/production-pipeline.yaml]; the nightly "
+    "CronJob gives the one Argo CD synced from git (ConfigMap mpg-production-pipeline).",
 )
 @click.option(
     "--stop-istio-sidecar",
@@ -145,7 +144,7 @@ def run_command(params, summary_json, pipeline_root):
     help="Stop the Istio sidecar beside this process when done, so the Job completes (istio/istio#11659).",
 )
 @param_option
-def submit_command(host, token_file, experiment, namespace, pipeline_from_repo, stop_istio_sidecar, params):
+def submit_command(host, token_file, experiment, namespace, pipeline_file, stop_istio_sidecar, params):
     """Submit the committed compiled pipeline to a Kubeflow Pipelines API server.
 
     The token comes from --token-file, else MLOPS_KFP_TOKEN, else the projected
@@ -163,32 +162,13 @@ def submit_command(host, token_file, experiment, namespace, pipeline_from_repo, 
     host = host or current_project().settings.kfp_host
     if not host:
         raise click.UsageError("give --host (or MLOPS_KFP_HOST): the Kubeflow Pipelines API endpoint")
-    ir_path = current_project().root / IR_FILE
+    ir_path = pipeline_file or current_project().root / IR_FILE
     try:
         arguments = parse_assignments(params, ir_path)
-        with _pipeline_file(ir_path, arguments if pipeline_from_repo else None) as compiled:
-            run_id, experiment_id = submit(host, compiled, arguments, experiment, read_token(token_file), namespace)
+        run_id, experiment_id = submit(host, ir_path, arguments, experiment, read_token(token_file), namespace)
         click.echo(f"submitted run {run_id} (experiment {experiment} {experiment_id})")
     finally:
         if stop_istio_sidecar:
             click.echo(stop_sidecar(), err=True)
 
 
-@contextlib.contextmanager
-def _pipeline_file(ir_path: Path, from_repo: dict | None):
-    """The compiled pipeline to submit: this copy's, or the one committed at the revision the run trains on. The
-    nightly CronJob takes the latter: the image it runs was built before the merge request that pinned it
-    recompiled the pipeline, so its own copy names the image before it."""
-    if from_repo is None:
-        yield ir_path
-        return
-    from pipelines.compile import IR_FILE
-    from training.versioning import read_versioned
-
-    if not from_repo.get("repo") or not from_repo.get("data_revision"):
-        raise click.UsageError("--pipeline-from-repo needs --param repo=URL and --param data_revision=REV")
-    text = read_versioned(IR_FILE.as_posix(), from_repo["repo"], from_repo["data_revision"])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / IR_FILE.name
-        path.write_bytes(text)
-        yield path

@@ -311,8 +311,9 @@ def test_image_pins_a_digest_everywhere_in_one_merge_request_that_equals_a_fresh
     assert result.returncode == 0, result.stderr
     changed = {path for _, path in name_status(world, "main", "mlops/image")}
     assert changed == {"pipelines/image.py", "pipelines/production-pipeline.yaml", "k8s/base/kustomization.yaml",
-                       "k8s/base/kfp/kustomization.yaml"}  # fmt: skip
+                       "k8s/base/kfp/kustomization.yaml", "k8s/base/kfp/production-pipeline.yaml"}  # fmt: skip
     compiled = world.remote_file("mlops/image", "pipelines/production-pipeline.yaml")
+    assert world.remote_file("mlops/image", "k8s/base/kfp/production-pipeline.yaml") == compiled  # the cluster's copy
     fresh = subprocess.run(  # a compile whose pipelines.image names the new image, as the merge's CI will run it
         [sys.executable, "-c", "import sys, pipelines.image as i; i.IMAGE = sys.argv[1]; "
          "from pipelines.compile import render, IR_FILE; sys.stdout.write(render()[IR_FILE])", image],

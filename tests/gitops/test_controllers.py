@@ -15,6 +15,7 @@ import pytest
 from gitops.cluster import KFP_FLOWS, KFP_MULTI_USER_FLOWS, SERVING_FLOWS, reachability
 from gitops.manifests import render_tree
 from infra.manifests import KSERVE_VERSIONS, object_problems
+from tests.conftest import ROOT
 
 ENVIRONMENTS = ("staging", "production")
 
@@ -167,11 +168,18 @@ def submitter(objects):
 
 def test_standalone_kfp_runs_the_submitter_without_a_sidecar_or_a_token(trees):
     """A sidecar keeps a Job's pod alive after its container exits (istio/istio#11659); standalone KFP has no
-    mesh and no authentication, so the submitter has neither."""
+    mesh and no authentication, so the submitter has neither. It submits the compiled pipeline Argo CD synced
+    from git, mounted from a ConfigMap: no clone (its policy allows the KFP API and DNS only), nothing written
+    (its root filesystem is read-only), no git token."""
     template, args = submitter(trees["base/kfp"])
     assert "sidecar.istio.io/inject" not in (template["metadata"].get("annotations") or {})
     assert not [a for a in args if a.startswith(("--token-file", "--namespace"))]
-    assert "--pipeline-from-repo" in args, "the pipeline committed with the image pin, not the image's own copy"
+    assert "--pipeline-file=/etc/mpg/pipeline/production-pipeline.yaml" in args, "git's pipeline, not the image's"
+    mount = template["spec"]["containers"][0]["volumeMounts"][0]
+    volume = next(v for v in template["spec"]["volumes"] if v["name"] == mount["name"])
+    config = named(trees["base/kfp"], "ConfigMap", volume["configMap"]["name"])
+    assert mount["mountPath"] == "/etc/mpg/pipeline" and mount["readOnly"]
+    assert config["data"]["production-pipeline.yaml"] == (ROOT / "pipelines/production-pipeline.yaml").read_text()
 
 
 def test_multi_user_kfp_names_the_profile_joins_the_mesh_and_stops_its_sidecar(root, trees):

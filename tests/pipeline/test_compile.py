@@ -11,7 +11,7 @@ import sys
 import yaml
 
 from infra.manifests import render, validate_object
-from pipelines.compile import IR_FILE, check_compiled
+from pipelines.compile import CLUSTER_IR_FILE, IR_FILE, check_compiled
 from pipelines.compile import render as render_compiled
 from pipelines.image import IMAGE
 
@@ -33,10 +33,15 @@ def test_compiling_in_two_processes_with_different_hash_seeds_gives_identical_by
 
 
 def test_check_reports_a_stale_file_and_exits_1(root, tmp_path):
-    (tmp_path / IR_FILE).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(root / IR_FILE, tmp_path / IR_FILE)
+    for path in (IR_FILE, CLUSTER_IR_FILE):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / path, tmp_path / path)
     (tmp_path / "params.yaml").write_text("{}\n")
     assert check_compiled(tmp_path) == []
+    with open(tmp_path / CLUSTER_IR_FILE, "a") as handle:  # the cluster's copy, edited by hand, is stale too
+        handle.write("# hand edit\n")
+    assert check_compiled(tmp_path) == [CLUSTER_IR_FILE]
+    shutil.copy(root / CLUSTER_IR_FILE, tmp_path / CLUSTER_IR_FILE)
     with open(tmp_path / IR_FILE, "a") as handle:
         handle.write("# hand edit\n")
     assert check_compiled(tmp_path) == [IR_FILE]
