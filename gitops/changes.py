@@ -384,9 +384,9 @@ def _kustomization_pin(text: str, path: Path, entry_name: str, name: str, digest
 
 def image_edit(image: str, serving_image: str | None = None) -> Edit:
     """Pin the project image everywhere it is named: pipelines/image.py, the ``images:`` of both kustomizations,
-    and the compiled pipeline and its copy for the cluster (whose steps name it; `mlops pipeline compile --check` in the merge request's CI
-    confirms the file equals a fresh compile); and ``serving_image`` (the Dockerfile's serving stage, which the
-    predictor runs) in pipelines/image.py and k8s/base."""
+    and the compiled pipeline and its copy for the cluster (whose steps name it; `mlops pipeline compile --check`
+    in the merge request's CI confirms each equals a fresh compile); and ``serving_image`` (the Dockerfile's
+    serving stage, which the predictor runs) in pipelines/image.py and k8s/base."""
     name, digest = parse_image(image)
     serving = parse_image(serving_image) if serving_image else None
 

@@ -170,5 +170,3 @@ def submit_command(host, token_file, experiment, namespace, pipeline_file, stop_
     finally:
         if stop_istio_sidecar:
             click.echo(stop_sidecar(), err=True)
-
-
