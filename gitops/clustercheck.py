@@ -97,7 +97,7 @@ class LocalCluster:
     kserve: KServe | None = None
     kubelet: Kubelet | None = None
     failing_models: set[str] = field(default_factory=set)
-    job_exit_codes: dict[str, int] = field(default_factory=dict)
+    job_exit_codes: dict[str, int | list[int]] = field(default_factory=dict)  # by Job name prefix; a list: in turn
     page_starts: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
     _trees: dict[str, list[Obj]] = field(default_factory=dict)
 
@@ -140,7 +140,8 @@ class LocalCluster:
         owners = pod["metadata"].get("ownerReferences") or [{}]
         if owners[0].get("kind") == "Job":
             job = owners[0]["name"]
-            return PodFate(exit_code=next((c for p, c in self.job_exit_codes.items() if job.startswith(p)), 0))
+            code = next((c for p, c in self.job_exit_codes.items() if job.startswith(p)), 0)
+            return PodFate(exit_code=code.pop(0) if isinstance(code, list) and len(code) > 1 else _last(code))
         source = (pod["metadata"].get("annotations") or {}).get(
             "internal.serving.kserve.io/storage-initializer-sourceuri"
         )
@@ -275,6 +276,10 @@ class LocalCluster:
             return job if done & {"Complete", "Failed"} else None
 
         return [wait_until(lambda n=name: finished(n), 60, f"Job {namespace}/{name} finishes") for name in jobs]
+
+
+def _last(code: int | list[int]) -> int:
+    return code[0] if isinstance(code, list) else code
 
 
 def _secret(name: str, namespace: str, data: dict[str, str]) -> Obj:

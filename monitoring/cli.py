@@ -147,9 +147,20 @@ def _since(text: str | None) -> float:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Thresholds [params.yaml].",
 )
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Store the report's alerts in the monitor's database (its /metrics pages through Prometheus) and exit 0 "
+    "on an alert: the daily CronJob's form.",
+)
 @pass_project
-def report_command(project, db_url, model_ref, env, since, metrics_url, out_path, params_path):
+def report_command(project, db_url, model_ref, env, since, metrics_url, out_path, params_path, record):
     """Drift, quality and traffic of a served model, against its model card; exit 4 on an alert.
+
+    With --record (the daily CronJob) the alerts are stored in the monitor's database
+    instead, where its /metrics exposes them (mpg_monitor_report_alerts) for Prometheus
+    to page on, and the command exits 0: an alert is an answer, and a Job that fails
+    on one would turn the CronJob, and the environment with it, Degraded in Argo CD.
 
     Input drift per feature and prediction drift (PSI over the card's training deciles
     or categories, with a chi-square p-value), the share of cars outside the training
@@ -190,7 +201,12 @@ def report_command(project, db_url, model_ref, env, since, metrics_url, out_path
         click.echo(f"  judged: {judged}")
     for note in report.notes:
         click.echo(f"  note: {note}")
-    if report.alerts:
+    if record:
+        from monitoring.db import record_report
+
+        record_report(engine, card.id, report.rows, report.alerts)
+        click.echo(f"recorded in the monitor's database: {alerts}")
+    elif report.alerts:
         raise SystemExit(EXIT_ALERT)
 
 

@@ -65,6 +65,20 @@ feedback = sa.Table(
 )
 
 
+#: One row per daily report the CronJob recorded (`mlops monitor report --record`): the monitor exposes the
+#: latest one on /metrics, and Prometheus pages on its alerts; the report's Job succeeds either way (an alert is an
+#: answer, and a failed Job turns the CronJob, and so the Application, Degraded in Argo CD >= 3.2).
+reports = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("time", sa.Float, primary_key=True),
+    sa.Column("model_id", sa.String(64), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("alerts", sa.Integer, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+)
+
+
 class MonitorDatabaseError(MlopsError):
     """The database URL is unusable or the database cannot be reached."""
 
@@ -90,7 +104,28 @@ def _v3(connection: Connection) -> None:
             connection.exec_driver_sql(f"ALTER TABLE feedback ADD COLUMN {column} VARCHAR(100) NOT NULL DEFAULT ''")
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
+def _v4(connection: Connection) -> None:
+    """The reports the daily CronJob records (their alerts go to Prometheus through the monitor's /metrics)."""
+    if not sa.inspect(connection).has_table("reports"):
+        reports.create(connection)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
+
+
+def record_report(engine: Engine, model_id: str, rows: int, alerts: list[str]) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(reports).values(
+                time=time.time(), model_id=model_id, rows=rows, alerts=len(alerts), summary="\n".join(alerts)
+            )
+        )
+
+
+def latest_report(engine: Engine) -> dict | None:
+    with engine.connect() as connection:
+        row = connection.execute(sa.select(reports).order_by(reports.c.time.desc()).limit(1)).mappings().first()
+    return dict(row) if row else None
 
 
 def current_version(connection: Connection) -> int:

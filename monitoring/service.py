@@ -88,6 +88,31 @@ def parse_feedback(body: bytes) -> tuple[str, int, float]:
     return request_id, row, float(mpg)
 
 
+class LatestReport:
+    """The latest daily report the CronJob recorded, read from the database on each scrape: its alerts and
+    when it ran (Prometheus pages on the alerts, and on a report that stopped coming)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from monitoring.db import latest_report
+
+        try:
+            latest = latest_report(self.engine)
+        except Exception:  # noqa: BLE001 - a scrape must not fail on a database that is down: no sample then
+            latest = None
+        alerts = GaugeMetricFamily("mpg_monitor_report_alerts", "Alerts of the latest recorded daily report")
+        when = GaugeMetricFamily("mpg_monitor_report_timestamp_seconds", "When the latest daily report ran")
+        if latest is not None:
+            alerts.add_metric([], latest["alerts"])
+            when.add_metric([], latest["time"])
+        yield alerts
+        yield when
+
+
 class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
@@ -229,6 +254,7 @@ class MonitorApp:
         self.reporter_tokens = reporter_tokens or {}
         self.feedback_limit = feedback_limit or RateLimit(FEEDBACK_RATE, FEEDBACK_BURST)
         self.metrics = Metrics()
+        self.metrics.registry.register(LatestReport(engine))
         self.writer: Writer | None = None
         self._task: asyncio.Task | None = None
         self.last_accepted = float("-inf")  # loop time of the last event accepted

@@ -130,10 +130,11 @@ def test_migrations_bring_an_old_database_up_to_date_and_keep_its_rows(tmp_path)
         assert "predictions_model_time" not in {i["name"] for i in sa.inspect(connection).get_indexes("predictions")}
     upgraded = db.connect(f"sqlite:///{tmp_path / 'old.db'}")
     with upgraded.connect() as connection:
-        assert db.current_version(connection) == len(db.MIGRATIONS) == 3
+        assert db.current_version(connection) == len(db.MIGRATIONS) == 4
         assert "predictions_model_time" in {i["name"] for i in sa.inspect(connection).get_indexes("predictions")}
+        assert sa.inspect(connection).has_table("reports"), "v4: the daily reports the CronJob records"
     assert len(rows(upgraded)) == 1
-    assert db.migrate(upgraded) == 3, "running them again changes nothing"
+    assert db.migrate(upgraded) == 4, "running them again changes nothing"
 
 
 def test_a_bad_database_url_is_one_clear_error(tmp_path):
@@ -157,7 +158,7 @@ def test_a_v2_database_gets_the_reporter_columns_and_keeps_its_feedback(tmp_path
             "INSERT INTO feedback VALUES ('old', 0, 30.0, 1.0)",
         ):
             connection.exec_driver_sql(statement)
-    assert db.migrate(engine) == 3
+    assert db.migrate(engine) == len(db.MIGRATIONS)
     with engine.connect() as connection:
         [row] = connection.execute(sa.select(db.feedback)).mappings()
     assert (row["request_id"], row["actual_mpg"], row["client"], row["reporter"]) == ("old", 30.0, "", "")

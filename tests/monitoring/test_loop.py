@@ -13,6 +13,7 @@ remote standing in for GitLab.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from datetime import UTC, datetime
@@ -165,7 +166,7 @@ def heavier(cars: np.ndarray) -> np.ndarray:
     return out
 
 
-def report(site, trained_dir, since: str, out: Path):
+def report(site, trained_dir, since: str, out: Path, *more: str):
     return run_mlops(
         "monitor",
         "report",
@@ -179,6 +180,7 @@ def report(site, trained_dir, since: str, out: Path):
         f"{site['predictor']}/metrics",
         "--out",
         out,
+        *more,
     )
 
 
@@ -210,6 +212,14 @@ def test_monitor_then_update_knowledge_then_retrain(site, trained_dir, dataset, 
     figures = json.loads((tmp_path / "shifted.json").read_text())
     assert {"weight", "displacement"} <= {d["name"] for d in figures["features"] if d["psi"] > 0.25}
     assert any(a.startswith("drift: weight PSI") for a in figures["alerts"])
+    # The daily CronJob's form: the alerts recorded for Prometheus (the monitor's /metrics), the Job succeeding
+    # (a failed one turns the Application Degraded in Argo CD; tests/cluster shows it on the real controllers).
+    recorded = report(site, trained_dir, shift_start, tmp_path / "recorded.json", "--record")
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    assert f"recorded in the monitor's database: {len(figures['alerts'])} alert(s)" in recorded.stdout
+    scraped = httpx.get(f"{site['monitor']}/metrics").text
+    assert f"mpg_monitor_report_alerts {float(len(figures['alerts']))}" in scraped
+    assert re.search(r"^mpg_monitor_report_timestamp_seconds \d", scraped, re.M)
 
     # 3. Update knowledge: the feedback becomes a new data version on a branch of the (bare) remote.
     #    The DVC remote is a folder outside the repository, as S3 is in production. Production

@@ -52,15 +52,19 @@ def test_the_alert_thresholds_are_those_of_params_yaml(root, staging):
     assert float(slow[1]) * 1000 == thresholds.p99_latency_ms_alert
     errors = re.search(r"> ([\d.]+)\s*$", rules["MpgPredictorErrors"]["expr"])
     assert float(errors[1]) == thresholds.server_error_alert
-    assert 'cronjob="mpg-monitor-report"' in rules["MpgMonitorReportFailed"]["expr"]
+    assert rules["MpgDriftAlert"]["expr"].startswith("max by (namespace) (mpg_monitor_report_alerts) > 0")
+    assert "mpg_monitor_report_timestamp_seconds" in rules["MpgMonitorReportMissing"]["expr"]
 
 
-def test_the_report_job_fails_on_an_alert_once(staging):
-    """Exit 4 fails the Job (the alert fires); a retry would only repeat the same verdict."""
+def test_the_report_job_records_its_alerts_and_runs_once(staging):
+    """--record: the alerts go to the monitor's database (Prometheus pages through its /metrics) and the Job
+    succeeds; a failed Job would turn the CronJob Degraded in Argo CD (tests/cluster). No retry: a second run
+    would only repeat the same verdict."""
     job = staging[("CronJob", "mpg-monitor-report")]["spec"]
     assert job["jobTemplate"]["spec"]["backoffLimit"] == 0 and job["concurrencyPolicy"] == "Forbid"
     args = job["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[:2] == ["monitor", "report"] and "--metrics-url=http://mpg-predictor/metrics" in args
+    assert "--record" in args
 
 
 def test_the_documents_parse_as_yaml_with_the_metric_names_the_code_exports(root):
