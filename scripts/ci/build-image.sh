@@ -1,16 +1,35 @@
-#!/busybox/sh
-# main, when code changes: build both images of the Dockerfile with kaniko (no Docker daemon): the platform
-# image (the default stage) and the predictor's serving-only stage, push each tagged with the commit, and hand
-# their digests to propose-image (dotenv), which pins them by digest everywhere in one MR.
+#!/bin/sh
+# main, when code changes: build one image of the Dockerfile (its default stage, `platform`, or the predictor's
+# `serving` stage) with BuildKit rootless, daemonless (no Docker daemon, no privileged runner), push it tagged
+# with the commit, and hand its digest to propose-image (dotenv), which pins both by digest in one MR.
+# One image per job: nothing of one build reaches the other.
 set -eu
-mkdir -p /kaniko/.docker
-printf '{"auths":{"%s":{"username":"%s","password":"%s"}}}' \
-    "$CI_REGISTRY" "$CI_REGISTRY_USER" "$CI_REGISTRY_PASSWORD" >/kaniko/.docker/config.json
-/kaniko/executor --context "$CI_PROJECT_DIR" --dockerfile "$CI_PROJECT_DIR/Dockerfile" \
-    --destination "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHA" --digest-file /kaniko/digest
-/kaniko/executor --context "$CI_PROJECT_DIR" --dockerfile "$CI_PROJECT_DIR/Dockerfile" --target serving \
-    --destination "$CI_REGISTRY_IMAGE/serving:$CI_COMMIT_SHA" --digest-file /kaniko/serving-digest
-{
-    echo "MLOPS_BUILT_IMAGE=$CI_REGISTRY_IMAGE@$(cat /kaniko/digest)"
-    echo "MLOPS_BUILT_SERVING_IMAGE=$CI_REGISTRY_IMAGE/serving@$(cat /kaniko/serving-digest)"
-} >image.env
+stage="$1"
+case "$stage" in
+    platform)
+        name="$CI_REGISTRY_IMAGE"
+        ;;
+    serving)
+        name="$CI_REGISTRY_IMAGE/serving"
+        ;;
+    *)
+        echo "error: build-image.sh platform|serving, not '$stage'" >&2
+        exit 2
+        ;;
+esac
+mkdir -p "$HOME/.docker"
+auth=$(printf '%s:%s' "$CI_REGISTRY_USER" "$CI_REGISTRY_PASSWORD" | base64 | tr -d '\n')
+printf '{"auths":{"%s":{"auth":"%s"}}}' "$CI_REGISTRY" "$auth" >"$HOME/.docker/config.json"
+buildctl-daemonless.sh build --frontend dockerfile.v0 \
+    --local context="$CI_PROJECT_DIR" --local dockerfile="$CI_PROJECT_DIR" --opt target="$stage" \
+    --output "type=image,name=$name:$CI_COMMIT_SHA,push=true" --metadata-file /tmp/metadata.json
+digest=$(sed -n 's/.*"containerimage.digest": *"\(sha256:[0-9a-f]\{64\}\)".*/\1/p' /tmp/metadata.json)
+if [ -z "$digest" ]; then
+    echo "error: BuildKit wrote no image digest (/tmp/metadata.json): the push did not complete" >&2
+    exit 1
+fi
+if [ "$stage" = platform ]; then
+    echo "MLOPS_BUILT_IMAGE=$name@$digest" >image.env
+else
+    echo "MLOPS_BUILT_SERVING_IMAGE=$name@$digest" >serving-image.env
+fi

@@ -19,3 +19,16 @@ use_model_store() {
     MLOPS_S3_ENDPOINT_URL="${MLOPS_S3_ENDPOINT_URL:-$(mlops manifests model-store production)}"
     export MLOPS_S3_ENDPOINT_URL
 }
+
+# Whether a newer commit on the target branch changed FILE since this pipeline's commit: two quick merges each
+# start a pipeline, and the older one's promotion or check would act on a model the environment no longer names
+# (resource_group serializes the jobs, in any order). Then the job has nothing to do: the newer pipeline does it.
+superseded() {
+    local file="$1"
+    git fetch --quiet origin "$CI_DEFAULT_BRANCH"
+    if ! git diff --quiet "$CI_COMMIT_SHA" "origin/$CI_DEFAULT_BRANCH" -- "$file"; then
+        echo "$file changed again on $CI_DEFAULT_BRANCH after ${CI_COMMIT_SHA:0:12}: the newer pipeline acts on it"
+        return 0
+    fi
+    return 1
+}

@@ -9,6 +9,7 @@ are not run.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def test_a_push_of_a_data_version_submits_training(repo):
 
 def test_a_push_of_code_builds_the_image_and_proposes_it_and_trains_only_once_it_is_pinned(repo):
     change(repo, "training/train.py", "selection tweak")
-    assert jobs(repo, *PUSH) == ["build-image", "propose-image"]
+    assert jobs(repo, *PUSH) == ["build-image", "build-serving-image", "propose-image"]
 
 
 def test_a_push_of_the_pinned_image_trains_and_never_builds_again(repo):
@@ -135,3 +136,58 @@ def jobs_with_when(repo: Path, *variables: str) -> list[tuple[str, str]]:
     result = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     return [(job["name"], job["when"]) for job in json.loads(result.stdout) if job["when"] != "never"]
+
+
+# --- what GitLab must never cancel, and what must run in order (gitlab-org/gitlab#412473) -----------------------
+
+SIDE_EFFECTS = ["build-image", "build-serving-image", "propose-image", "submit-training", "promote-staging",
+                "verify-production"]  # fmt: skip
+
+
+def test_a_pipeline_on_main_is_never_auto_cancelled_and_no_job_with_a_side_effect_is_interruptible():
+    """A main pipeline's jobs act on its own push (`changes:`): one cancelled by the next merge never runs again.
+    So main's workflow rules say auto_cancel on_new_commit none, and each job that pushes, submits or promotes is
+    interruptible false (the default is true: GitLab cancels a pipeline whose started jobs all are)."""
+    ci = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())
+    for rule in ci["workflow"]["rules"]:
+        if "$CI_DEFAULT_BRANCH" in rule["if"]:
+            assert rule.get("auto_cancel") == {"on_new_commit": "none"}, rule
+    for name in SIDE_EFFECTS:
+        job = {**ci.get(ci[name].get("extends", ""), {}), **ci[name]}
+        assert job.get("interruptible") is False, name
+
+
+def test_every_ci_image_is_pinned_by_digest():
+    ci = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())
+    images = [job["image"]["name"] for job in ci.values() if isinstance(job, dict) and "image" in job]
+    assert len(images) >= 3
+    for image in images:
+        assert re.fullmatch(r"[a-z0-9./-]+:[\w.-]+@sha256:[0-9a-f]{64}", image), image
+
+
+def test_an_older_pipelines_promotion_stands_down_when_a_newer_bump_landed(tmp_path):
+    """Two quick bumps: the older pipeline's promote-staging would smoke-test and promote a model staging no
+    longer names. scripts/ci/common.sh superseded() says so and the job ends with nothing to do."""
+    remote, work = tmp_path / "remote.git", tmp_path / "work"
+    sh("git", "init", "-q", "--bare", "-b", "main", remote, cwd=tmp_path)
+    sh("git", "clone", "-q", remote, work, cwd=tmp_path)
+    model = work / "k8s/overlays/staging/model.yaml"
+    model.parent.mkdir(parents=True)
+    commits = []
+    for uri in ("s3://m/a/", "s3://m/b/"):
+        model.write_text(f"storageUri: {uri}\n")
+        sh("git", "add", "-A", cwd=work)
+        sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", uri, cwd=work)
+        sh("git", "push", "-q", "origin", "HEAD:main", cwd=work)
+        commits.append(sh("git", "rev-parse", "HEAD", cwd=work).stdout.strip())
+    common = ROOT / "scripts/ci/common.sh"
+    function = re.search(r"^superseded\(\) \{.*?^\}", common.read_text(), re.M | re.S)[0]
+
+    def superseded(commit: str) -> subprocess.CompletedProcess:
+        script = f"{function}\nsuperseded k8s/overlays/staging/model.yaml"
+        env = {"CI_COMMIT_SHA": commit, "CI_DEFAULT_BRANCH": "main", "PATH": "/usr/bin:/bin"}
+        return subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True)
+
+    older, newer = superseded(commits[0]), superseded(commits[1])
+    assert older.returncode == 0 and "changed again on main" in older.stdout
+    assert newer.returncode == 1 and newer.stdout == ""
