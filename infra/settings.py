@@ -68,12 +68,16 @@ class Settings(_RootSettings):
     #: `mlops pipeline submit`: the Kubeflow Pipelines API and its bearer token
     kfp_host: str | None = None
     kfp_token: SecretStr | None = None
+    #: multi-user KFP: the profile namespace runs go to (CI's submit-training reads it from the CI variable)
+    kfp_namespace: str | None = None
     #: show the traceback of an unexpected error (a bug report) instead of one line
     debug: bool = False
     #: where the local control plane's programs are built (infra/gobuild.py); default ~/.cache/mpg-mlops/controlplane
     controlplane_cache: Path | None = None
 
-    @field_validator("s3_endpoint_url", "git_token", "monitor_db", "feedback_tokens", "kfp_token", mode="before")
+    @field_validator(
+        "s3_endpoint_url", "git_token", "monitor_db", "feedback_tokens", "kfp_token", "kfp_namespace", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value):
         return value or None

@@ -131,7 +131,10 @@ def run_command(params, summary_json, pipeline_root):
 @click.option("--host", help="KFP API endpoint, e.g. http://ml-pipeline.kubeflow:8888 [default: MLOPS_KFP_HOST].")
 @click.option("--token-file", type=click.Path(path_type=Path), help="Bearer token file (ServiceAccount token).")
 @click.option("--experiment", default="mpg-production", show_default=True)
-@click.option("--namespace", help="Multi-user KFP: the profile namespace runs go to (standalone KFP: none).")
+@click.option(
+    "--namespace",
+    help="Multi-user KFP: the profile namespace runs go to [default: MLOPS_KFP_NAMESPACE; standalone KFP: none].",
+)
 @click.option(
     "--pipeline-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -160,6 +163,7 @@ def submit_command(host, token_file, experiment, namespace, pipeline_file, stop_
     from pipelines.submit import read_token, stop_sidecar, submit
 
     host = host or current_project().settings.kfp_host
+    namespace = namespace or current_project().settings.kfp_namespace
     if not host:
         raise click.UsageError("give --host (or MLOPS_KFP_HOST): the Kubeflow Pipelines API endpoint")
     ir_path = pipeline_file or current_project().root / IR_FILE

@@ -30,9 +30,23 @@ def read_token(token_file: Path | None) -> str | None:
     return DEFAULT_TOKEN_FILE.read_text().strip() if DEFAULT_TOKEN_FILE.is_file() else None
 
 
-def check_server(host: str, token: str | None, timeout: float = 5) -> None:
+#: The oldest KFP backend the compiled pipeline runs on: drivers before 2.5 reject the fields newer SDKs' compiler
+#: adds to the IR (optional inputs, *NameParameter), where 2.5 and later ignore unknown fields
+#: (kubeflow/pipelines#11662; the symptom: kubeflow/pipelines#12495).
+KFP_BACKEND_FLOOR = (2, 5)
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    import re
+
+    match = re.match(r"v?(\d+)\.(\d+)", text or "")
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def check_server(host: str, token: str | None, timeout: float = 5, namespace: str | None = None) -> dict:
     """One look at ``/apis/v2beta1/healthz`` before kfp.Client, which retries five times, 5 s apart,
-    logging a traceback each time, before saying the host is wrong."""
+    logging a traceback each time, before saying the host is wrong. Then the backend's version against the
+    floor, and multi-user mode against ``namespace``; returns the healthz answer."""
     import httpx
 
     url = f"{host.rstrip('/')}/apis/v2beta1/healthz"
@@ -53,6 +67,19 @@ def check_server(host: str, token: str | None, timeout: float = 5) -> None:
             f"{host} is not a Kubeflow Pipelines API server (GET /apis/v2beta1/healthz answered "
             f"{response.status_code} {kind}); check --host"
         )
+    version = _version(str(body.get("tag_name", "")))
+    if version is not None and version < KFP_BACKEND_FLOOR:
+        floor = ".".join(map(str, KFP_BACKEND_FLOOR))
+        raise SubmitError(
+            f"{host} runs Kubeflow Pipelines {body['tag_name']}, older than {floor}, the oldest whose drivers run "
+            f"this compiled pipeline (kubeflow/pipelines#11662): upgrade Kubeflow Pipelines to {floor} or newer"
+        )
+    if body.get("multi_user") and not namespace:
+        raise SubmitError(
+            f"{host} is multi-user Kubeflow Pipelines: name the profile namespace runs go to with --namespace "
+            "(or MLOPS_KFP_NAMESPACE)"
+        )
+    return body
 
 
 #: Istio's pilot-agent stops the sidecar on this call; a sidecar left running keeps a Job's pod alive after
@@ -87,7 +114,7 @@ def submit(
     import warnings
 
     check_arguments(ir_path, arguments)
-    check_server(host, token)
+    check_server(host, token, namespace=namespace)
     with warnings.catch_warnings():
         # kfp warns on every Client() that it needs a v2 backend: checked above, and noise to the user
         warnings.simplefilter("ignore", FutureWarning)

@@ -137,6 +137,7 @@ def test_no_merge_request_job_sees_a_write_credential_and_every_variable_is_decl
         "MLOPS_GIT_TOKEN",
         "MLOPS_KFP_HOST",
         "MLOPS_KFP_TOKEN",
+        "MLOPS_KFP_NAMESPACE",
     }
     assert not any(d["scope"] == "write" and set(d["jobs"]) & merge_request_jobs for d in declared.values())
 

@@ -18,7 +18,8 @@ PREFIX = "/apis/v2beta1"
 
 
 class KfpStandIn:
-    def __init__(self):
+    def __init__(self, version: str = "2.5.0", multi_user: bool = False):
+        self.healthz = {"commit_sha": "standin", "tag_name": version, "multi_user": multi_user}
         self.requests: list[dict] = []
         self.experiments: dict[str, dict] = {}
         self.runs: list[dict] = []
@@ -53,7 +54,7 @@ class KfpStandIn:
             def do_GET(self):  # noqa: N802 - http.server's naming
                 entry = self._record()
                 if entry["path"] == f"{PREFIX}/healthz":
-                    return self._reply(200, {"commit_sha": "standin", "tag_name": "2.5.0", "multi_user": False})
+                    return self._reply(200, standin.healthz)
                 if entry["path"] == f"{PREFIX}/experiments":
                     wanted = json.dumps(entry["query"].get("filter", [""])[0])
                     found = [e for name, e in standin.experiments.items() if json.dumps(name) in wanted]

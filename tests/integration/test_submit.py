@@ -103,3 +103,24 @@ def test_multi_user_submit_names_the_profile_and_stops_the_sidecar_however_it_en
     finally:
         submit_module.SIDECAR_QUIT = original
         agent.shutdown()
+
+
+def test_a_backend_older_than_the_floor_is_refused_naming_both_versions(tmp_path):
+    """Drivers before KFP 2.5 reject fields the SDK's compiler adds (kubeflow/pipelines#11662): refused before a
+    run is created, not a run that fails in its first step."""
+    with KfpStandIn(version="2.4.1") as kfp:
+        line = one_line_error(run_mlops("pipeline", "submit", "--host", kfp.url))
+        assert "runs Kubeflow Pipelines 2.4.1, older than 2.5" in line and "upgrade Kubeflow Pipelines" in line
+        assert not [r for r in kfp.requests if r["method"] == "POST"]
+    with KfpStandIn(version="2.15.0") as kfp:
+        assert run_mlops("pipeline", "submit", "--host", kfp.url).returncode == 0 and len(kfp.runs) == 1
+
+
+def test_a_multi_user_backend_needs_the_profile_which_the_environment_can_give(tmp_path):
+    """CI's submit-training names no --namespace: MLOPS_KFP_NAMESPACE (a CI variable) gives the profile."""
+    with KfpStandIn(multi_user=True) as kfp:
+        line = one_line_error(run_mlops("pipeline", "submit", "--host", kfp.url, env={"MLOPS_KFP_NAMESPACE": ""}))
+        assert "is multi-user Kubeflow Pipelines" in line and "MLOPS_KFP_NAMESPACE" in line
+        ok = run_mlops("pipeline", "submit", "--host", kfp.url, env={"MLOPS_KFP_NAMESPACE": "team-a"})
+        assert ok.returncode == 0, ok.stderr
+        assert kfp.experiments["mpg-production"]["namespace"] == "team-a"
