@@ -110,6 +110,9 @@ def predictor_openapi(model: str = "mpg") -> dict[str, Any]:
             "inputs": {"type": "array", "minItems": 1, "maxItems": len(FEATURES), "items": v2_input},
             "outputs": {"type": "array", "items": {"type": "object", "required": ["name"]}},
             "parameters": {"type": "object"},
+            # KServe's client sends these too (InferRequest.to_rest): the URL's model, one of its versions
+            "model_name": {"type": "string", "description": "must be the model the URL names"},
+            "model_version": {"type": "string", "description": "must be one of the model's versions"},
         },
     }
     v2_response = {

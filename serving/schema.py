@@ -171,6 +171,10 @@ V2_NUMERIC = {
 }
 V2_DATATYPES = (*V2_NUMERIC, "BOOL", "BYTES")
 V2_REQUEST_KEYS = {"id", "parameters", "inputs", "outputs"}
+#: What KServe's own client adds beside the Open Inference Protocol's fields (kserve InferRequest.to_rest puts
+#: model_name, and model_version when set, at the top level; KServe's model server takes them): accepted, and
+#: checked against the model the URL names (serving/server.py).
+KSERVE_REQUEST_KEYS = {"model_name", "model_version"}
 V2_INPUT_KEYS = {"name", "shape", "datatype", "parameters", "data"}
 
 
@@ -190,6 +194,8 @@ class V2Request:
     parameters: dict | None
     inputs: list[V2Input]
     outputs: list[str] | None  # requested output names; None: all
+    model_name: str | None = None  # KServe's client's: must be the URL's model
+    model_version: str | None = None  # and one of its versions
 
 
 def _split_binary(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -325,10 +331,13 @@ def decode_v2(body: bytes, header_length: str | None = None) -> V2Request:
         raise InvalidRequestError(f"body: not valid JSON ({e})") from e
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
         raise InvalidRequestError('inputs: required, a non-empty list; send {"inputs": [...]}')
-    unknown = sorted(set(payload) - V2_REQUEST_KEYS)
+    unknown = sorted(set(payload) - V2_REQUEST_KEYS - KSERVE_REQUEST_KEYS)
     if unknown:
-        expected = ", ".join(sorted(V2_REQUEST_KEYS))
+        expected = ", ".join(sorted(V2_REQUEST_KEYS | KSERVE_REQUEST_KEYS))
         raise InvalidRequestError(f"{field(unknown[0])}: unknown top-level field; expected {expected}")
+    for key in KSERVE_REQUEST_KEYS:
+        if payload.get(key) is not None and not isinstance(payload[key], str):
+            raise InvalidRequestError(f"{key}: must be a string")
     request_id, parameters = payload.get("id"), payload.get("parameters")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidRequestError("id: must be a string")
@@ -344,7 +353,8 @@ def decode_v2(body: bytes, header_length: str | None = None) -> V2Request:
         inputs.append(decoded)
     if offset != len(binary):
         raise InvalidRequestError(f"body: {len(binary) - offset} bytes of binary data are not claimed by any input")
-    return V2Request(request_id, parameters, inputs, _requested_outputs(payload.get("outputs")))
+    outputs = _requested_outputs(payload.get("outputs"))
+    return V2Request(request_id, parameters, inputs, outputs, payload.get("model_name"), payload.get("model_version"))
 
 
 def _requested_outputs(outputs: Any) -> list[str] | None:

@@ -53,6 +53,19 @@ def _json(status: int, content: Any, headers: dict[str, str] | None = None):
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 
 
+def _same_model(decoded, model_name: str, model) -> None:
+    """KServe's client names the model in the body too: it must be the one the URL names (and, with a version,
+    one of that model's versions: its card id, as the metadata lists it)."""
+    if decoded.model_name is not None and decoded.model_name != model_name:
+        raise InvalidRequestError(f"model_name: {decoded.model_name!r} is not the model the URL names, {model_name!r}")
+    card = getattr(model, "card", None)
+    if decoded.model_version is not None and (card is None or decoded.model_version != card.id):
+        raise InvalidRequestError(
+            f"model_version: {decoded.model_version!r} is not a version of {model_name} (GET /v2/models/{model_name} "
+            "lists them)"
+        )
+
+
 class Traffic:
     """Prometheus figures of every answer, errors included (kserve's histograms time predictions only)."""
 
@@ -158,6 +171,7 @@ class Handlers:
         body, headers = await request.body(), dict(request.headers)
         request_id = request_id_of(headers)
         decoded = decode_v2(body, headers.get("inference-header-content-length"))
+        _same_model(decoded, model_name, model)
         if hasattr(model, "infer_json"):  # this project's model: the answer directly, no kserve objects between
             return self._answer(request_id, body, model.infer_json(decoded))
         from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
