@@ -168,7 +168,7 @@ class LocalCluster:
         for env, namespace in SERVING.items():
             store = model_store(self.root, env)
             secrets.append(store_secret(store, namespace, "local-access-key", "local-secret-key"))
-            secrets.append(_secret("mpg-monitor-db", namespace, {"url": "postgresql+psycopg://mpg:pw@db/mpg"}))
+            secrets.append(_secret("mpg-monitor-db", namespace, {"url": "postgresql+psycopg://mpg@db/mpg"}))
             secrets.append(_secret("mpg-client-tls", namespace, {"tls.crt": "x", "tls.key": "x"}))
         for namespace in ("kubeflow", "kubeflow-user-example-com"):
             secrets.append(store_secret(model_store(self.root, "production"), namespace, "local-key", "local-secret"))

@@ -155,6 +155,14 @@ def _response_rows(payload: Any) -> tuple[list[list[Any]], str]:
     """(mpg, l/100 km, outside-range flags) per car of a V1 or V2 answer, and the model id it names."""
     if not isinstance(payload, dict) or not ({"predictions", "outputs"} & set(payload)):
         raise NotAPrediction("an answer without predictions (an error, metadata, readiness)")
+    outputs = payload.get("outputs")
+    if (
+        "predictions" not in payload
+        and isinstance(outputs, list)
+        and outputs
+        and not any(isinstance(o, dict) and "data" in o for o in outputs)
+    ):  # V2 model metadata lists its outputs too, without data: GET /v2/models/<name> through the agent
+        raise NotAPrediction("model metadata (outputs without data)")
     rows, model_id = _v1_rows(payload) if "predictions" in payload else _v2_rows(payload)
     if not isinstance(model_id, str) or not MODEL_ID.fullmatch(model_id):
         raise EventError("data: the response names no model id (model_id / parameters.model_id: 64 hex digits)")
@@ -203,15 +211,19 @@ def _payload(headers: dict[str, str], attributes: dict[str, Any], body: bytes, k
     """The JSON payload of a prediction's half; anything else the logger logs is ``NotAPrediction``."""
     if not body.strip():
         raise NotAPrediction("an empty body (a GET: metadata, readiness)")
-    content_type = str(attributes.get("datacontenttype") or headers.get("content-type") or "application/json")
-    content_type = content_type.split(";")[0].strip().lower()
-    if content_type != STRUCTURED and "json" not in content_type:
+    # KServe's agent stamps both halves with the request's Content-Type (pkg/logger/handler.go): none for a GET,
+    # so a /metrics scrape's text answer comes without one. Only a half that says it is JSON and is not is refused.
+    declared = str(attributes.get("datacontenttype") or headers.get("content-type") or "")
+    content_type = declared.split(";")[0].strip().lower()
+    if content_type and content_type != STRUCTURED and "json" not in content_type:
         raise NotAPrediction(f"a {content_type[:40]} body (V2 binary data, /metrics)")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
         if kind == "request":
             raise NotAPrediction("a request body that is not JSON (refused by the predictor)") from e
+        if not content_type:
+            raise NotAPrediction("an answer that is not JSON, of a request without a content type (a GET)") from e
         raise EventError(f"data: not valid JSON ({e})") from e
 
 

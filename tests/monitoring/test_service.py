@@ -179,7 +179,26 @@ NOT_PREDICTIONS = [
     ("metadata-poll", "request", {}, b""),
     ("metadata-answer", "response", {}, {"name": "mpg", "versions": [MODEL], "platform": "mpg"}),
     ("readiness-answer", "response", {}, {"name": "mpg", "ready": True}),
-    ("metrics-scrape", "response", {"content-type": "text/plain; version=0.0.4"}, b"mpg_http_requests_total 3\n"),
+    # V2 model metadata as the predictor answers it and the agent logs it (with no content type: a GET's)
+    (
+        "v2-metadata-answer",
+        "response",
+        {"content-type": ""},
+        {
+            "name": "mpg",
+            "versions": [MODEL],
+            "platform": "",
+            "inputs": [{"name": "cylinders", "datatype": "FP64", "shape": [-1]}],
+            "outputs": [{"name": "mpg", "datatype": "FP64", "shape": [-1]}],
+        },
+    ),
+    # what the agent really sends for a scrape: the request's (a GET's: no) Content-Type, on the text answer
+    (
+        "metrics-scrape",
+        "response",
+        {"content-type": ""},
+        b"# HELP mpg_http_requests_total x\nmpg_http_requests_total 3\n",
+    ),
     ("v2-binary", "request", {"content-type": "application/octet-stream"}, b"\x00\x01\x02"),
     ("refused-not-json", "request", {}, b'{"instances": ['),
     ("refused-no-instances", "request", {}, {"rows": [CAR]}),

@@ -24,6 +24,7 @@ ALLOWED: dict[str, str] = {
     "ee977806d7286510da8b9a7492ba58e2484c0ecc": "token, the key name in the git token Secret",
     "112bb791304791ddcf692e29fd5cf149b35fea37": "USER:PASSWORD, the placeholder of a documented URL form",
     "1f2058d8ac7f44272023d8df71877038044813d3": "ro-secret, a made-up value in the CI variables test",
+    "1a91d62f7ca67399625a4368a6ab5d4a3baa6073": "pw, the made-up password an early cluster check put in a URL",
 }
 #: The scanner's own fixtures, allowed only where they live: the hashes above (in this file) and
 #: the made-up key the positive control commits to a scratch repository (in test_secrets.py).
