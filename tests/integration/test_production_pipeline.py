@@ -126,7 +126,8 @@ def test_the_pipeline_pushes_the_staging_bump_as_a_merge_request(project, store,
     # not a model main already ships, the bump ships it beside the overlay (data/models/<bucket>/<key>).
     shipped = "data/models/" + summary["model_uri"].removeprefix("s3://").rstrip("/")
     already = sh("git", "ls-tree", "-r", "--name-only", "main", shipped, cwd=remote).stdout.split()
-    expected = ["k8s/overlays/staging/model.yaml"] + ([] if already else [f"{shipped}/model.joblib", f"{shipped}/model.json"])
+    new_files = [] if already else [f"{shipped}/model.joblib", f"{shipped}/model.json"]
+    expected = ["k8s/overlays/staging/model.yaml", *new_files]
     assert sorted(changed) == sorted(expected)
     bumped = sh("git", "show", "mlops/bump-staging:k8s/overlays/staging/model.yaml", cwd=remote).stdout
     assert summary["model_uri"] in bumped and served not in bumped
