@@ -164,11 +164,15 @@ def run_wrk(
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     if errors and not errors_expected:
         raise BenchError(f"{errors.group(1)} failed requests against {url}:\n{output}")
+    p50 = re.search(r"^\s+50%\s+(\S+)$", output, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE)
+    if not (p50 and p99):  # wrk prints no latency distribution when no request completed in the run
+        raise BenchError(f"no request to {url} completed in {seconds} s (a starved or stuck server):\n{output}")
     return {
         "requests": float(re.search(r"(\d+) requests in", output).group(1)),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "p50_ms": _seconds(re.search(r"^\s+50%\s+(\S+)$", output, re.MULTILINE).group(1)) * 1e3,
-        "p99_ms": _seconds(re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE).group(1)) * 1e3,
+        "p50_ms": _seconds(p50.group(1)) * 1e3,
+        "p99_ms": _seconds(p99.group(1)) * 1e3,
         "non_2xx": float(errors.group(1)) if errors else 0.0,
         "socket_errors": float(sum(map(int, sockets.groups()))) if sockets else 0.0,
         "server_errors": float(re.search(r"server_errors: (\d+)", output).group(1)) if errors_expected else 0.0,
