@@ -71,14 +71,19 @@ test: install ## System packages the tests drive (nginx, Chromium, Node), checko
 	$(MAKE) --no-print-directory $(GITLAB_CI_LOCAL) $(CHECKOV) $(NCA) controlplane
 	$(BIN)/ruff check .
 	$(BIN)/mlops pipeline compile --check
+	$(BIN)/python -m mlops.docs --check
 	$(BIN)/python -m pytest
 
 # The inner loop: lint and the tests that start no server and train no full model (unit, data, the parser
 # properties), under a minute. `make test` stays the whole suite, what CI runs.
 CHECK_TESTS := tests/unit tests/data tests/fuzz/test_properties.py
-check: install ## The fast inner loop: lint + the tests that need no server (under a minute; make test runs all)
+check: install ## The fast inner loop: lint, the generated docs current, the tests that need no server
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/python -m mlops.docs --check
 	$(BIN)/python -m pytest -q $(CHECK_TESTS)
+
+docs: install ## Regenerate docs/cli.md (from the commands' --help) and the support matrix in docs/cluster.md
+	$(BIN)/python -m mlops.docs
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -99,4 +104,4 @@ lock: ## Re-resolve constraints.txt from pyproject.toml (needs uv in .venv)
 clean: ## Remove the virtualenv, local model store and untracked outputs
 	rm -rf $(VENV) .venv-checkov .venv-nca models .mlops .pytest_cache .hypothesis .schemathesis tests/tools/node_modules
 
-.PHONY: help install demo test check lint bench lock clean fuzz scan loop controlplane
+.PHONY: help install demo test check lint bench lock clean fuzz scan loop controlplane docs

@@ -263,7 +263,7 @@ class Fences:
         )
 
 
-# --- the flows the product needs (the README's "Network flows" lists the same) ------------------------------
+# --- the flows the product needs (docs/cluster.md's "Network flows" lists the same) ------------------------------
 
 #: The peers outside the trees, labelled and listening as their upstream installs make them (the real-control-
 #: plane check creates Pods just like these: gitops/clustercheck.py PEERS).

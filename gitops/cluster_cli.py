@@ -47,7 +47,7 @@ def check_command(project, releases, keep, json_out):
 
     Builds (once, into a cache) and starts etcd, kube-apiserver, kube-controller-manager and KServe's
     manager and webhooks of each release; applies KServe's install and k8s/platform/kserve.yaml, the
-    README's bootstrap, then every tree wave by wave as Argo CD does; prints what KServe created and each
+    bootstrap of docs/cluster.md, then every tree wave by wave as Argo CD does; prints what KServe created and each
     verdict (admission under Pod Security, ports and selectors, endpoints, health, bump/promote/rollback/
     delete, a failing model read as Degraded, the network flows by network-config-analyzer). A kubelet
     stand-in writes Pod status; no CNI enforces the policies. Exit 1 on any failed verdict.

@@ -2,7 +2,7 @@
 kube-apiserver, kube-controller-manager and KServe's own manager and webhooks (``infra.controlplane``), then
 what those controllers made of them read back and judged.
 
-One ``LocalCluster`` per supported KServe release. Its bootstrap is the README's: KServe's release install,
+One ``LocalCluster`` per supported KServe release. Its bootstrap is docs/cluster.md's: KServe's release install,
 then this project's platform configuration over it (``k8s/platform/kserve.yaml``), the namespaces the platform
 owns (Kubeflow's, Argo CD's), the Secrets made by hand. Then each tree is synced wave by wave
 (``gitops.argocd``) and every verdict below is computed from the objects the controllers created:
@@ -58,7 +58,7 @@ Progress = Callable[[str], None]
 
 PLATFORM = Path("k8s/platform/kserve.yaml")
 SERVING = {"staging": "mpg-staging", "production": "mpg-production"}
-#: every tree, in the order the README's bootstrap brings them (argocd last: it only holds Argo CD's objects)
+#: every tree, in the order the bootstrap (docs/cluster.md) brings them (argocd last: it only holds Argo CD's objects)
 TREES = ("overlays/staging", "overlays/production", "base/kfp", "overlays/kfp-multi-user", "argocd")
 #: namespaces that exist before any tree of ours: Kubeflow's (standalone; a profile's in multi-user), Argo CD's,
 #: the ingress controller's, KServe's own. Labelled as strictly as ours (Pod Security "restricted" enforced),
@@ -87,7 +87,7 @@ class SyncError(ControlPlaneError):
 
 @dataclass
 class LocalCluster:
-    """A control plane with one KServe release on it, bootstrapped as the README says."""
+    """A control plane with one KServe release on it, bootstrapped as docs/cluster.md says."""
 
     root: Path
     release: str
@@ -147,7 +147,7 @@ class LocalCluster:
         )
         return PodFate(ready=source not in self.failing_models)
 
-    # --- the README's bootstrap -----------------------------------------------------------------------------
+    # --- the bootstrap (docs/cluster.md) -----------------------------------------------------------------------------
 
     def tree(self, name: str) -> list[Obj]:
         if name not in self._trees:
@@ -673,7 +673,7 @@ NEW_MODEL = "s3://mpg-mlops/models/mpg/" + "a" * 64 + "/"
 
 
 def bring_up(cluster: LocalCluster) -> list[Verdict]:
-    """The README's bootstrap, the peers, and every tree synced as Argo CD syncs it."""
+    """docs/cluster.md's bootstrap, the peers, and every tree synced as Argo CD syncs it."""
     cluster.bootstrap()
     add_peers(
         cluster, cluster.tree("overlays/staging") + cluster.tree("overlays/production") + cluster.tree("base/kfp")

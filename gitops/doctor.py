@@ -1,4 +1,4 @@
-"""``mlops cluster doctor``: is this cluster one the manifests work on? Each prerequisite the README's bootstrap
+"""``mlops cluster doctor``: is this cluster one the manifests work on? Each prerequisite docs/cluster.md
 names, read from the cluster kubectl points at, with its version floor; a failure names the fix.
 
 The floors, and why:
@@ -81,7 +81,7 @@ def _image_tag(kubectl: Kubectl, namespace: str, name: str) -> str | None:
 
 def _floor(what: str, found: tuple[int, ...] | None, floor: tuple[int, int], where: str) -> Finding:
     if found is None:
-        return Finding(what, False, f"not found ({where}): install it (README, Prerequisites)")
+        return Finding(what, False, f"not found ({where}): install it (docs/cluster.md, Prerequisites)")
     shown = ".".join(map(str, found))
     ok = found[:2] >= floor
     return Finding(what, ok, f"{shown}" + ("" if ok else f", older than {floor[0]}.{floor[1]}: upgrade it"))
@@ -90,7 +90,8 @@ def _floor(what: str, found: tuple[int, ...] | None, floor: tuple[int, int], whe
 def kserve_findings(kubectl: Kubectl) -> list[Finding]:
     config = _get(kubectl, "configmap", "inferenceservice-config", "-n", "kserve")
     if config is None:
-        return [Finding("KServe", False, "no ConfigMap kserve/inferenceservice-config: install KServe (README)")]
+        missing = "no ConfigMap kserve/inferenceservice-config: install KServe (docs/cluster.md)"
+        return [Finding("KServe", False, missing)]
     data = config.get("data") or {}
     found = []
     image = json.loads(data.get("storageInitializer") or "{}").get("image", "")
@@ -157,7 +158,7 @@ def kserve_findings(kubectl: Kubectl) -> list[Finding]:
 
 
 def findings(kubectl: Kubectl) -> list[Finding]:
-    """Every prerequisite, in the README's bootstrap order."""
+    """Every prerequisite, in the bootstrap (docs/cluster.md) order."""
     server = kubectl("version", "-o", "json", check=False)
     if server.returncode != 0 or "serverVersion" not in server.stdout:
         return [Finding("cluster", False, f"kubectl cannot reach it: {server.stderr.strip()[:200]}")]

@@ -611,7 +611,7 @@ class KServe:
 
     def install(self, platform: list[Obj] | None = None) -> KServe:
         """Install the release as its YAML does (but for the manager, run here), then ``platform``: the
-        cluster-wide configuration a platform engineer applies over it (the README's bootstrap)."""
+        cluster-wide configuration a platform engineer applies over it (docs/cluster.md, Bootstrap)."""
         install, cluster = kserve_install_documents(self.release)
         crds = [d for d in install if d["kind"] == "CustomResourceDefinition"]
         webhooks = [served for d in install if d["kind"].endswith("WebhookConfiguration") if (served := _ours(d))]

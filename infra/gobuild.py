@@ -78,7 +78,7 @@ def versions(path: Path = VERSIONS_FILE) -> Versions:
 
 
 def short(release: str) -> str:
-    """``v0.16.0`` -> ``0.16``: how the README and the tests name a KServe release."""
+    """``v0.16.0`` -> ``0.16``: how the docs and the tests name a KServe release."""
     return release.removeprefix("v").rsplit(".", 1)[0]
 
 

@@ -11,7 +11,7 @@ use_model_store() {
     local key
     for key in MLOPS_READONLY_AWS_ACCESS_KEY_ID MLOPS_READONLY_AWS_SECRET_ACCESS_KEY; do
         if [ -z "${!key:-}" ]; then
-            echo "error: $key is not set: add the store's read-only key pair as CI/CD variables (README, CI variables)" >&2
+            echo "error: $key is not set: add the store's read-only key pair as CI/CD variables (docs/gitops.md, CI variables)" >&2
             exit 1
         fi
     done

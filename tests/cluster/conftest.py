@@ -1,5 +1,5 @@
 """One real control plane per supported KServe release (etcd, kube-apiserver, kube-controller-manager and KServe's
-manager and webhooks, built from their Go modules by `make test`), bootstrapped as the README says and every tree
+manager and webhooks, built from their Go modules by `make test`), bootstrapped as docs/cluster.md says and every tree
 synced as Argo CD syncs it. What cannot run here, and what stands in for it, is named in gitops/clustercheck.py
 and infra/controlplane.py: the kubelet (Pod status written through the status subresource), an ingress controller
 (an Ingress address), the CNI (the policies are judged by network-config-analyzer, not enforced), Argo CD's sync

@@ -90,7 +90,7 @@ def test_doctor_names_the_platform_configuration_a_bare_kserve_install_lacks(clu
 
 
 def test_the_store_secret_the_readme_pipes_into_kubectl_is_taken_as_written(cluster):
-    """`mlops manifests store-secret ENV | kubectl apply -f -` (README, Bootstrap) against the real API server, with
+    """`mlops manifests store-secret ENV | kubectl apply -f -` (docs/cluster.md) against the real API server, with
     keys YAML would have turned into a boolean, a number or null: each arrives as the string it is."""
     import base64
     import os

@@ -5,8 +5,8 @@ also keeps the annotation serving.kserve.io/deploymentMode: RawDeployment that 0
 creation (inference_service_defaults.go DefaultInferenceService), owned by no field manager, so no sync removes
 it: once 0.16 records "Standard", its validating webhook refuses every update (kserve#5025).
 
-The README's upgrade step: clear the recorded mode, wait for 0.16 to record "Standard", then say "Standard" in the
-annotation too. A bump then rolls out."""
+The upgrade step of docs/cluster.md: clear the recorded mode, wait for 0.16 to record "Standard", then say
+"Standard" in the annotation too. A bump then rolls out."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from gitops.clustercheck import NEW_MODEL, LocalCluster, SyncError, serves, with
 from infra.controlplane import wait_until
 from infra.gobuild import versions
 
-#: the README's upgrade step, verbatim (docs: "Upgrading KServe from 0.15")
+#: docs/cluster.md's upgrade step, verbatim ("Upgrading KServe from 0.15")
 CLEAR_RECORDED_MODE = [
     "patch", "inferenceservice", "mpg", "-n", "mpg-staging", "--subresource=status", "--type=json",
     "-p", '[{"op": "remove", "path": "/status/deploymentMode"}]',

@@ -5,7 +5,7 @@ predictor on loopback serving the model production serves (the shipped one). Eac
 - KServe's Python client, `kserve.InferenceRESTClient` (the version constraints.txt pins): V1, V2 JSON, V2 binary
   (it puts `model_name` at the top level of a V2 body, `InferRequest.to_rest`), server live and ready, model ready;
 - Triton's `tritonclient.http`: V2 JSON and binary, live, model ready, model metadata;
-- plain curl, as the README shows it.
+- plain curl, as docs/serving.md shows it.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def test_curl_as_the_readme_shows_it(production, root):
     )  # fmt: skip
     served = np.array([p["mpg"] for p in json.loads(result.stdout)["predictions"]])
     assert np.max(np.abs(served - expected)) <= TOLERANCE
-    assert "/v1/models/mpg:predict" in (root / "README.md").read_text(), "the README shows this call"
+    assert "/v1/models/mpg:predict" in (root / "docs/serving.md").read_text(), "docs/serving.md shows this call"
 
 
 def test_the_client_versions_tested_are_the_pinned_ones(root):
