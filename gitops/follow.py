@@ -166,11 +166,14 @@ class Environment:
         state.health, state.reason, state.switched_at = "Healthy", "", time.time()
         say(state)
 
+    def serving(self) -> bool:
+        """The running predictor has not exited."""
+        return self.predictor is not None and self.predictor.process.poll() is None
+
     def check(self, say) -> None:
         """A predictor that exited on its own makes the environment Degraded."""
-        predictor = self.predictor
-        if predictor is not None and predictor.process.poll() is not None and self.state.health != "Degraded":
-            self.state.health, self.state.reason = "Degraded", predictor.exited()
+        if self.predictor is not None and not self.serving() and self.state.health != "Degraded":
+            self.state.health, self.state.reason = "Degraded", self.predictor.exited()
             say(self.state)
 
 
@@ -255,6 +258,9 @@ class Follower:
                 if wanted != environment.state.wanted:
                     environment.failed.discard(wanted)
                 environment.state.revision, environment.state.wanted = revision, wanted
+                if wanted == environment.state.running and environment.serving():
+                    # git names the model that runs again (a rollback of a bad bump): nothing left to fail
+                    environment.state.health, environment.state.reason = "Healthy", ""
                 say(environment.state)
             self.revision = revision
         for environment in self.environments.values():

@@ -42,7 +42,9 @@ class MlopsGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MlopsError as e:
-            raise click.ClickException(str(e)) from e
+            # An error raised with context beside its message (DataValidationError(message, report)) would
+            # print as the tuple of both: its message is the first argument.
+            raise click.ClickException(str(e.args[0]) if e.args else type(e).__name__) from e
         except OSError as e:  # a path the user gave cannot be read or written
             where = f": {e.filename}" if e.filename else ""
             raise click.ClickException(f"{e.strerror or e}{where}; check the path and its permissions") from e

@@ -114,6 +114,16 @@ def test_staging_follows_main_switches_under_load_and_degrades_on_a_bad_model(wo
             "the folder refused",
         )
         assert "s3://" in refused["reason"] and _serving(url) == ids["b"]
+
+        # the remedy for a bad bump: git names the running model again, and the environment is Healthy again
+        world.git("fetch", "-q", "origin")
+        world.git("reset", "-q", "--hard", "origin/main")
+        model_file.write_text(model_file.read_text().replace(folder, world.models["b"]))
+        world.git("commit", "-qam", "staging: back to the model it runs")
+        world.git("push", "-q", "origin", "HEAD:main")
+        back = _until(lambda: (s := _status(world)).get("health") == "Healthy" and s, "Healthy after the rollback")
+        assert (back["sync"], back["running"], back["reason"]) == ("Synced", world.models["b"], "")
+        assert _serving(url) == ids["b"]
     finally:
         up.send_signal(signal.SIGTERM)
         output = up.communicate(timeout=30)[0]
