@@ -163,12 +163,30 @@ def traffic(metrics_url: str) -> dict[str, Any]:
 
     try:
         text = httpx.get(metrics_url, timeout=10).raise_for_status().text
+    except httpx.HTTPStatusError as e:  # httpx's own message is two lines, with a link
+        answer = f"{e.response.status_code} {e.response.reason_phrase}"
+        raise db.MonitorDatabaseError(
+            f"cannot read the predictor's metrics at {metrics_url}: it answered {answer}; point --metrics-url at "
+            "the predictor's /metrics (in the cluster http://mpg-predictor/metrics)"
+        ) from e
     except httpx.HTTPError as e:
         raise db.MonitorDatabaseError(f"cannot read the predictor's metrics at {metrics_url}: {e}") from e
     answers: dict[str, float] = {}
     buckets: list[tuple[float, float]] = []
     started = None
-    for family in text_string_to_metric_families(text):
+    try:
+        families = list(text_string_to_metric_families(text))
+    except ValueError as e:  # an HTML page, say: a URL that is not the predictor's /metrics
+        raise db.MonitorDatabaseError(
+            f"{metrics_url} did not answer Prometheus text ({str(e)[:60]!r}): point --metrics-url at the "
+            "predictor's /metrics (in the cluster http://mpg-predictor/metrics)"
+        ) from e
+    if not any(family.name == "mpg_http_requests" for family in families):
+        raise db.MonitorDatabaseError(
+            f"{metrics_url} has no mpg_http_requests metric: it is not this project's predictor; point "
+            "--metrics-url at the predictor's /metrics"
+        )
+    for family in families:
         for sample in family.samples:
             if sample.name == "mpg_http_requests_total" and sample.labels.get("route") in PREDICTING:
                 status = sample.labels["status"]

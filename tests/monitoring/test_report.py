@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import numpy as np
@@ -164,3 +166,51 @@ def test_psi_and_histogram_quantiles():
     assert _quantile_from_buckets(buckets, 0.5) == pytest.approx(0.001 + 0.009 * (40 / 80))
     assert _quantile_from_buckets(buckets, 0.99) == pytest.approx(0.01 + 0.09 * (9 / 10))
     assert _quantile_from_buckets([], 0.5) is None
+
+
+def test_a_metrics_url_that_is_not_the_predictors_is_one_line(world, trained_dir, tmp_path, root):
+    """The page's port instead of the predictor's: its nginx answers /metrics with a 404 (it once answered the page
+    with a 200, and the report died in the Prometheus parser); any other server's text is named, not parsed."""
+    from infra.http import free_port
+    from serving.page import running_nginx
+
+    url, engine, model, card, dataset = world
+    cars, _ = sample(dataset, 10, seed=7)
+    served(engine, model, card, cars, "wrong-url")
+    out = tmp_path / "r.json"
+    report = ("monitor", "report", "--db", url, "--model", trained_dir, "--out", out, "--metrics-url")
+    with running_server(str(trained_dir), tmp_path) as (base, _, _log):
+        fresh = run_mlops(*report[:-2], tmp_path / "fresh.json", "--metrics-url", f"{base}/metrics")
+        assert fresh.returncode == 0, "a fresh predictor's metrics are read"
+        page = free_port()
+        with running_nginx(root / "k8s/base/client", base, page, "http://127.0.0.1:9"):
+            assert httpx.get(f"http://127.0.0.1:{page}/metrics").status_code == 404
+            assert httpx.get(f"http://127.0.0.1:{page}/").status_code == 200
+            line = one_line_error(run_mlops(*report, f"http://127.0.0.1:{page}/metrics"))
+            assert line.startswith(f"Error: cannot read the predictor's metrics at http://127.0.0.1:{page}/metrics")
+            assert "it answered 404 Not Found" in line
+            line = one_line_error(run_mlops(*report, f"http://127.0.0.1:{page}/index.html"))
+            assert "did not answer Prometheus text" in line and "point --metrics-url at the predictor's" in line
+    other = ThreadingHTTPServer(("127.0.0.1", 0), _OtherMetrics)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        line = one_line_error(run_mlops(*report, f"http://127.0.0.1:{other.server_port}/metrics"))
+    finally:
+        other.shutdown()
+    assert "has no mpg_http_requests metric: it is not this project's predictor" in line
+    assert not out.exists()
+
+
+class _OtherMetrics(BaseHTTPRequestHandler):
+    """Some other exporter: valid Prometheus text, none of the predictor's metrics."""
+
+    def do_GET(self):  # noqa: N802
+        body = b"# TYPE up gauge\nup 1\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
