@@ -101,14 +101,29 @@ for port in ports:
     else:
         sys.exit("mlops up was not serving within 2 minutes; see .mlops/up.log")
 PY
-NEXT="mlops gitops bump --env staging --model-uri ${MODEL_URI:-<uri>} --branch mlops/bump --commit && git merge mlops/bump"
+STAGING_URI=$(mlops gitops status --json | python -c 'import json, sys; print(json.load(sys.stdin)["staging"]["model_uri"])')
+if [ -z "$MODEL_URI" ]; then
+    NEXT_STEP="The gate kept the candidate out. Try another experiment, in a new shell:
+  source .venv/bin/activate
+  dvc exp run -S train.kernel_ridge.gamma='[0.1]' && mlops gate --candidate models/candidate --champion staging"
+elif [ "$MODEL_URI" = "$STAGING_URI" ]; then
+    NEXT_STEP="The model just trained is the one staging serves already (same code, data and params: same bytes).
+Make a different one and publish it, in a new shell:
+  source .venv/bin/activate
+  dvc exp run -S train.kernel_ridge.gamma='[0.1]' && mlops gate --candidate models/candidate --champion staging
+  mlops publish --model models/candidate      # prints the URI for: mlops gitops bump --env staging --model-uri URI ..."
+else
+    NEXT_STEP="To serve the model just trained in staging, merge its bump into main (in a new shell):
+  source .venv/bin/activate
+  mlops gitops bump --env staging --model-uri $MODEL_URI --branch mlops/bump --commit && git merge mlops/bump
+and watch the switch: mlops gitops status"
+fi
 cat <<MSG
 
 staging     http://127.0.0.1:$STAGING_PORT/     (client page; API: /v1/models/mpg:predict, /v2/models/mpg/infer)
 production  http://127.0.0.1:$PRODUCTION_PORT/
-Each follows its overlay on this repository's main branch, as Argo CD would. To serve the model
-just trained in staging, merge its bump into main and watch the switch (mlops gitops status):
-  $NEXT
+Each follows its overlay on this repository's main branch, as Argo CD would.
+$NEXT_STEP
 Every estimate is logged to the monitor (.mlops/monitor.db); report the actual consumption
 under an estimate, then: mlops monitor report --out report.html
 Logs: .mlops/up.log, .mlops/monitor.log. Press Ctrl-C to stop.

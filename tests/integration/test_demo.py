@@ -3,6 +3,7 @@ serves, gates against and reports on what the overlays name, offline, leaving gi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -188,6 +189,15 @@ def test_the_demo_serves_both_environments_through_mlops_up_and_stops_cleanly_on
         uri = read_model_uri(repo, environment)
         assert f"{environment}: model {uri.model_id[:12]}" in out, "gitops status shows both environments with cards"
     assert f"holdout RMSE {read_card(repo / 'models' / 'candidate').metrics.holdout.rmse:.3f}" in out
+    # the hand-off: runnable in a fresh shell, and true of what the pipeline just did
+    assert "  source .venv/bin/activate" in out
+    published = json.loads((repo / ".mlops" / "last-run.json").read_text()).get("model_uri") or ""
+    if not published:
+        assert "The gate kept the candidate out." in out
+    elif published.rstrip("/").rsplit("/", 1)[-1] == read_model_uri(repo, "staging").model_id:
+        assert "The model just trained is the one staging serves already" in out
+    else:
+        assert f"mlops gitops bump --env staging --model-uri {published} --branch mlops/bump --commit" in out
     for port in (staging, production, monitor):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"nothing listens on {port} any more"
