@@ -83,6 +83,7 @@ class Traffic:
 class Loop:
     def __init__(self, root: Path, work: Path, load_seconds: int = 0):
         self.root, self.work, self.load_seconds = root, work, load_seconds
+        self.tools = Path(__file__).resolve().parents[1]  # the development checkout this runs from: its venvs, tools
         self.repo, self.remote = work / "repo", work / "remote.git"
         self.started = time.monotonic()
         self.timeline: list[tuple[str, float, str, str, str]] = []
@@ -143,13 +144,16 @@ class Loop:
             return httpx.get(f"{self.urls[env]}/v2/models/mpg", timeout=2).json()["versions"][0][:12]
         return "-"
 
-    def until(self, condition, what: str, timeout: float = 120.0):
+    def wait_serving(self, env: str, model_id: str, what: str, timeout: float = 120.0) -> None:
+        """Until ``env`` answers from ``model_id``; a timeout names what was expected and what was seen."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if value := condition():
-                return value
+        while (seen := self.serving(env)) != model_id[:12]:
+            if time.monotonic() > deadline:
+                raise LoopError(
+                    f"not within {timeout:.0f} s: {env} should serve {model_id[:12]} ({what}) and serves {seen} "
+                    f"(mlops up said: {self.up_log()})"
+                )
             time.sleep(0.2)
-        raise LoopError(f"not within {timeout:.0f} s: {what} (mlops up said: {self.up_log()})")
 
     def up_log(self) -> str:
         lines = (self.work / "up.log").read_text().strip().splitlines() if (self.work / "up.log").exists() else []
@@ -209,7 +213,7 @@ class Loop:
 
     def ci_jobs(self, source: str) -> list[dict]:
         """The jobs .gitlab-ci.yml selects for this event (gitlab-ci-local), in stage order."""
-        tool = self.root / "tests" / "tools" / "node_modules" / ".bin" / "gitlab-ci-local"
+        tool = self.tools / "tests" / "tools" / "node_modules" / ".bin" / "gitlab-ci-local"
         if not tool.exists():
             raise LoopError("gitlab-ci-local is not installed: make test installs it (tests/tools)")
         variables = [f"{name}={value}" for name, value in self.predefined(source).items()]
@@ -256,10 +260,16 @@ class Loop:
                        "aws_secret_access_key": self.env["AWS_SECRET_ACCESS_KEY"]}  # fmt: skip
         s3 = boto3.client("s3", endpoint_url=self.env["MLOPS_S3_ENDPOINT_URL"], region_name="us-east-1", **credentials)
         s3.create_bucket(Bucket=BUCKET)
-        copy_worktree(self.root, self.repo)
+        # HEAD, not the working tree: an uncommitted ingest or `dvc repro` leaves files DVC would refuse to check
+        # out over in the copy; what is left out is said in one line
+        copy_worktree(self.root, self.repo, revision="HEAD")
+        if uncommitted := self.sh("git", "status", "--porcelain", "--untracked-files=no", cwd=self.root).splitlines():
+            paths = ", ".join(line[3:] for line in uncommitted[:5]) + (", …" if len(uncommitted) > 5 else "")
+            print(f"the loop runs HEAD ({self.sh('git', 'rev-parse', '--short', 'HEAD', cwd=self.root).strip()}); "
+                  f"not in it, uncommitted: {paths}")  # fmt: skip
         for venv in (".venv", ".venv-checkov"):  # scripts/ci/common.sh's `make install`, `make scan`: up to date
-            if (self.root / venv).is_dir():
-                (self.repo / venv).symlink_to(self.root / venv)
+            if (self.tools / venv).is_dir():
+                (self.repo / venv).symlink_to(self.tools / venv)
         # the repository CI runs for (manifests.sh checks Argo CD syncs it): the one settings.yaml names
         repo_url = yaml.safe_load((self.repo / "k8s/argocd/settings.yaml").read_text())["data"]["repoURL"]
         server, _, path = repo_url.removesuffix(".git").partition("://")[2].partition("/")
@@ -270,7 +280,8 @@ class Loop:
         (self.remote / "pushes.jsonl").unlink()
         self.mlops("data", "pull", env={"MLOPS_S3_ENDPOINT_URL": ""})  # the shipped models into the local store
         self.sh("dvc", "push", "-q", "-r", "s3")
-        self.original = self.publish_shipped()["production"]
+        self.shipped = self.publish_shipped()  # what each overlay names: staging may be ahead of production
+        self.original = self.shipped["production"]
         self.start(Path(sys.executable).parent / "mlops", "monitor", "serve", "--port", self.ports["monitor"],
                    log="monitor.log")  # fmt: skip
         monitor = f"http://127.0.0.1:{self.ports['monitor']}"
@@ -278,7 +289,7 @@ class Loop:
                    "--staging-port", self.ports["staging"], "--production-port", self.ports["production"],
                    "--log-url", f"{monitor}/", "--monitor", monitor, log="up.log")  # fmt: skip
         for env in self.urls:
-            self.until(lambda env=env: self.serving(env) == self.original[:12], f"{env} serves {self.original[:12]}")
+            self.wait_serving(env, self.shipped[env], "the model its overlay names")
         self.traffic = Traffic(self.urls)
         threading.Thread(target=self.traffic.run, daemon=True).start()
         self.step("set up: remote, S3 on loopback, monitor, mlops up following main")
@@ -348,7 +359,7 @@ class Loop:
         # 4. merge the bump -> staging switches
         with self.switching("staging", "staging to the new model"):
             bump_jobs = self.merge("mlops/bump-staging")
-            self.until(lambda: self.serving("staging") == self.candidate[:12], "staging serves the new model")
+            self.wait_serving("staging", self.candidate, "the new model")
         self.mlops("gitops", "smoke", "--env", "staging", "--url", self.urls["staging"], "--interval", 0.5)
         self.step("4. bump merged: staging switched, smoke passed")
 
@@ -358,7 +369,7 @@ class Loop:
             raise LoopError(f"CI opened no promotion: {self.pushed_merge_requests()}")
         with self.switching("production", "production to the new model"):
             promotion_jobs = self.merge("mlops/promote-production")
-            self.until(lambda: self.serving("production") == self.candidate[:12], "production serves the new model")
+            self.wait_serving("production", self.candidate, "the new model")
         self.run_jobs(promotion_jobs, "push", {"verify-production"}, {"PRODUCTION_URL": self.urls["production"]})
         self.step("5. promotion merged: production switched, verify-production passed")
 
@@ -367,7 +378,7 @@ class Loop:
                    "--commit", "--push")  # fmt: skip
         with self.switching("production", "production back to the old model"):
             rollback_jobs = self.merge("mlops/rollback-production")
-            self.until(lambda: self.serving("production") == self.original[:12], "production back on the old model")
+            self.wait_serving("production", self.original, "back on the old model")
         self.run_jobs(rollback_jobs, "push", {"verify-production"}, {"PRODUCTION_URL": self.urls["production"]})
         self.step("6. rollback merged: production back")
 
@@ -408,11 +419,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--load", type=int, default=0, metavar="SECONDS", help="wrk (64 connections) on the front during each switch."
     )
+    parser.add_argument(
+        "--repo", type=Path, metavar="PATH", help="The checkout whose HEAD the loop runs [default: this project]."
+    )
     args = parser.parse_args(argv)
     from infra.settings import project_root
 
     work = Path(tempfile.mkdtemp(prefix="mlops-loop-"))
-    loop = Loop(project_root(), work, args.load)
+    loop = Loop((args.repo or project_root()).resolve(), work, args.load)
     try:
         loop.scenario()
     except MlopsError as e:
