@@ -24,12 +24,14 @@ def fetch_data(
     champion: str,
     data: Output[Dataset],
     trusted: Output[Dataset],
+    seed: Output[Dataset],
 ) -> NamedTuple("FetchOutputs", [("params_json", str), ("candidates", list), ("champion_uri", str)]):
-    """Training data, the trusted holdout, validated params and the champion's URI at a revision (empty: the
-    working copy)."""
+    """Training data, the trusted holdout, the seed data, validated params and the champion's URI at a revision
+    (empty: the working copy)."""
     from pipelines.steps import fetch_data as step
 
-    params, champion_uri = step(repo, revision, dvc_remote, list(params_overrides), champion, data.path, trusted.path)
+    overrides = list(params_overrides)
+    params, champion_uri = step(repo, revision, dvc_remote, overrides, champion, data.path, trusted.path, seed.path)
     return (params.model_dump_json(), list(params.train.candidates), champion_uri)
 
 
@@ -62,14 +64,15 @@ def gate(
     model: Input[Model],
     data: Input[Dataset],
     trusted: Input[Dataset],
+    seed: Input[Dataset],
     params_json: str,
     champion_uri: str,
     report: Output[Artifact],
 ) -> bool:
-    """Quality gate on the trusted holdout: the absolute rules and the champion."""
+    """Quality gate on the trusted holdout: the absolute rules, the champion, the influence of added rows."""
     from pipelines.steps import gate as step
 
-    return step(model.path, data.path, trusted.path, params_json, champion_uri, report.path)
+    return step(model.path, data.path, trusted.path, seed.path, params_json, champion_uri, report.path)
 
 
 @component

@@ -82,6 +82,7 @@ def production_pipeline(
             model=model,
             data=data,
             trusted=fetch.outputs["trusted"],
+            seed=fetch.outputs["seed"],
             params_json=params_json,
             champion_uri=fetch.outputs["champion_uri"],
         ),

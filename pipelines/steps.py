@@ -25,10 +25,17 @@ PROPOSAL_BRANCH = "mlops/bump-staging"
 
 
 def fetch_data(
-    repo: str, revision: str, dvc_remote: str, overrides: list[str], champion: str, data_path: str, trusted_path: str
+    repo: str,
+    revision: str,
+    dvc_remote: str,
+    overrides: list[str],
+    champion: str,
+    data_path: str,
+    trusted_path: str,
+    seed_path: str,
 ) -> tuple[Params, str]:
-    """Write the training data to ``data_path`` and the trusted holdout to ``trusted_path``; return the validated
-    params and the champion's URI.
+    """Write the training data to ``data_path``, the trusted holdout to ``trusted_path`` and the seed data (the
+    gate's reference, in git) to ``seed_path``; return the validated params and the champion's URI.
 
     With ``repo`` and ``revision`` empty, the working copy as it is (local runs).
     Otherwise ``repo`` (a git URL, or empty for the working copy's history) at
@@ -54,7 +61,10 @@ def fetch_data(
 
     raw = yaml.safe_load(read("params.yaml")) or {}
     params = parse_params(apply_overrides(raw, overrides), f"params.yaml of {where}", overrides, "params_overrides")
-    for tracked, target in ((params.data.path, data_path), (params.data.trusted_holdout, trusted_path)):
+    from training.gate import SEED
+
+    written = ((params.data.path, data_path), (params.data.trusted_holdout, trusted_path), (str(SEED), seed_path))
+    for tracked, target in written:
         content = read(tracked, dvc_remote or None)
         Path(target).parent.mkdir(parents=True, exist_ok=True)  # kfp's artifact folder
         atomic_write(Path(target), lambda tmp, content=content: tmp.write_bytes(content))
@@ -104,7 +114,13 @@ def select_model(candidate_dirs: list[str], params_json: str, model_dir: str) ->
 
 
 def gate(
-    model_dir: str, data_path: str, trusted_path: str, params_json: str, champion_uri: str, report_path: str
+    model_dir: str,
+    data_path: str,
+    trusted_path: str,
+    seed_path: str,
+    params_json: str,
+    champion_uri: str,
+    report_path: str,
 ) -> bool:
     """Run the quality gate (judged on the trusted holdout); write its report; return whether it passed."""
     from infra.project import Project
@@ -121,6 +137,7 @@ def gate(
         champion_dir,
         champion_uri or None,
         champion_id,
+        load_dataset(Path(seed_path)),
     )
     Path(report_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     print(report.table())

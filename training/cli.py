@@ -252,14 +252,17 @@ def gate_command(project, candidate_dir, champion_uri, report_path, data_path, t
       mlops gate --candidate models/candidate --champion s3://mpg-mlops/models/mpg/<id>/
     """
     from training.data import load_dataset
-    from training.gate import run_gate
+    from training.gate import SEED, run_gate
 
     params = _params(params_path)
     champion_uri = project.model_ref(champion_uri) if champion_uri else None
     champion_dir, champion_id = project.resolve(champion_uri) if champion_uri else (None, None)
     champion = str(champion_uri) if champion_uri else None
     trusted = load_dataset(trusted_path or current_project().root / params.data.trusted_holdout)
-    report = run_gate(candidate_dir, _dataset(params, data_path), params, trusted, champion_dir, champion, champion_id)
+    seed = load_dataset(current_project().root / SEED)
+    report = run_gate(
+        candidate_dir, _dataset(params, data_path), params, trusted, champion_dir, champion, champion_id, seed
+    )
     if report_path:
         atomic_write(report_path, lambda tmp: tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n"))
     click.echo(report.table())

@@ -30,8 +30,11 @@ def test_the_loop_runs_end_to_end_from_a_checkout_that_is_not_pristine(root, tin
     dvc_file = clone / "data/auto-mpg.csv.dvc"  # an ingest not committed: a data version no remote holds
     dvc_file.write_text(re.sub(r"md5: \w+", "md5: " + "0" * 32, dvc_file.read_text(), count=1))
 
+    installed = (root / ".venv/bin/mlops").read_text().splitlines()[0]
     result = subprocess.run([sys.executable, "-m", "bench.loop", "--repo", clone], cwd=root, env=command_env(),
                             capture_output=True, text=True, timeout=900)  # fmt: skip
+    # the CI jobs' `make install` in the loop's copy, with this venv linked in, must not reinstall it from there
+    assert (root / ".venv/bin/mlops").read_text().splitlines()[0] == installed
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     head = sh("git", "rev-parse", "--short", "HEAD", cwd=clone).stdout.strip()
     assert f"the loop runs HEAD ({head}); not in it, uncommitted: data/auto-mpg.csv.dvc\n" in result.stdout
