@@ -225,9 +225,19 @@ def check_inference_service(obj: Obj) -> Iterator[tuple[str, str]]:
     predictor = _get(obj, ("spec", "predictor")) or {}
     uri = _get(predictor, ("model", "storageUri"))
     try:
-        parse_store_uri(str(uri))
+        parsed = parse_store_uri(str(uri))
     except MlopsError as e:
         yield "spec.predictor.model.storageUri", f"must be an immutable model URI: {e}"
+    else:
+        from infra.settings import Settings
+
+        ours = Settings().model_repository.rstrip("/")
+        if str(parsed.repository) != ours:  # the default store is a shared bucket: anyone's pickle could be there
+            yield "spec.predictor.model.storageUri", f"must be a model of this project's repository {ours}/"
+    for where, container in _model_containers(obj):
+        for key in ("command", "args"):
+            if key in container:  # the runtime's command is the reviewed one; a model may not replace it
+                yield f"{where}.{key}", "must not be set: the ServingRuntime says how the model server starts"
     yield from _resources("spec.predictor.model", _get(predictor, ("model", "resources")))
     security = predictor.get("securityContext") or {}
     if not security.get("runAsNonRoot"):
@@ -277,6 +287,10 @@ def check_exposure(obj: Obj) -> Iterator[tuple[str, str]]:
     kind = obj.get("kind")
     if kind == "Service" and _get(obj, ("spec", "type")) in ("LoadBalancer", "NodePort"):
         yield "spec.type", f"{obj['spec']['type']} exposes the pods outside the cluster: use ClusterIP and the Ingress"
+    if kind == "Service" and _get(obj, ("spec", "type")) == "ExternalName":
+        yield "spec.type", "ExternalName sends this name's traffic to a host outside the fence: use ClusterIP"
+    if kind == "Service" and _get(obj, ("spec", "externalIPs")):
+        yield "spec.externalIPs", "must not be set: the pods are reached through the Ingress only"
     if kind == "Ingress":
         covered = {host for entry in _get(obj, ("spec", "tls")) or [] for host in entry.get("hosts") or []}
         for index, rule in enumerate(_get(obj, ("spec", "rules")) or []):
@@ -375,6 +389,13 @@ def check_argocd(objects: list[Obj], repo_url: str | None = None) -> Iterator[tu
                 if "*" in str(k.get("group", "")) + str(k.get("kind", ""))
             ),
         ]
+        wildcards += [f"sourceNamespaces[{i}]" for i, n in enumerate(spec.get("sourceNamespaces") or []) if "*" in n]
+        wildcards += [
+            f"roles[{i}].policies[{j}]"
+            for i, role in enumerate(spec.get("roles") or [])
+            for j, policy in enumerate(role.get("policies") or [])
+            if "*" in str(policy)
+        ]
         for where in wildcards:
             yield project, f"spec.{where}", "must not be a wildcard: name the repository, destination or kind"
         if repo_url is not None:
@@ -386,11 +407,14 @@ def check_argocd(objects: list[Obj], repo_url: str | None = None) -> Iterator[tu
         if project is None:
             yield app, "spec.project", "names no AppProject of this tree"
             continue
-        repo = _get(app, ("spec", "source", "repoURL"))
-        if repo not in (_get(project, ("spec", "sourceRepos")) or []):
-            yield app, "spec.source.repoURL", f"{repo!r} is not a source repository of {name_of(project)}"
-        elif repo_url is not None and normal_repo_url(repo) != normal_repo_url(repo_url):
-            yield app, "spec.source.repoURL", f"{repo!r} is not this project's repository {repo_url!r} (a fork?)"
+        sources = [("spec.source", _get(app, ("spec", "source")))] if _get(app, ("spec", "source")) else []
+        sources += [(f"spec.sources[{i}]", s) for i, s in enumerate(_get(app, ("spec", "sources")) or [])]
+        for where, source in sources or [("spec.source", {})]:
+            repo = (source or {}).get("repoURL")
+            if repo not in (_get(project, ("spec", "sourceRepos")) or []):
+                yield app, f"{where}.repoURL", f"{repo!r} is not a source repository of {name_of(project)}"
+            elif repo_url is not None and normal_repo_url(repo) != normal_repo_url(repo_url):
+                yield app, f"{where}.repoURL", f"{repo!r} is not this project's repository {repo_url!r} (a fork?)"
         destination = _get(app, ("spec", "destination")) or {}
         targets = [(d.get("server"), d.get("namespace")) for d in _get(project, ("spec", "destinations")) or []]
         if (destination.get("server"), destination.get("namespace")) not in targets:

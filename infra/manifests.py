@@ -42,8 +42,41 @@ def kubectl() -> str:
     return found
 
 
+#: The fields of a kustomization that name other kustomizations or files to read.
+REFERENCES = ("resources", "components", "bases", "crds")
+
+
+def local_only(kustomization_dir: Path, seen: set[Path] | None = None) -> None:
+    """Every resource a kustomization (and those it includes) names is a file or folder beside it, inside the
+    tree: a remote one (a URL, ``github.com/...``) would make the render depend on, and wait for, a server
+    outside git (``kubectl kustomize`` has no timeout)."""
+    seen = set() if seen is None else seen
+    folder = kustomization_dir.resolve()
+    if folder in seen:
+        return
+    seen.add(folder)
+    file = next(
+        (folder / n for n in ("kustomization.yaml", "kustomization.yml", "Kustomization") if (folder / n).is_file()),
+        None,
+    )
+    if file is None:
+        return
+    spec = yaml.safe_load(file.read_text()) or {}
+    for field in REFERENCES:
+        for entry in spec.get(field) or []:
+            target = (folder / str(entry)).resolve() if isinstance(entry, str) else None
+            if target is None or "://" in str(entry) or not target.exists():
+                raise ManifestError(
+                    f"{file}: {field} entry {entry!r} is not a file or folder of this repository: remote "
+                    "resources are refused (vendor them into k8s/)"
+                )
+            if target.is_dir():
+                local_only(target, seen)
+
+
 def render(kustomization_dir: Path) -> list[dict[str, Any]]:
-    """``kubectl kustomize DIR`` as a list of objects."""
+    """``kubectl kustomize DIR`` as a list of objects (local resources only: ``local_only``)."""
+    local_only(kustomization_dir)
     result = subprocess.run([kubectl(), "kustomize", str(kustomization_dir)], capture_output=True, text=True)
     if result.returncode != 0:
         raise ManifestError(f"kustomize failed for {kustomization_dir}: {result.stderr.strip()}")

@@ -304,6 +304,69 @@ BROKEN = {
         lambda p: edit_yaml(base(p, "serving-runtime.yaml"), lambda d: d["spec"].update(hostIPC=True)),
         "ServingRuntime/mpg-sklearn: spec.hostIPC: must not be true",
     ),
+    "storageUri in another bucket": (
+        lambda p: (model := p / "k8s/overlays/staging/model.yaml").write_text(
+            re.sub(r"s3://mpg-mlops/models/mpg/", "s3://mlpipeline/anyone/", model.read_text())
+        ),
+        "overlays/staging: InferenceService/mpg: spec.predictor.model.storageUri:"
+        " must be a model of this project's repository s3://mpg-mlops/models/mpg/",
+    ),
+    "storageUri under another prefix of the bucket": (
+        lambda p: (model := p / "k8s/overlays/production/model.yaml").write_text(
+            re.sub(r"s3://mpg-mlops/models/mpg/", "s3://mpg-mlops/uploads/", model.read_text())
+        ),
+        "overlays/production: InferenceService/mpg: spec.predictor.model.storageUri: must be a model of this project",
+    ),
+    "model server command replaced": (
+        lambda p: edit_yaml(
+            base(p, "inference-service.yaml"),
+            lambda d: d["spec"]["predictor"]["model"].update(command=["python", "-c", "import os; os.system('sh')"]),
+        ),
+        "InferenceService/mpg: spec.predictor.model.command: must not be set",
+    ),
+    "model server args replaced": (
+        lambda p: edit_yaml(
+            base(p, "inference-service.yaml"), lambda d: d["spec"]["predictor"]["model"].update(args=["--help"])
+        ),
+        "InferenceService/mpg: spec.predictor.model.args: must not be set",
+    ),
+    "ExternalName Service": (
+        lambda p: edit_yaml(
+            base(p, "client/service.yaml"),
+            lambda d: d["spec"].update(type="ExternalName", externalName="attacker.example.com"),
+        ),
+        "Service/mpg-client: spec.type: ExternalName sends this name's traffic to a host outside the fence",
+    ),
+    "Service externalIPs": (
+        lambda p: edit_yaml(base(p, "client/service.yaml"), lambda d: d["spec"].update(externalIPs=["203.0.113.7"])),
+        "Service/mpg-client: spec.externalIPs: must not be set",
+    ),
+    "AppProject role with a wildcard policy": (
+        lambda p: edit_yaml(
+            p / "k8s/argocd/projects.yaml",
+            lambda d: d["spec"].update(
+                roles=[{"name": "ci", "policies": ["p, proj:mpg-mlops:ci, applications, *, mpg-mlops/*, allow"]}]
+            ),
+        ),
+        "argocd: AppProject/mpg-mlops: spec.roles[0].policies[0]: must not be a wildcard",
+    ),
+    "AppProject open to every source namespace": (
+        lambda p: edit_yaml(p / "k8s/argocd/projects.yaml", lambda d: d["spec"].update(sourceNamespaces=["*"])),
+        "argocd: AppProject/mpg-mlops: spec.sourceNamespaces[0]: must not be a wildcard",
+    ),
+    "Application adding a foreign source": (
+        lambda p: edit_yaml(
+            p / "k8s/argocd/applications.yaml",
+            lambda d: d["spec"].update(
+                sources=[
+                    {"repoURL": "https://gitlab.example.com/attacker/x.git", "path": ".", "targetRevision": "HEAD"}
+                ]
+            ),
+            1,
+        ),
+        "argocd: Application/mpg-staging: spec.sources[0].repoURL: 'https://gitlab.example.com/attacker/x.git'"
+        " is not a source repository of AppProject/mpg-mlops",
+    ),
     "predictor pod may be root": (
         lambda p: edit_yaml(base(p, "inference-service.yaml"), lambda d: d["spec"]["predictor"].pop("securityContext")),
         "InferenceService/mpg: spec.predictor.securityContext.runAsNonRoot: must be true",
@@ -371,3 +434,21 @@ def test_store_secret_prints_the_secret_with_the_overlays_endpoint_or_names_what
     assert secret["metadata"]["namespace"] == "mpg-staging" and secret["stringData"]["AWS_ACCESS_KEY_ID"] == "id"
     endpoint = run_mlops("manifests", "model-store", "staging", cwd=root).stdout.strip()
     assert secret["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"] == endpoint.split("://")[1]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["https://raw.githubusercontent.com/attacker/x/main/evil.yaml", "github.com/attacker/x//k8s?ref=main",
+     "git@gitlab.com:attacker/x.git", "../no-such-folder"],
+    ids=["https", "github-shorthand", "ssh", "missing-path"],
+)  # fmt: skip
+def test_a_remote_kustomize_resource_is_refused_before_kustomize_runs(project, entry):
+    """A remote resource would make every render (validate, diff, mlops up) wait for a server outside git:
+    kubectl kustomize has no timeout. Refused in one line naming the file and the entry."""
+    kustomization = project / "k8s/overlays/staging/kustomization.yaml"
+    edit_yaml(kustomization, lambda d: d["resources"].append(entry))
+    shutil.copy(Path(__file__).parents[2] / "params.yaml", project / "params.yaml")  # the project root is the copy
+    result = run_mlops("manifests", "validate", cwd=project)
+    line = one_line_error(result)
+    assert f"kustomization.yaml: resources entry {entry!r} is not a file or folder of this repository" in line
+    assert "remote resources are refused" in line
