@@ -13,6 +13,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.integration.conftest import sh
@@ -46,13 +47,21 @@ PUSH = ("CI_PIPELINE_SOURCE=push",)
 #: pipelines without a Git push event"); gitlab-ci-local compares with origin/main instead. So for those
 #: sources the tests change every watched path first: gitlab-ci-local then sees what GitLab assumes, and
 #: only the CI_PIPELINE_SOURCE conditions can keep a job out.
-WATCHED = ["data/auto-mpg.csv.dvc", "params.yaml", "dvc.yaml", "training/train.py", "pipelines/image.py",
-           "pipelines/production-pipeline.yaml", "Dockerfile", "k8s/overlays/staging/model.yaml",
-           "k8s/overlays/production/model.yaml"]  # fmt: skip
+WATCHED = ["data/auto-mpg.csv.dvc", "data/trusted/holdout.csv.dvc", "data/seed/auto-mpg.csv", "params.yaml",
+           "dvc.yaml", "training/train.py", "pipelines/image.py", "pipelines/production-pipeline.yaml",
+           "Dockerfile", "k8s/overlays/staging/model.yaml", "k8s/overlays/production/model.yaml"]  # fmt: skip
 
 
 def test_a_merge_request_changing_params_runs_the_checks_and_the_model_gate(repo):
     change(repo, "params.yaml", branch="tune")
+    assert jobs(repo, *MERGE_REQUEST) == [*CHECKS, "model-gate"]
+
+
+@pytest.mark.parametrize("path", ["data/trusted/holdout.csv.dvc", "data/seed/auto-mpg.csv"])
+def test_a_merge_request_changing_what_the_gate_judges_against_runs_the_model_gate(repo, path):
+    """The trusted holdout and the seed are the gate's references: a change to either is gated (data/*.dvc
+    alone did not match a file one folder down)."""
+    change(repo, path, branch="references")
     assert jobs(repo, *MERGE_REQUEST) == [*CHECKS, "model-gate"]
 
 
