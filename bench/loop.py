@@ -274,11 +274,10 @@ class Loop:
         # install and reinstall this checkout's package editable from the copy (pointing the venv at a folder
         # deleted after the loop). Where the pins are the installed ones, they are dated as installed.
         installed = self.tools / ".venv" / "bin" / ".installed"
-        for pins in ("pyproject.toml", "constraints.txt"):
-            if installed.exists() and (self.repo / pins).read_bytes() == (self.tools / pins).read_bytes():
-                os.utime(self.repo / pins, ns=(installed.stat().st_atime_ns, installed.stat().st_mtime_ns))
-            elif installed.exists():
+        for pins in ("pyproject.toml", "constraints.txt") if installed.exists() else ():
+            if (self.repo / pins).read_bytes() != (self.tools / pins).read_bytes():
                 raise LoopError(f"{pins} at HEAD differs from the one installed here: commit it, or make install")
+            os.utime(self.repo / pins, ns=(installed.stat().st_atime_ns, installed.stat().st_mtime_ns))
         # the repository CI runs for (manifests.sh checks Argo CD syncs it): the one settings.yaml names
         repo_url = yaml.safe_load((self.repo / "k8s/argocd/settings.yaml").read_text())["data"]["repoURL"]
         server, _, path = repo_url.removesuffix(".git").partition("://")[2].partition("/")

@@ -8,22 +8,18 @@ receives them in its hooks; unlike GitLab it opens no merge request, it writes d
 
 from __future__ import annotations
 
-import io
 import shutil
 import subprocess
-import tarfile
 from pathlib import Path
+
+from gitops.git import export
 
 
 def copy_worktree(root: Path, dest: Path, revision: str | None = None) -> Path:
     """Copy what a clone of ``root`` holds into a new git repo at ``dest``: the working tree's tracked and
     unignored files, or with ``revision`` that commit's files alone (``git archive``)."""
     if revision is not None:
-        command = ["git", "archive", "--format=tar", revision]
-        archive = subprocess.run(command, cwd=root, capture_output=True, check=True)
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-            tar.extractall(dest, filter="data")
+        export(root, revision, dest)
     else:
         listed = subprocess.run(
             ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, capture_output=True, text=True, check=True

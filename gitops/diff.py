@@ -8,16 +8,13 @@ the diff shows what Argo CD would apply, not which files moved.
 from __future__ import annotations
 
 import difflib
-import io
-import subprocess
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from gitops.git import GitError
+from gitops.git import export
 from gitops.manifests import TREES, render_all
 
 MANIFESTS = "k8s"
@@ -43,13 +40,8 @@ def _dump(obj: dict | None) -> list[str]:
 
 def render_at(root: Path, revision: str, trees: tuple[str, ...] = tuple(TREES)) -> dict[str, list[dict]]:
     """Every tree (or those named) as it rendered at ``revision`` (the manifests only, from ``git archive``)."""
-    command = ["git", "archive", "--end-of-options", revision, MANIFESTS]
-    archive = subprocess.run(command, cwd=root, capture_output=True)
-    if archive.returncode != 0:
-        raise GitError(f"cannot read {MANIFESTS}/ at {revision!r}: {archive.stderr.decode().strip()}")
     with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-            tar.extractall(tmp, filter="data")
+        export(root, revision, Path(tmp), f"{MANIFESTS}/")
         return render_all(Path(tmp), missing_ok=True, trees=trees)
 
 

@@ -6,8 +6,10 @@ message is scrubbed of URL credentials.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
+import tarfile
 from pathlib import Path
 
 from core.errors import MlopsError
@@ -66,6 +68,19 @@ def blob(root: Path, revision: str, path: Path | str) -> bytes | None:
     command = ["git", "cat-file", "blob", "--end-of-options", spec]
     result = subprocess.run(command, cwd=root, env=_env(), capture_output=True, timeout=300)
     return result.stdout if result.returncode == 0 else None
+
+
+def export(root: Path, revision: str, dest: Path, *paths: str) -> None:
+    """The files of ``revision`` (or only ``paths`` of it) written under ``dest`` (``git archive``): a commit's
+    content without a checkout, dated at the commit."""
+    command = ["git", "archive", "--end-of-options", revision, *paths]
+    archive = subprocess.run(command, cwd=root, env=_env(), capture_output=True, timeout=300)
+    if archive.returncode != 0:
+        where = f"{', '.join(paths)} at" if paths else "the files of"
+        raise GitError(scrub(f"cannot read {where} {revision!r}: {archive.stderr.decode().strip()}"))
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(dest, filter="data")
 
 
 def history(root: Path, path: Path | str, revision: str = "HEAD") -> list[tuple[str, str]]:

@@ -58,6 +58,12 @@ def append_document(path: Path, document: str) -> None:
     path.write_text(path.read_text() + "---\n" + document)
 
 
+def rewrite_model_file(project: Path, env: str, pattern: str, replacement: str) -> None:
+    """Edit an overlay's model URI as a merge request would: a regex substitution in its model.yaml."""
+    model = project / "k8s/overlays" / env / "model.yaml"
+    model.write_text(re.sub(pattern, replacement, model.read_text()))
+
+
 def _client_pod(doc):
     return doc["spec"]["template"]["spec"]
 
@@ -110,9 +116,7 @@ BROKEN = {
         "Secret/mpg-s3-credentials: stringData: a Secret with data must not be in git",
     ),
     "mutable storageUri": (
-        lambda p: (model := p / "k8s/overlays/staging/model.yaml").write_text(
-            re.sub(r"models/mpg/[0-9a-f]{64}/", "models/mpg/latest/", model.read_text())
-        ),
+        lambda p: rewrite_model_file(p, "staging", r"models/mpg/[0-9a-f]{64}/", "models/mpg/latest/"),
         "overlays/staging: InferenceService/mpg: spec.predictor.model.storageUri: must be an immutable model URI",
     ),
     "no default deny": (
@@ -305,16 +309,12 @@ BROKEN = {
         "ServingRuntime/mpg-sklearn: spec.hostIPC: must not be true",
     ),
     "storageUri in another bucket": (
-        lambda p: (model := p / "k8s/overlays/staging/model.yaml").write_text(
-            re.sub(r"s3://mpg-mlops/models/mpg/", "s3://mlpipeline/anyone/", model.read_text())
-        ),
+        lambda p: rewrite_model_file(p, "staging", r"s3://mpg-mlops/models/mpg/", "s3://mlpipeline/anyone/"),
         "overlays/staging: InferenceService/mpg: spec.predictor.model.storageUri:"
         " must be a model of this project's repository s3://mpg-mlops/models/mpg/",
     ),
     "storageUri under another prefix of the bucket": (
-        lambda p: (model := p / "k8s/overlays/production/model.yaml").write_text(
-            re.sub(r"s3://mpg-mlops/models/mpg/", "s3://mpg-mlops/uploads/", model.read_text())
-        ),
+        lambda p: rewrite_model_file(p, "production", r"s3://mpg-mlops/models/mpg/", "s3://mpg-mlops/uploads/"),
         "overlays/production: InferenceService/mpg: spec.predictor.model.storageUri: must be a model of this project",
     ),
     "model server command replaced": (
