@@ -7,7 +7,10 @@ applied in order, each in its own transaction, and ``schema_version`` records th
 last one, so any older database is brought up to date on start.
 
 Every write is idempotent: halves and predictions have natural primary keys and are
-inserted with ON CONFLICT DO NOTHING, so a redelivered event changes nothing.
+inserted with ON CONFLICT DO NOTHING, so a redelivered event changes nothing. An id
+that names two different requests (or responses) is ambiguous: which response answers
+which request can no longer be told, so nothing under it is kept (``conflicts`` remembers
+it until the halves' pairing window has passed) and its predictions are never joined.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -79,6 +83,15 @@ reports = sa.Table(
 )
 
 
+#: Event ids seen with two different requests or two different responses: nothing under them is paired or kept.
+conflicts = sa.Table(
+    "conflicts",
+    metadata,
+    sa.Column("event_id", sa.String(200), primary_key=True),
+    sa.Column("received", sa.Float, nullable=False),
+)
+
+
 class MonitorDatabaseError(MlopsError):
     """The database URL is unusable or the database cannot be reached."""
 
@@ -110,7 +123,13 @@ def _v4(connection: Connection) -> None:
         reports.create(connection)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
+def _v5(connection: Connection) -> None:
+    """Ids that named two different predictions (kept apart, never paired)."""
+    if not sa.inspect(connection).has_table("conflicts"):
+        conflicts.create(connection)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 
 
 def record_report(engine: Engine, model_id: str, rows: int, alerts: list[str]) -> None:
@@ -254,27 +273,97 @@ def _half_row(h: Half, now: float) -> dict:
     }
 
 
-def store_halves(connection: Connection, received: list[Half], now: float) -> int:
-    """Store a batch of halves; returns prediction rows added.
+class Stored(NamedTuple):
+    added: int  # prediction rows added
+    conflicts: int  # ids found to name two different predictions (nothing under them is kept)
+
+
+def _stored_sides(connection: Connection, ids: list[str]) -> dict[str, dict[str, tuple]]:
+    """What is stored under ``ids``, per id and kind, in the form ``_content`` gives a half."""
+    sides: dict[str, dict[str, tuple]] = {}
+    for row in connection.execute(sa.select(halves).where(halves.c.event_id.in_(ids))).mappings():
+        sides.setdefault(row["event_id"], {})[row["kind"]] = _content(row)
+    paired: dict[str, list] = {}
+    query = sa.select(predictions).where(predictions.c.request_id.in_(ids)).order_by(predictions.c.row)
+    for row in connection.execute(query).mappings():
+        paired.setdefault(row["request_id"], []).append(row)
+    for event_id, found in paired.items():
+        cars = [[row[name] for name in FEATURE_NAMES] for row in found]
+        answers = [[row["mpg"], row["l_per_100km"], _flags(row["outside_training_range"])] for row in found]
+        sides.setdefault(event_id, {}).update(
+            request=(None, _canonical(cars)), response=(found[0]["model_id"], _canonical(answers))
+        )
+    return sides
+
+
+def _flags(text: str) -> list[str]:
+    return text.split(",") if text else []
+
+
+def _canonical(value):
+    """``value`` with every number a float (an event may say 4 where the database says 4.0)."""
+    if isinstance(value, list):
+        return tuple(_canonical(item) for item in value)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _content(row: dict) -> tuple:
+    """What makes a half this half: a redelivery has the same; another prediction under its id does not."""
+    return (row["model_id"] if row["kind"] == "response" else None, _canonical(orjson.loads(row["rows"])))
+
+
+def _forget(connection: Connection, ids: set[str], now: float) -> None:
+    """Keep nothing under ``ids`` (and remember them, so a late half is not paired either)."""
+    listed = list(ids)
+    for table, column in ((halves, halves.c.event_id), (predictions, predictions.c.request_id),
+                          (feedback, feedback.c.request_id)):  # fmt: skip
+        connection.execute(sa.delete(table).where(column.in_(listed)))
+    _insert_ignore(connection, conflicts, [{"event_id": event_id, "received": now} for event_id in listed])
+
+
+def store_halves(connection: Connection, received: list[Half], now: float) -> Stored:
+    """Store a batch of halves; returns prediction rows added and ids found ambiguous.
 
     A pair complete within the batch (the usual case: the logger posts request and
     response a moment apart) becomes prediction rows at once, never touching ``halves``;
     the rest are inserted there and paired with what earlier batches left. A redelivered
-    event changes nothing either way.
+    event changes nothing either way. A half whose id already names a different half of
+    its kind (in this batch, waiting, or paired) makes the id ambiguous: everything under
+    it is dropped (its feedback too) and nothing under it is paired again.
     """
     by_id: dict[str, dict[str, dict]] = {}
+    ambiguous: set[str] = set()
     for h in received:
-        by_id.setdefault(h.event_id, {})[h.kind] = _half_row(h, now)
+        row = _half_row(h, now)
+        seen = by_id.setdefault(h.event_id, {}).setdefault(h.kind, row)
+        if seen is not row and _content(seen) != _content(row):
+            ambiguous.add(h.event_id)
+    if by_id:
+        ids = list(by_id)
+        known = set(connection.execute(sa.select(conflicts.c.event_id).where(conflicts.c.event_id.in_(ids))).scalars())
+        for event_id, stored in _stored_sides(connection, ids).items():
+            if any(kind in stored and stored[kind] != _content(row) for kind, row in by_id[event_id].items()):
+                ambiguous.add(event_id)
+        new = ambiguous - known
+        if ambiguous:
+            _forget(connection, ambiguous, now)
+        for event_id in ambiguous | known:
+            del by_id[event_id]
+    else:
+        new = set()
     complete = [sides for sides in by_id.values() if len(sides) == 2]
     rows = [r for sides in complete for r in _paired_rows(sides["request"], sides["response"])]
     _insert_ignore(connection, predictions, rows)
     single = [row for sides in by_id.values() if len(sides) == 1 for row in sides.values()]
     _insert_ignore(connection, halves, single)
-    return len(rows) + (pair(connection, {row["event_id"] for row in single}) if single else 0)
+    added = len(rows) + (pair(connection, {row["event_id"] for row in single}) if single else 0)
+    return Stored(added, len(new))
 
 
 def expire(connection: Connection, older_than: float) -> int:
-    """Drop halves whose other side never came (received before ``older_than``); returns how many."""
+    """Drop halves whose other side never came (received before ``older_than``), and forget ambiguous ids seen
+    before then (no half of theirs is left to pair); returns how many halves."""
+    connection.execute(sa.delete(conflicts).where(conflicts.c.received < older_than))
     return connection.execute(sa.delete(halves).where(halves.c.received < older_than)).rowcount
 
 

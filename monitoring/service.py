@@ -126,6 +126,11 @@ class Metrics:
         self.lost = Counter(
             "mpg_monitor_events_lost", "Accepted events a failed commit lost (database down)", registry=self.registry
         )
+        self.ambiguous = Counter(
+            "mpg_monitor_ambiguous_ids",
+            "Event ids that named two different predictions (nothing under them is kept)",
+            registry=self.registry,
+        )
         self.feedback = Counter("mpg_monitor_feedback", "Feedback posts by result", ["result"], registry=self.registry)
         self.commit_seconds = Histogram(
             "mpg_monitor_commit_seconds", "Seconds per group commit", registry=self.registry
@@ -166,7 +171,8 @@ class Writer:
         connection = self.connection
         try:
             with self.metrics.commit_seconds.time(), connection.begin():
-                added = db.store_halves(connection, batch, now) if batch else 0
+                stored = db.store_halves(connection, batch, now) if batch else db.Stored(0, 0)
+                added = stored.added
                 if now - self.last_sweep > SWEEP_EVERY:
                     added += db.pair(connection)
                     db.expire(connection, now - self.pair_timeout)
@@ -175,6 +181,7 @@ class Writer:
             self.connection = None  # the next batch starts on a fresh connection (the server may have restarted)
             connection.invalidate()
             raise
+        self.metrics.ambiguous.inc(stored.conflicts)
         return added
 
     def _commit_each(self, batch: list[Half]) -> tuple[int, int]:
@@ -249,8 +256,10 @@ class MonitorApp:
         feedback_hold: float = FEEDBACK_HOLD,
         reporter_tokens: dict[str, str] | None = None,
         feedback_limit: RateLimit | None = None,
+        proxies: tuple = (),
     ):
         self.engine, self.pair_timeout, self.feedback_hold = engine, pair_timeout, feedback_hold
+        self.proxies = proxies  # networks whose X-Real-IP names the client (the page's nginx)
         self.reporter_tokens = reporter_tokens or {}
         self.feedback_limit = feedback_limit or RateLimit(FEEDBACK_RATE, FEEDBACK_BURST)
         self.metrics = Metrics()
@@ -340,13 +349,16 @@ class MonitorApp:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         loop = asyncio.get_running_loop()
         started = loop.time()
-        name = reporter(self.reporter_tokens, headers.get("authorization"))
-        client = client_address(headers, (scope.get("client") or ("",))[0])
-        if not name and (wait := self.feedback_limit.wait(client, started)):  # a trusted reporter is not limited
-            self.metrics.feedback.labels("limited").inc()
-            message = f"too many reports from {client}: at most {self.feedback_limit.rate:g} a minute"
-            retry = [(b"retry-after", str(math.ceil(wait)).encode())]
-            return await _send(send, 429, {"error": f"client: {message}; retry later"}, headers=retry)
+        client = client_address(headers, (scope.get("client") or ("",))[0], self.proxies)
+        try:
+            name = reporter(self.reporter_tokens, headers.get("authorization"))
+        except ClientError:  # a wrong token costs the client's allowance, as a report does: no free guessing
+            if self.feedback_limit.wait(client, started):
+                return await self._limited(send, client, started)
+            self.metrics.feedback.labels("unauthorized").inc()
+            raise
+        if not name and self.feedback_limit.wait(client, started):  # a trusted reporter is not limited
+            return await self._limited(send, client, started)
         request_id, row, mpg = parse_feedback(await _body(receive))
 
         def write() -> bool:
@@ -377,6 +389,13 @@ class MonitorApp:
         self.metrics.feedback.labels("stored").inc()
         answer = {"request_id": request_id, "row": row, "actual_mpg": round(mpg, 4), "trusted": bool(name)}
         await _send(send, 201, answer)
+
+    async def _limited(self, send, client: str, now: float) -> None:
+        self.metrics.feedback.labels("limited").inc()
+        wait = self.feedback_limit.wait(client, now, count=False)
+        message = f"too many reports from {client}: at most {self.feedback_limit.rate:g} a minute"
+        retry = [(b"retry-after", str(max(1, math.ceil(wait))).encode())]
+        await _send(send, 429, {"error": f"client: {message}; retry later"}, headers=retry)
 
     async def summary(self, scope, receive, send) -> None:
         await self.writer.drain()

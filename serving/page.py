@@ -161,7 +161,7 @@ class _Handler(SimpleHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         connection = http.client.HTTPConnection(*self.upstreams[upstream], timeout=30)
         headers = {name: self.headers[name] for name in self.FORWARDED if self.headers.get(name)}
-        headers["X-Request-Id"] = headers["Ce-Id"] = self.headers.get("X-Request-Id") or uuid.uuid4().hex  # as nginx
+        headers["X-Request-Id"] = headers["Ce-Id"] = uuid.uuid4().hex  # as nginx: never the caller's id
         try:
             connection.request(self.command, self.path, body=body, headers=headers)
             response = connection.getresponse()

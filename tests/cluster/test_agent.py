@@ -94,24 +94,20 @@ def test_kserve_agent_logs_every_prediction_with_the_pages_request_id_and_feedba
 ):
     with through_agent(cluster, served_dir, tmp_path, root) as (page, _, monitor):
         ids = []
-        for index in range(5):  # V1, as the page's script sends it: with its own request id
-            request_id = f"page-v1-{index}"
+        for index in range(5):  # V1, as the page's script sends it; a caller's id is never the one used
             answer = httpx.post(
-                f"{page}/v1/models/mpg:predict", json={"instances": CARS}, headers={"X-Request-Id": request_id}
+                f"{page}/v1/models/mpg:predict", json={"instances": CARS}, headers={"X-Request-Id": f"mine-{index}"}
             )
             assert answer.status_code == 200, answer.text
-            ids.append(request_id)
+            ids.append(answer.headers["x-request-id"])
         inputs = [
             {"name": name, "shape": [len(CARS)], "datatype": "FP64", "data": [float(car[i]) for car in CARS]}
             for i, name in enumerate(FEATURES)
         ]
-        for index in range(3):  # V2 JSON
-            request_id = f"page-v2-{index}"
-            answer = httpx.post(
-                f"{page}/v2/models/mpg/infer", json={"inputs": inputs}, headers={"X-Request-Id": request_id}
-            )
+        for _ in range(3):  # V2 JSON
+            answer = httpx.post(f"{page}/v2/models/mpg/infer", json={"inputs": inputs})
             assert answer.status_code == 200, answer.text
-            ids.append(request_id)
+            ids.append(answer.headers["x-request-id"])
         for path in ("/v2/models/mpg", "/v2/models/mpg/ready"):
             assert httpx.get(page + path).status_code == 200, path  # what the page itself asks for
         deadline = time.monotonic() + 30
@@ -131,6 +127,7 @@ def test_kserve_agent_logs_every_prediction_with_the_pages_request_id_and_feedba
             "SELECT COUNT(*) FROM feedback f JOIN predictions p ON p.request_id = f.request_id AND p.row = f.row"
         ).fetchone()[0]
         rows = db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+    assert len(set(ids)) == len(ids) and not any(i.startswith("mine-") for i in ids), "the page's own ids"
     assert stored == sorted(ids), "every prediction stored under the request id the page set"
     assert rows == len(ids) * len(CARS) and joined == len(ids)
     assert not {key: value for key, value in seen.items() if key[1] == "rejected" and value}, seen

@@ -94,7 +94,7 @@ def monitor(request, tmp_path_factory):
 
         engine = db.connect(url)
         with engine.begin() as connection:  # the session's server is shared: start empty
-            for table in (db.predictions, db.feedback, db.halves):
+            for table in (db.predictions, db.feedback, db.halves, db.conflicts):
                 connection.execute(table.delete())
     with running_monitor(url, "--feedback-rate", "0") as (base, _):  # many tests share it; the limit has its own
         yield base

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from bench.worktree import copy_worktree, make_remote
 from core.features import FEATURE_NAMES
@@ -31,6 +32,7 @@ from infra.http import free_port
 from infra.overlays import model_file, with_model_uri
 from infra.settings import Settings
 from infra.store import open_store
+from monitoring import db
 from monitoring.ingest import read_version
 from serving.page import running_nginx
 from tests.conftest import one_line_error, run_mlops
@@ -81,19 +83,42 @@ def feedback(site, request_id: str, token: str | None = FLEET_TOKEN, **actual) -
                       timeout=30)  # fmt: skip
 
 
-def test_the_id_the_caller_gets_is_the_one_feedback_refers_to(site):
+def test_the_id_the_caller_gets_is_the_one_feedback_refers_to_and_the_page_chooses_it(site):
     before = httpx.get(f"{site['monitor']}/summary").json()["predictions"]
     mine = predict(site["page"], [[4, 140, 90, 2800, 15.5, 1976, 1]], "car-42")
-    assert mine.status_code == 200 and mine.headers["x-request-id"] == "car-42"
     theirs = predict(site["page"], [[6, 200, 100, 3200, 15, 1978, 1]])
-    generated = theirs.headers["x-request-id"]
-    assert len(generated) == 32 and generated != "car-42", "nginx gives a request without an id one of its own"
+    ids = [mine.headers["x-request-id"], theirs.headers["x-request-id"]]
+    assert all(len(i) == 32 for i in ids) and "car-42" not in ids, "nginx's own ids, never the caller's"
     assert logged(site, before + 2)["predictions"] == before + 2
-    stored = feedback(site, generated, token=None, actual_l_per_100km=11.5)  # anyone on the page
+    stored = feedback(site, ids[1], token=None, actual_l_per_100km=11.5)  # anyone on the page
     assert stored.status_code == 201 and stored.json()["actual_mpg"] == pytest.approx(235.2145 / 11.5, rel=1e-3)
-    assert feedback(site, "car-42", actual_mpg=27).status_code == 201
-    unknown = feedback(site, "never-served", actual_mpg=20)
-    assert unknown.status_code == 404 and unknown.json()["error"].startswith("request_id:")
+    assert feedback(site, ids[0], actual_mpg=27).status_code == 201
+    for unknown in ("car-42", "never-served"):
+        answer = feedback(site, unknown, actual_mpg=20)
+        assert answer.status_code == 404 and answer.json()["error"].startswith("request_id:"), unknown
+
+
+def test_callers_racing_under_one_id_each_get_their_own_prediction(site):
+    """The review's race: concurrent heavy V8s and light cars all sent with one X-Request-Id, which the monitor
+    used to store crosswise (a V8 with the light car's 37 mpg). Through the page each gets its own id, and every
+    stored row is the car's own estimate."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    light, heavy = [4, 91, 67, 1850, 13.8, 1980, 3], [8, 351, 142, 3955, 13.2, 1981, 1]
+    before = httpx.get(f"{site['monitor']}/summary").json()["predictions"]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda car: predict(site["page"], [car], "same-id"), [light, heavy] * 40))
+    ids = {a.headers["x-request-id"]: a.json()["predictions"][0]["mpg"] for a in answers}
+    assert len(ids) == 80 and "same-id" not in ids
+    assert logged(site, before + 80)["predictions"] == before + 80
+    engine = db.connect(site["db"], create=False)
+    with engine.connect() as connection:
+        query = sa.select(db.predictions).where(db.predictions.c.request_id.in_(list(ids)))
+        stored = list(connection.execute(query).mappings())
+    assert len(stored) == 80
+    for row in stored:
+        assert row["mpg"] == pytest.approx(ids[row["request_id"]], abs=1e-9)
+        assert (row["weight"] == heavy[3]) == (row["mpg"] < 30), "each car with its own estimate"
 
 
 def test_the_predictor_takes_the_id_kserves_logger_takes(site):
@@ -189,11 +214,14 @@ def test_monitor_then_update_knowledge_then_retrain(site, trained_dir, dataset, 
     start = datetime.now(UTC).isoformat()
     before = httpx.get(f"{site['monitor']}/summary").json()["predictions"]
     cars, actual = sample(dataset, 160, seed=11)
-    for index, car in enumerate(cars):
-        assert predict(site["page"], [car], f"calm-{index}").status_code == 200
+    ids = []
+    for car in cars:
+        answer = predict(site["page"], [car])
+        assert answer.status_code == 200
+        ids.append(answer.headers["x-request-id"])  # the id the page gave it: the one feedback names
     assert logged(site, before + 160)["predictions"] == before + 160
     for index in range(40):
-        assert feedback(site, f"calm-{index}", actual_mpg=float(actual[index])).status_code == 201
+        assert feedback(site, ids[index], actual_mpg=float(actual[index])).status_code == 201
     calm = report(site, trained_dir, start, tmp_path / "calm.html")
     assert calm.returncode == 0, calm.stdout + calm.stderr
     html = (tmp_path / "calm.html").read_text()
@@ -204,9 +232,10 @@ def test_monitor_then_update_knowledge_then_retrain(site, trained_dir, dataset, 
     light, light_mpg = sample(dataset, 120, seed=12)
     shifted = heavier(light)
     for index, car in enumerate(shifted):
-        assert predict(site["page"], [car], f"shifted-{index}").status_code == 200
+        answer = predict(site["page"], [car])
+        assert answer.status_code == 200
         actual_mpg = round(float(light_mpg[index]) / WEIGHT_FACTOR, 1)
-        assert feedback(site, f"shifted-{index}", actual_mpg=actual_mpg).status_code == 201
+        assert feedback(site, answer.headers["x-request-id"], actual_mpg=actual_mpg).status_code == 201
     alarmed = report(site, trained_dir, shift_start, tmp_path / "shifted.json")
     assert alarmed.returncode == 4, alarmed.stdout + alarmed.stderr
     figures = json.loads((tmp_path / "shifted.json").read_text())

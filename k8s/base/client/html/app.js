@@ -1,7 +1,7 @@
 // Fuel-consumption client: converts the form to the model's units, calls the V1 API on the same
 // origin (nginx proxies it), shows the estimate or every field error next to its field, in the
-// units the form is in. Each estimate carries an X-Request-Id; the "actual consumption" form
-// sends feedback for that id to the monitor (POST /feedback, same origin).
+// units the form is in. The page's nginx gives each estimate an id (answered as X-Request-Id); the
+// "actual consumption" form sends feedback for that id to the monitor (POST /feedback, same origin).
 "use strict";
 
 const FEATURES = ["cylinders", "displacement", "horsepower", "weight", "acceleration", "model_year", "origin"];
@@ -140,7 +140,7 @@ async function estimate(event) {
   try {
     response = await fetch(PREDICT_URL, {
       method: "POST",
-      headers: { "Content-Type": "application/json", "X-Request-Id": crypto.randomUUID() },
+      headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ instances: [car] }),
     });
   } catch {
