@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gitops.cli import merge_request_options
-from infra.cli import MODEL_URI, current_project, pass_project
+from infra.cli import HTTP_URL, MODEL_URI, current_project, pass_project
 from infra.overlays import ENVIRONMENTS
 
 DEFAULT_DB = ".mlops/monitor.db"
@@ -61,19 +61,27 @@ def monitor_group():
 )
 @click.option("--feedback-burst", type=click.IntRange(1, 10_000), default=10, show_default=True)
 @click.option(
+    "--trusted-proxy",
+    "proxies",
+    multiple=True,
+    metavar="CIDR",
+    help="A proxy (the page's nginx) whose X-Real-IP names the client; repeat for more. From any other peer "
+    "X-Real-IP is ignored and the peer is the client [default: none].",
+)
+@click.option(
     "--keep-alive",
     type=click.FloatRange(1, 3600),
     default=65,
     show_default=True,
     help="Seconds an idle connection stays open (longer than nginx's and the logger's reuse).",
 )
-def serve_command(db_url, host, port, pair_timeout, feedback_hold, feedback_rate, feedback_burst, keep_alive):
+def serve_command(db_url, host, port, pair_timeout, feedback_hold, feedback_rate, feedback_burst, proxies, keep_alive):
     """Receive KServe's inference-logger CloudEvents (POST /) and feedback (POST /feedback).
 
     Request and response events are paired by ce-id and stored per car: the seven
     features, the predictions, the model id, the environment, the time. GET /summary
     counts them; /healthz, /readyz and /metrics are for Kubernetes and Prometheus.
-    Feedback records its client (X-Real-IP, set by the page's nginx) and, with an
+    Feedback records its client (X-Real-IP from a --trusted-proxy, else the peer) and, with an
     `Authorization: Bearer` token of MLOPS_FEEDBACK_TOKENS (name:token,...; the Secret
     mpg-feedback-tokens), its reporter: trusted feedback, not rate-limited.
 
@@ -88,7 +96,7 @@ def serve_command(db_url, host, port, pair_timeout, feedback_hold, feedback_rate
 
     from infra.http import RECEIVE_TIMEOUT, bind, exit_on_signals, server_config
     from monitoring.db import connect
-    from monitoring.reporters import RateLimit, parse_tokens
+    from monitoring.reporters import RateLimit, parse_tokens, trusted_proxies
     from monitoring.service import MonitorApp
 
     try:
@@ -96,10 +104,15 @@ def serve_command(db_url, host, port, pair_timeout, feedback_hold, feedback_rate
         tokens = parse_tokens(secret.get_secret_value() if secret else None)
     except ValueError as e:
         raise click.UsageError(f"MLOPS_FEEDBACK_TOKENS: {e}") from e
+    try:
+        networks = trusted_proxies(proxies)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--trusted-proxy") from e
     url = database_url(db_url)
     sock = bind(host, port)
     engine = connect(url)  # an unreachable or unusable database is one line, before serving
-    app = MonitorApp(engine, pair_timeout, feedback_hold, tokens, RateLimit(feedback_rate, feedback_burst))
+    limit = RateLimit(feedback_rate, feedback_burst)
+    app = MonitorApp(engine, pair_timeout, feedback_hold, tokens, limit, networks)
     config = server_config(
         app,
         receive_timeout=RECEIVE_TIMEOUT,
@@ -137,7 +150,9 @@ def _since(text: str | None) -> float:
 @click.option("--model", "model_ref", type=MODEL_URI, help="Model URI or directory [default: the model recorded last].")
 @click.option("--env", type=click.Choice(ENVIRONMENTS), help="The model this environment's overlay serves.")
 @click.option("--since", help="Only events since: an ISO time, or a duration back from now (24h, 7d).")
-@click.option("--metrics-url", help="The predictor's Prometheus endpoint, for request rate, latency and errors.")
+@click.option(
+    "--metrics-url", type=HTTP_URL, help="The predictor's Prometheus endpoint, for request rate, latency and errors."
+)
 @click.option(
     "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True, help="FILE.html or FILE.json."
 )

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hmac
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 from monitoring.events import ClientError, printable
 
@@ -41,10 +43,34 @@ def reporter(tokens: dict[str, str], authorization: str | None) -> str:
     raise ClientError("Authorization: not a reporter's token (send none to report as anyone)", 401)
 
 
-def client_address(headers: dict[str, str], peer: str | None) -> str:
-    """The client as nginx saw it (X-Real-IP, set by the page's nginx from the real address), else the peer."""
+def trusted_proxies(cidrs: Iterable[str]) -> tuple[IPv4Network | IPv6Network, ...]:
+    """The networks whose X-Real-IP is believed (``--trusted-proxy``); ValueError names a bad one."""
+    networks = []
+    for cidr in cidrs:
+        try:
+            networks.append(ip_network(cidr.strip(), strict=False))
+        except ValueError as e:
+            raise ValueError(f"{cidr!r} is not an address or network (for example 127.0.0.1 or 10.0.0.0/8)") from e
+    return tuple(networks)
+
+
+def client_address(headers: dict[str, str], peer: str | None, proxies: tuple = ()) -> str:
+    """The client: X-Real-IP when the peer is a trusted proxy (the page's nginx sets it from the real address),
+    else the peer itself. From anyone else the header is the sender's say-so and is ignored: believing it
+    would give every forged value an allowance of its own."""
+    peer = peer or ""
     real = headers.get("x-real-ip", "")
-    return real if real and printable(real, 100) else (peer or "")
+    if real and printable(real, 100) and _within(peer, proxies):
+        return real
+    return peer
+
+
+def _within(address: str, networks: tuple) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 @dataclass
@@ -55,15 +81,15 @@ class RateLimit:
     burst: int
     buckets: OrderedDict = field(default_factory=OrderedDict)  # client -> (tokens, last time)
 
-    def wait(self, client: str, now: float) -> float:
-        """0 when ``client`` may report now (and it is counted), else the seconds until it may."""
+    def wait(self, client: str, now: float, count: bool = True) -> float:
+        """0 when ``client`` may report now (and, with ``count``, it is counted), else the seconds until it may."""
         if self.rate <= 0:
             return 0.0
         per_second = self.rate / 60
         tokens, last = self.buckets.pop(client, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * per_second)
         if tokens >= 1:
-            self.buckets[client] = (tokens - 1, now)
+            self.buckets[client] = (tokens - 1 if count else tokens, now)
             wait = 0.0
         else:
             self.buckets[client] = (tokens, now)

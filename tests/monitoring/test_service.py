@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from monitoring.service import FEEDBACK_GRACE, FEEDBACK_HOLD
+from tests.conftest import one_line_error, run_mlops
 from tests.monitoring.conftest import CAR, MODEL, binary_event, post_event, v1_request, v1_response
 
 
@@ -349,7 +350,7 @@ def test_a_feedback_id_with_a_nul_is_a_400_and_reports_for_one_car_at_once_all_l
     with ThreadPoolExecutor(10) as pool:
         answers = list(pool.map(
             lambda mpg: httpx.post(f"{monitor}/feedback", json={"request_id": "same-car", "actual_mpg": mpg},
-                                   headers={"x-real-ip": f"10.0.0.{mpg}"}, timeout=30),
+                                   timeout=30),
             range(20, 30),
         ))  # fmt: skip
     assert [a.status_code for a in answers] == [201] * 10, [a.text for a in answers if a.status_code != 201]
@@ -380,16 +381,16 @@ def test_large_events_are_refused_without_stalling_the_monitor(monitor):
 
 def test_reports_from_one_client_are_limited_and_a_reporter_token_is_trusted_and_not_limited(tmp_path):
     """The monitor's own limit (nginx in front limits the same way): 429 with Retry-After past the burst; a
-    reporter's token (MLOPS_FEEDBACK_TOKENS) marks a report trusted; an unknown token is a 401."""
+    reporter's token (MLOPS_FEEDBACK_TOKENS) marks a report trusted; an unknown token is a 401. Here loopback is
+    the trusted proxy (as nginx is in front of the monitor on a laptop): its X-Real-IP names another client."""
     import os
 
     from tests.monitoring.conftest import running_monitor
 
     os.environ["MLOPS_FEEDBACK_TOKENS"] = "fleet:" + "t" * 24
     try:
-        with running_monitor(f"sqlite:///{tmp_path / 'm.db'}", "--feedback-rate", "6", "--feedback-burst", "3") as (
-            base, _,
-        ):  # fmt: skip
+        with running_monitor(f"sqlite:///{tmp_path / 'm.db'}", "--feedback-rate", "6", "--feedback-burst", "3",
+                             "--trusted-proxy", "127.0.0.0/8") as (base, _):  # fmt: skip
             post_event(base, "lim", "request", v1_request())
             post_event(base, "lim", "response", v1_response())
             report = {"request_id": "lim", "actual_mpg": 25}
@@ -398,11 +399,47 @@ def test_reports_from_one_client_are_limited_and_a_reporter_token_is_trusted_and
             limited = httpx.post(f"{base}/feedback", json=report, timeout=30)
             assert int(limited.headers["retry-after"]) >= 1 and limited.json()["error"].startswith("client:")
             other = httpx.post(f"{base}/feedback", json=report, headers={"x-real-ip": "192.0.2.7"}, timeout=30)
-            assert other.status_code == 201, "another address has its own allowance"
+            assert other.status_code == 201, "the proxy's other client has its own allowance"
             trusted = [httpx.post(f"{base}/feedback", json=report, headers={"authorization": "Bearer " + "t" * 24},
                                   timeout=30) for _ in range(5)]  # fmt: skip
             assert [t.status_code for t in trusted] == [201] * 5 and trusted[0].json()["trusted"] is True
             wrong = httpx.post(f"{base}/feedback", json=report, headers={"authorization": "Bearer nope"})
-            assert wrong.status_code == 401
+            assert wrong.status_code == 429, "a wrong token from a client past its allowance: limited, not checked"
     finally:
         del os.environ["MLOPS_FEEDBACK_TOKENS"]
+
+
+# The review's bypasses: X-Real-IP believed from any peer (40/40 reports unlimited when the monitor was reached
+# directly), and any Authorization header lifting the limit (40/40 unthrottled 401s: token guessing).
+FORGED = ["192.0.2.1", "192.0.2.2", "2001:db8::1", "10.0.0.9", "127.0.0.2", "192.0.2.3, 192.0.2.4", "unknown"]
+
+
+@pytest.mark.parametrize("proxies", [(), ("--trusted-proxy", "10.0.0.0/8")], ids=["no proxy", "another proxy"])
+def test_a_client_naming_other_addresses_or_guessing_tokens_shares_one_allowance(tmp_path, proxies):
+    from tests.monitoring.conftest import running_monitor
+
+    env = {"MLOPS_FEEDBACK_TOKENS": "fleet:" + "t" * 24}
+    with running_monitor(f"sqlite:///{tmp_path / 'm.db'}", "--feedback-rate", "6", "--feedback-burst", "3",
+                         *proxies, env=env) as (base, _):  # fmt: skip
+        post_event(base, "lim", "request", v1_request())
+        post_event(base, "lim", "response", v1_response())
+        report = {"request_id": "lim", "actual_mpg": 25}
+        codes = [httpx.post(f"{base}/feedback", json=report, headers={"x-real-ip": address}, timeout=30).status_code
+                 for address in FORGED]  # fmt: skip
+        assert codes == [201] * 3 + [429] * (len(FORGED) - 3), "one peer, one allowance, whatever it says it is"
+    with running_monitor(f"sqlite:///{tmp_path / 'n.db'}", "--feedback-rate", "6", "--feedback-burst", "3",
+                         *proxies, env=env) as (base, _):  # fmt: skip
+        guesses = [httpx.post(f"{base}/feedback", json=report, headers={"authorization": f"Bearer guess-{i:012d}"},
+                              timeout=30) for i in range(8)]  # fmt: skip
+        assert [g.status_code for g in guesses] == [401] * 3 + [429] * 5, "a wrong token costs the allowance"
+        assert "client:" in guesses[-1].json()["error"]
+        right = httpx.post(f"{base}/feedback", json=report, headers={"authorization": "Bearer " + "t" * 24})
+        assert right.status_code != 401, "the right token still works (the limit is not a lockout of reporters)"
+
+
+def test_a_trusted_proxy_that_is_not_an_address_is_a_usage_error(tmp_path):
+    result = run_mlops("monitor", "serve", "--db", f"sqlite:///{tmp_path / 'm.db'}", "--trusted-proxy", "nginx")
+    assert one_line_error(result, 2) == (
+        "Error: Invalid value for --trusted-proxy: 'nginx' is not an address or network "
+        "(for example 127.0.0.1 or 10.0.0.0/8) (see 'mlops monitor serve --help')"
+    )

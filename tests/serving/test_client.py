@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 
 import httpx
 import pytest
@@ -260,3 +261,58 @@ def test_nginx_limits_feedback_per_address_and_a_forged_forwarded_for_does_not_e
         process.terminate()
         process.wait(timeout=10)
         shutil.rmtree(prefix, ignore_errors=True)
+
+
+def test_guessing_reporter_tokens_through_the_page_is_limited(root, tmp_path):
+    """The review's bypass: any Authorization header switched nginx's feedback limit off, and the monitor
+    answered every wrong token with a 401 (40/40 unthrottled guesses). Now nginx limits reporters' posts per
+    address in a zone of their own, and the monitor charges a wrong token to the client's report allowance:
+    past the burst every guess is a 429, whatever token or forwarded address it carries."""
+    from tests.monitoring.conftest import running_monitor
+
+    port = free_port()
+    env = {"MLOPS_FEEDBACK_TOKENS": "fleet:" + "t" * 24}
+    with (
+        running_monitor(f"sqlite:///{tmp_path / 'm.db'}", env=env) as (monitor, _),
+        running_nginx(root / "k8s" / "base" / "client", "http://127.0.0.1:9", port, monitor),
+    ):
+        started = time.monotonic()
+        codes = [
+            httpx.post(f"http://127.0.0.1:{port}/feedback", json={"request_id": "x", "actual_mpg": 20},
+                       headers={"authorization": f"Bearer guess-{i:016d}", "x-forwarded-for": f"198.51.100.{i}",
+                                "x-real-ip": f"198.51.100.{i}"}, timeout=30).status_code
+            for i in range(40)
+        ]  # fmt: skip
+        refilled = (time.monotonic() - started) * 30 / 60  # the allowance grows back by 30 a minute
+    assert set(codes) == {401, 429} and codes[:10] == [401] * 10, codes
+    assert codes.count(401) <= 10 + refilled + 1, (codes, refilled)
+
+
+def test_idle_half_sent_connections_do_not_take_the_page_down(nginx_site):
+    """The review's attack: 1,100 connections that sent half a request and then nothing took the page's nginx
+    down (1 worker x 1,024 connections: 0 of 15 estimates answered). Each estimate now still answers while
+    2,000 such connections are held open, and nginx is still up afterwards."""
+    import resource
+    import socket
+    from urllib.parse import urlsplit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < 4096:  # this process holds the 2,000 (nginx raises its own)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    address = urlsplit(nginx_site)
+    held = []
+    try:
+        for _ in range(2000):
+            connection = socket.create_connection((address.hostname, address.port), timeout=5)
+            connection.sendall(b"POST /v1/models/mpg:predict HTTP/1.1\r\nHost: page\r\n")  # and never the rest
+            held.append(connection)
+        codes = [
+            httpx.post(f"{nginx_site}/v1/models/mpg:predict", json={"instances": [[4, 140, 90, 2800, 15.5, 1976, 1]]},
+                       timeout=10).status_code
+            for _ in range(15)
+        ]  # fmt: skip
+    finally:
+        for connection in held:
+            connection.close()
+    assert codes == [200] * 15
+    assert httpx.get(f"{nginx_site}/healthz").status_code == 200
