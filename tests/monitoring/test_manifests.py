@@ -74,3 +74,31 @@ def test_the_documents_parse_as_yaml_with_the_metric_names_the_code_exports(root
     code = (root / "serving" / "server.py").read_text() + (root / "monitoring" / "service.py").read_text()
     for metric in set(re.findall(r"\b(mpg_[a-z_]+?)(?:_total|_bucket)\b", text)):
         assert f'"{metric}"' in code, metric
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_the_daily_report_judges_the_model_git_names_and_follows_a_bump(root, tmp_path, env):
+    """The report used to judge the model of the latest stored event: one forged event with a valid-looking
+    unknown model id, dated a few minutes ahead, made every CronJob run fail until newer traffic came. Each
+    overlay now copies its InferenceService's storageUri into the report's --model (a replacement), so a bump
+    moves both and no event chooses."""
+    import shutil
+
+    from core.uri import parse_store_uri
+    from infra.overlays import model_file, with_model_uri
+
+    def report_model(tree) -> str:
+        objects = {(o["kind"], o["metadata"]["name"]): o for o in render(tree)}
+        isvc = objects[("InferenceService", "mpg")]["spec"]["predictor"]["model"]["storageUri"]
+        args = objects[("CronJob", "mpg-monitor-report")]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        [model] = [a.removeprefix("--model=") for a in args["containers"][0]["args"] if a.startswith("--model=")]
+        assert model == isvc and "set-by-overlay" not in model
+        return model
+
+    report_model(root / "k8s" / "overlays" / env)
+    project = tmp_path / "project"
+    shutil.copytree(root / "k8s", project / "k8s")
+    bumped = parse_store_uri(f"s3://mpg-mlops/models/mpg/{'ab' * 32}/")
+    path = project / model_file(env)
+    path.write_text(with_model_uri(path.read_text(), bumped))
+    assert report_model(project / "k8s" / "overlays" / env) == str(bumped)
