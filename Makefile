@@ -68,11 +68,11 @@ loop: install ## The GitOps loop end to end here: data MR, its CI, training, sta
 
 test: install ## System packages the tests drive (nginx, Chromium, Node), checkov, lint, compiled pipeline current, every test
 	scripts/system-deps.sh test
-	$(MAKE) --no-print-directory $(GITLAB_CI_LOCAL) $(CHECKOV) $(NCA) controlplane
+	$(MAKE) --no-print-directory $(GITLAB_CI_LOCAL) $(CHECKOV) $(NCA)
 	$(BIN)/ruff check .
 	$(BIN)/mlops pipeline compile --check
 	$(BIN)/python -m mlops.docs --check
-	$(BIN)/python -m pytest
+	BIN=$(BIN) scripts/test.sh
 
 # The inner loop: lint and the tests that start no server and train no full model (unit, data, the parser
 # properties), under a minute. `make test` stays the whole suite, what CI runs.

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import yaml
 
-from infra.cli import STORE_URI, current_project, pass_project
+from infra.cli import HTTP_BASE, HTTP_URL, STORE_URI, current_project, pass_project
 from infra.overlays import ENVIRONMENTS
 
 UP_STATE = Path(".mlops/up")  # mlops up's state and its predictors' logs, read by mlops gitops status
@@ -571,8 +571,16 @@ def smoke_command(project, env, url, timeout, interval, consecutive, context, ku
 @click.option(
     "--interval", default=2.0, show_default=True, type=click.FloatRange(0.2, 600), help="Seconds between git reads."
 )
-@click.option("--log-url", help="Every predictor posts its predictions to this monitor (as KServe's logger would).")
-@click.option("--monitor", default="http://127.0.0.1:8081", show_default=True, help="Where the pages' feedback goes.")
+@click.option(
+    "--log-url", type=HTTP_URL, help="Every predictor posts its predictions to this monitor (as KServe's logger would)."
+)
+@click.option(
+    "--monitor",
+    type=HTTP_BASE,
+    default="http://127.0.0.1:8081",
+    show_default=True,
+    help="Where the pages' feedback goes.",
+)
 @pass_project
 def up_command(project, repo, branch, envs, staging_port, production_port, interval, log_url, monitor):
     """Run staging and production here, each following its overlay on a branch, as Argo CD and KServe would.
@@ -580,8 +588,8 @@ def up_command(project, repo, branch, envs, staging_port, production_port, inter
     Each environment is the client page and API on its port (nginx with the page's own
     nginx.conf) in front of a predictor serving the model its rendered InferenceService names.
     A commit that changes the model is served within one interval plus the new model's start:
-    fetched and verified, started beside the old one, then nginx is reloaded onto it and the
-    old one stops. A model that fails leaves the old one serving and the environment Degraded.
+    fetched and verified, started beside the old one and answering (nginx lists both slots and
+    is never reloaded), then the old one stops. A model that fails leaves the old one serving and the environment Degraded.
     `mlops gitops status` shows what git wants and what runs. Stop with Ctrl-C.
 
     \b

@@ -218,6 +218,8 @@ class Follower:
         ref = f"refs/heads/{self.branch}^{{commit}}"
         found = git("rev-parse", "--verify", "--quiet", "--end-of-options", ref, cwd=self.repo, check=False)
         if found.returncode != 0:
+            if git("rev-parse", "--git-dir", cwd=self.repo, check=False).returncode != 0:
+                raise FollowError(f"{self.repo} is not a git repository: --repo names a clone of this project")
             raise FollowError(f"{self.repo} has no branch {self.branch!r}; name one with --branch")
         return found.stdout.strip()
 

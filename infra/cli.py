@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from core.uri import ModelURIError, parse_model_uri, parse_repository, parse_store_uri
+from core.uri import LocalModelDir, ModelURIError, parse_model_uri, parse_repository, parse_store_uri
 from infra.overlays import ENVIRONMENTS
 
 
@@ -22,13 +22,40 @@ class _Parsed(click.ParamType):
             return value
         try:
             return self.parser(value)
-        except ModelURIError as e:
+        except (ModelURIError, ValueError) as e:
             self.fail(str(e), param, ctx)
+
+
+def _champion(text: str):
+    """An environment name, a model URI, or a model directory that exists (``prod`` is none of them)."""
+    if text in ENVIRONMENTS:
+        return text
+    parsed = parse_model_uri(text)
+    if isinstance(parsed, LocalModelDir) and not parsed.path.exists():
+        raise ValueError(f"{text!r} is not {', '.join(ENVIRONMENTS)}, a model URI (s3://...) or a model directory")
+    return parsed
+
+
+def _http_url(text: str, port: bool) -> str:
+    """An http(s) URL with a host (and, with ``port``, a port: nginx's upstreams need one)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port is not None or not port)
+    except ValueError:  # a port that is no number
+        ok = False
+    if not ok:
+        raise ValueError(f"{text!r} is not a URL of the form http://HOST{':PORT' if port else '[:PORT]/PATH'}")
+    return text
 
 
 MODEL_URI = _Parsed("uri", parse_model_uri)
 #: A model URI, or an environment name meaning "the model that overlay serves".
-CHAMPION = _Parsed("uri|staging|production", lambda text: text if text in ENVIRONMENTS else parse_model_uri(text))
+CHAMPION = _Parsed("uri|staging|production", _champion)
+#: A local server's base URL, with its port; any http(s) URL with a host.
+HTTP_BASE = _Parsed("http://HOST:PORT", functools.partial(_http_url, port=True))
+HTTP_URL = _Parsed("http://HOST[:PORT]/PATH", functools.partial(_http_url, port=False))
 STORE_URI = _Parsed("s3://bucket/prefix/id/", parse_store_uri)
 REPOSITORY = _Parsed("s3://bucket/prefix", parse_repository)
 

@@ -282,6 +282,12 @@ def _kserve_source(work: Path, release: str, progress: Progress) -> Path:
     return source
 
 
+def missing(releases: tuple[str, ...] | None = None) -> list[Path]:
+    """The programs ``ensure_built`` would build now (for ``releases``, default every supported one)."""
+    v = versions()
+    return Binaries(cache_root() / "bin", v).missing(v.kserve if releases is None else releases)
+
+
 def ensure_built(releases: tuple[str, ...] | None = None, progress: Progress | None = None) -> Binaries:
     """Every program of the control plane for ``releases`` (default: every supported KServe release), built if
     missing; returns where they are."""

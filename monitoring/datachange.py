@@ -49,9 +49,6 @@ class DataChange:
     def apply(self, tree: Path) -> list[Path]:
         """Make the change under ``tree`` (a workspace or a worktree); the paths it changed."""
         changed = []
-        if self.quarantine is not None:
-            atomic_write(within(tree, QUARANTINE), lambda tmp: self.quarantine.to_csv(tmp, index=False))
-            changed.append(QUARANTINE)
         if self.matches is not None:
             done = remove(tree, self.data, self.matches, self.remote)
             moved = done.removed
@@ -59,6 +56,9 @@ class DataChange:
             done = ingest(tree, self.data, self.table, self.source, self.origins, self.remote, allow_empty=True)
             moved = done.added
         self.results.append(done)
+        if self.quarantine is not None and len(self.quarantine):  # once the change is made, and only rows held
+            atomic_write(within(tree, QUARANTINE), lambda tmp: self.quarantine.to_csv(tmp, index=False))
+            changed.append(QUARANTINE)
         if not moved:
             return changed
         changed += [dvc_file(self.data), PROVENANCE]

@@ -118,6 +118,10 @@ def served_rows(engine, model_id: str, since: float) -> pd.DataFrame:
         return pd.DataFrame(connection.execute(query).mappings().all())
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def latest_model(engine, namespace: str | None = None, now: float | None = None) -> str:
     """The model id most recently recorded with the events (in ``namespace``, if given).
 
@@ -250,10 +254,11 @@ def build_report(
             "rmse_ratio": round(rmse / card.metrics.holdout.rmse, 6),
         }
         if len(labelled) >= thresholds.min_feedback:
-            report.judged.append(f"error on {len(labelled)} feedbacks")
+            report.judged.append(f"error on {_plural(len(labelled), 'feedback report')}")
         else:
             report.notes.append(
-                f"{len(labelled)} feedbacks, fewer than min_feedback={thresholds.min_feedback}: error not judged"
+                f"{_plural(len(labelled), 'feedback report')}, fewer than min_feedback={thresholds.min_feedback}: "
+                "error not judged"
             )
         if len(labelled) >= thresholds.min_feedback and report.feedback["rmse_ratio"] > thresholds.error_ratio_alert:
             report.alerts.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from core.errors import MlopsError
-from infra.cli import MODEL_URI, current_project, pass_project
+from infra.cli import HTTP_BASE, HTTP_URL, MODEL_URI, current_project, pass_project
 from infra.overlays import ENVIRONMENTS
 
 
@@ -25,6 +25,7 @@ from infra.overlays import ENVIRONMENTS
 )
 @click.option(
     "--log-url",
+    type=HTTP_URL,
     help="Post every prediction to this monitor as KServe's payload logger would (local runs; "
     "in the cluster the InferenceService's logger does it).",
 )
@@ -84,10 +85,16 @@ class ClientStoppedError(MlopsError):
 
 
 @click.command("client")
-@click.option("--predictor", default="http://127.0.0.1:8080", show_default=True, help="Predictor base URL.")
+@click.option(
+    "--predictor", type=HTTP_BASE, default="http://127.0.0.1:8080", show_default=True, help="Predictor base URL."
+)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
-    "--monitor", default="http://127.0.0.1:8081", show_default=True, help="Monitor base URL (feedback goes there)."
+    "--monitor",
+    type=HTTP_BASE,
+    default="http://127.0.0.1:8081",
+    show_default=True,
+    help="Monitor base URL (feedback goes there).",
 )
 @click.option("--python", "use_python", is_flag=True, help="Use the Python stand-in even if nginx is installed.")
 def client_command(predictor, port, monitor, use_python):

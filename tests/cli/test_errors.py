@@ -228,3 +228,35 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_is_there_on_request()
     assert "unexpected KeyError" in line and "MLOPS_DEBUG=1" in line
     debug = run(MLOPS_DEBUG="1")
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+# The first hour's review: each of these ended in another tool's words (nginx's `invalid port in upstream
+# "None:None"`, a missing model.json, a missing branch) instead of a usage error naming the forms.
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("client", "--predictor", "localhost:8080"),
+         "Error: Invalid value for '--predictor': 'localhost:8080' is not a URL of the form http://HOST:PORT "
+         "(see 'mlops client --help')"),
+        (("client", "--monitor", "http://127.0.0.1:port"),
+         "Error: Invalid value for '--monitor': 'http://127.0.0.1:port' is not a URL of the form http://HOST:PORT "
+         "(see 'mlops client --help')"),
+        (("serve", "--log-url", "127.0.0.1:8081"),
+         "Error: Invalid value for '--log-url': '127.0.0.1:8081' is not a URL of the form http://HOST[:PORT]/PATH "
+         "(see 'mlops serve --help')"),
+        (("monitor", "report", "--metrics-url", "mpg-predictor/metrics"),
+         "Error: Invalid value for '--metrics-url': 'mpg-predictor/metrics' is not a URL of the form "
+         "http://HOST[:PORT]/PATH (see 'mlops monitor report --help')"),
+        (("gate", "--candidate", ".", "--champion", "prod"),
+         "Error: Invalid value for '--champion': 'prod' is not staging, production, a model URI (s3://...) or a "
+         "model directory (see 'mlops gate --help')"),
+    ],
+)  # fmt: skip
+def test_a_value_in_the_wrong_form_is_a_usage_error_naming_the_form(args, line):
+    assert one_line_error(run_mlops(*args), 2) == line
+
+
+def test_up_on_a_folder_that_is_not_a_repository_says_so(tmp_path):
+    result = run_mlops("up", "--repo", tmp_path, "--staging-port", str(free_port()), "--production-port",
+                       str(free_port()))  # fmt: skip
+    assert one_line_error(result) == f"Error: {tmp_path} is not a git repository: --repo names a clone of this project"

@@ -309,3 +309,25 @@ def test_the_data_is_where_params_yaml_says(project, tmp_path):
     (project / "data/cars.csv").unlink()
     assert run_mlops("data", "pull", cwd=project, env=command_env()).returncode == 0
     assert (project / "data/cars.csv").read_text().endswith(NEW_CARS), "pulled from where params.yaml says"
+
+
+def test_quarantine_csv_is_written_only_with_rows_held_and_only_once_the_ingest_is_made(
+    project, tmp_path, trained_dir, dataset
+):
+    """A first-hour finding: a failed ingest left a header-only data/quarantine.csv behind, and a successful one
+    with nothing held created it empty."""
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    model, card = load_model(trained_dir)
+    cars, actual = sample(dataset, 6, seed=5)
+    served(db.connect(url), model, card, cars[:3], "honest", actual[:3])
+    quarantine = project / "data" / "quarantine.csv"
+    assert ingest(project, "--from-feedback", "--db", url).returncode == 0
+    assert not quarantine.exists(), "nothing held: no file"
+
+    served(db.connect(url), model, card, cars[3:], "mixed", np.array([actual[3], 75.0, 70.0]), time0=1.8e9)
+    with (project / DATA_FILE).open("a") as data:  # the ingest refuses a hand-edited data file
+        data.write("25,4,98,80,2100,16,82,1,my own car\n")
+    before = snapshot(project)
+    failed = ingest(project, "--from-feedback", "--db", url)
+    assert "dvc add data/auto-mpg.csv" in one_line_error(failed)
+    assert not quarantine.exists() and snapshot(project) == before, "a failed ingest writes nothing"
