@@ -268,6 +268,17 @@ class Fences:
 #: The peers outside the trees, labelled and listening as their upstream installs make them (the real-control-
 #: plane check creates Pods just like these: gitops/clustercheck.py PEERS).
 DNS = pod("kube-dns", "kube-system", {"k8s-app": "kube-dns"}, [(53, "UDP"), (53, "TCP")])
+#: The other DNS forms an overlay may name (k8s/components/dns-*): OpenShift's DNS pods (the dns operator's
+#: DaemonSet, 5353) and an address (NodeLocal DNSCache's hostNetwork pods at a link-local address).
+OPENSHIFT_DNS = pod(
+    "openshift-dns",
+    "openshift-dns",
+    {"dns.operator.openshift.io/daemonset-dns": "default"},
+    [(5353, "UDP"), (5353, "TCP")],
+)
+#: A flow's destination meaning "the cluster's DNS, whichever form the tree's mpg-dns policy names".
+TO_DNS = "DNS"
+DNS_NAMES = (DNS.name, OPENSHIFT_DNS.name, "DNS at an address")
 INGRESS_CONTROLLER = pod("ingress controller", "ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"}, [80, 443])
 PROMETHEUS = pod("Prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, [9090])
 KFP_API = pod("KFP API", "kubeflow", {"app": "ml-pipeline"}, [8888, 8887])
@@ -297,14 +308,14 @@ SERVING_FLOWS = (
     Flow("Prometheus -> predictor container (/metrics)", "Prometheus", "mpg-predictor:8080"),
     Flow("Prometheus -> monitor (/metrics)", "Prometheus", "mpg-monitor:8080"),
     *(
-        Flow(f"{name} -> DNS", name, "kube-dns:53")
+        Flow(f"{name} -> DNS", name, TO_DNS)
         for name in ("mpg-client", "mpg-predictor", "mpg-monitor", "mpg-monitor-report")
     ),
 )
 SUBMITTER = "mpg-production-nightly"
 KFP_FLOWS = (
     Flow("nightly submitter -> KFP API", SUBMITTER, "KFP API:8888"),
-    Flow("nightly submitter -> DNS", SUBMITTER, "kube-dns:53"),
+    Flow("nightly submitter -> DNS", SUBMITTER, TO_DNS),
 )
 KFP_MULTI_USER_FLOWS = (*KFP_FLOWS, Flow("nightly submitter's sidecar -> istiod", SUBMITTER, "istiod:15012"))
 
@@ -314,10 +325,26 @@ def _config(objects: list[Obj], name: str) -> dict[str, str] | None:
     return (found[0].get("data") or {}) if found else None
 
 
+def dns_peer(objects: list[Obj]) -> Pod:
+    """The cluster's DNS as the tree's mpg-dns policy names it: kube-dns pods (the default), OpenShift's, or an
+    address (an ipBlock: NodeLocal DNSCache), listening on the ports the policy opens."""
+    policy = next((o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "mpg-dns"), None)
+    rules = (policy or {}).get("spec", {}).get("egress") or []
+    peer = ((rules[0].get("to") or [{}])[0]) if rules else {}
+    if "ipBlock" in peer:
+        import ipaddress
+
+        address = str(ipaddress.ip_network(peer["ipBlock"]["cidr"], strict=False).network_address)
+        ports = [(int(p["port"]), p.get("protocol", "TCP")) for p in rules[0].get("ports") or []]
+        return pod("DNS at an address", None, {}, ports, ip=address)
+    namespace = (peer.get("namespaceSelector") or {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+    return OPENSHIFT_DNS if namespace == OPENSHIFT_DNS.namespace else DNS
+
+
 def outside_peers(objects: list[Obj]) -> list[Pod]:
     """The pods outside the tree its flows reach: the model store and the database where the overlay's
     ConfigMaps mpg-model-store and mpg-database say."""
-    peers = [DNS, INGRESS_CONTROLLER, PROMETHEUS, KFP_API, ISTIOD]
+    peers = [dns_peer(objects), INGRESS_CONTROLLER, PROMETHEUS, KFP_API, ISTIOD]
     store = _config(objects, "mpg-model-store")
     if store and "podPort" in store:
         peers.append(pod("model store", store.get("namespace") or None, {}, [int(store["podPort"])]))
@@ -370,6 +397,8 @@ def evaluate(pods: list[Pod], services: list[Service], peers: list[Pod], policie
             needed[flow] = [(flow.source, p.name, number, "TCP") for p, number in hops]
         else:
             name, _, port = flow.destination.partition(":")
+            if name == TO_DNS:  # the one DNS peer among the outside peers (dns_peer)
+                name = next((p.name for p in peers if p.name in DNS_NAMES), name)
             target = everyone.get(name)
             listening = target.ports if target else ()
             needed[flow] = [(flow.source, name, n, proto) for n, proto in listening if not port or n == int(port)]

@@ -51,6 +51,58 @@ def test_the_nightly_submitter_reaches_the_kfp_api_and_dns_only(trees):
     assert not result.blocked and result.unneeded == []
 
 
+DNS_FORMS = {  # component -> the DNS pod or address the flows must reach, and on which port
+    "dns-node-local": ("DNS at an address", 53),
+    "dns-openshift": ("openshift-dns", 5353),
+}
+
+
+def with_component(root, tmp_path, env: str, component: str) -> list[dict]:
+    """``env``'s overlay with ``component`` added, as a platform engineer would add it (one line)."""
+    import shutil
+
+    shutil.copytree(root / "k8s", tmp_path / "k8s")
+    kustomization = tmp_path / "k8s" / "overlays" / env / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + f"components:\n  - ../../components/{component}\n")
+    return render_tree(tmp_path, f"overlays/{env}")
+
+
+@pytest.mark.parametrize("component", DNS_FORMS)
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_pod_resolves_names_with_the_dns_form_an_overlay_names(root, tmp_path, env, component):
+    """The platform review: with NodeLocal DNSCache (hostNetwork, 169.254.20.10) or OpenShift (openshift-dns, 5353)
+    every flow died at its name lookup, and the DNS peer was written into four policies (five with the
+    submitter's). Now one policy, mpg-dns, says where DNS is, and a component names another form."""
+    objects = with_component(root, tmp_path, env, component)
+    name, port = DNS_FORMS[component]
+    result = reachability(objects, SERVING_FLOWS, f"mpg-{env}")
+    assert not result.blocked and result.unneeded == []
+    dns = [hop for flow, hops in result.needed.items() if flow.what.endswith("-> DNS") for hop in hops]
+    assert {(hop[1], hop[2]) for hop in dns} == {(name, port)} and len(dns) == 4 * 2, "4 workloads, UDP and TCP"
+    default = reachability(trees_default := render_tree(root, f"overlays/{env}"), SERVING_FLOWS, f"mpg-{env}")
+    assert {h[1] for f, hops in default.needed.items() if f.what.endswith("-> DNS") for h in hops} == {"kube-dns"}
+    assert trees_default != objects
+
+
+@pytest.mark.parametrize("component", DNS_FORMS)
+def test_the_nightly_submitter_follows_the_same_dns_component(root, tmp_path, component):
+    import shutil
+
+    shutil.copytree(root / "k8s", tmp_path / "k8s")
+    kustomization = tmp_path / "k8s" / "base" / "kfp" / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + f"components:\n  - ../../components/{component}\n")
+    result = reachability(render_tree(tmp_path, "base/kfp"), KFP_FLOWS, "kubeflow")
+    assert not result.blocked and result.unneeded == []
+
+
+def test_one_policy_says_where_dns_is(trees):
+    """Every other policy leaves DNS to mpg-dns: a DNS peer written elsewhere would be missed by a component."""
+    for tree in trees.values():
+        for policy in (o for o in tree if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] != "mpg-dns"):
+            text = str(policy["spec"].get("egress"))
+            assert "kube-dns" not in text and "53" not in text.replace("5432", ""), policy["metadata"]["name"]
+
+
 def test_a_fence_on_the_model_servers_port_blocks_the_page_as_kserve_routes_it(trees):
     """The defect this model exists for: allowing 8080 (the container port) where traffic arrives through
     the Service, on the agent's 9081, leaves the page and the smoke check without a predictor."""
