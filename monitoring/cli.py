@@ -69,13 +69,23 @@ def monitor_group():
     "X-Real-IP is ignored and the peer is the client [default: none].",
 )
 @click.option(
+    "--retain-days",
+    type=click.FloatRange(0, 3650),
+    default=90,
+    show_default=True,
+    help="Days a prediction is kept (checked each minute; 0: for ever). Predictions with feedback are kept "
+    "for the next ingest.",
+)
+@click.option(
     "--keep-alive",
     type=click.FloatRange(1, 3600),
     default=65,
     show_default=True,
     help="Seconds an idle connection stays open (longer than nginx's and the logger's reuse).",
 )
-def serve_command(db_url, host, port, pair_timeout, feedback_hold, feedback_rate, feedback_burst, proxies, keep_alive):
+def serve_command(
+    db_url, host, port, pair_timeout, feedback_hold, feedback_rate, feedback_burst, proxies, retain_days, keep_alive
+):
     """Receive KServe's inference-logger CloudEvents (POST /) and feedback (POST /feedback).
 
     Request and response events are paired by ce-id and stored per car: the seven
@@ -112,7 +122,7 @@ def serve_command(db_url, host, port, pair_timeout, feedback_hold, feedback_rate
     sock = bind(host, port)
     engine = connect(url)  # an unreachable or unusable database is one line, before serving
     limit = RateLimit(feedback_rate, feedback_burst)
-    app = MonitorApp(engine, pair_timeout, feedback_hold, tokens, limit, networks)
+    app = MonitorApp(engine, pair_timeout, feedback_hold, tokens, limit, networks, retain_days * 86400)
     config = server_config(
         app,
         receive_timeout=RECEIVE_TIMEOUT,

@@ -360,6 +360,13 @@ def store_halves(connection: Connection, received: list[Half], now: float) -> St
     return Stored(added, len(new))
 
 
+def retain(connection: Connection, older_than: float) -> int:
+    """Drop the predictions made before ``older_than`` that no feedback labels (labelled ones stay: they are what
+    ``mlops data ingest --from-feedback`` reads, and feedback is rate-limited); returns how many rows."""
+    labelled = sa.exists().where(feedback.c.request_id == predictions.c.request_id, feedback.c.row == predictions.c.row)
+    return connection.execute(sa.delete(predictions).where(predictions.c.time < older_than, ~labelled)).rowcount
+
+
 def expire(connection: Connection, older_than: float) -> int:
     """Drop halves whose other side never came (received before ``older_than``), and forget ambiguous ids seen
     before then (no half of theirs is left to pair); returns how many halves."""

@@ -49,6 +49,7 @@ PARSE_ON_LOOP = 64 * 1024  # bytes of an event parsed on the event loop; larger 
 QUEUE = 5 * BATCH  # events accepted and not yet committed, at most (then new ones wait for room)
 ADMIT_WAIT = 5.0  # seconds an event waits for room in the queue before a 503
 SWEEP_EVERY = 1.0  # seconds between sweeps (pair leftovers, expire halves)
+RETAIN_EVERY = 60.0  # seconds between drops of the predictions older than the retention (--retain-days)
 FEEDBACK_HOLD = 5.0  # seconds a feedback waits at most for its prediction to arrive from the payload logger
 FEEDBACK_GRACE = 1.0  # ... and, past this, only while events keep arriving
 FEEDBACK_POLL = 0.1
@@ -123,6 +124,11 @@ class Metrics:
             registry=self.registry,
         )
         self.predictions = Counter("mpg_monitor_predictions", "Prediction rows stored", registry=self.registry)
+        self.expired = Counter(
+            "mpg_monitor_predictions_expired",
+            "Prediction rows dropped for age (--retain-days; feedback-labelled ones are kept)",
+            registry=self.registry,
+        )
         self.lost = Counter(
             "mpg_monitor_events_lost", "Accepted events a failed commit lost (database down)", registry=self.registry
         )
@@ -140,8 +146,9 @@ class Metrics:
 class Writer:
     """Group commit: events wait in a queue; one transaction stores each batch and pairs what completes."""
 
-    def __init__(self, engine, metrics: Metrics, pair_timeout: float):
+    def __init__(self, engine, metrics: Metrics, pair_timeout: float, retain: float = 0.0):
         self.engine, self.metrics, self.pair_timeout = engine, metrics, pair_timeout
+        self.retain, self.last_retain = retain, 0.0  # seconds a prediction is kept (0: for ever)
         self.queue: asyncio.Queue[Half] = asyncio.Queue(maxsize=QUEUE)
         self.settled = asyncio.Event()  # set: nothing accepted is waiting to be committed
         self.settled.set()
@@ -177,11 +184,16 @@ class Writer:
                     added += db.pair(connection)
                     db.expire(connection, now - self.pair_timeout)
                     self.last_sweep = now
+                expired = 0
+                if self.retain and now - self.last_retain > RETAIN_EVERY:
+                    expired = db.retain(connection, now - self.retain)
+                    self.last_retain = now
         except Exception:
             self.connection = None  # the next batch starts on a fresh connection (the server may have restarted)
             connection.invalidate()
             raise
         self.metrics.ambiguous.inc(stored.conflicts)
+        self.metrics.expired.inc(expired)
         return added
 
     def _commit_each(self, batch: list[Half]) -> tuple[int, int]:
@@ -257,9 +269,11 @@ class MonitorApp:
         reporter_tokens: dict[str, str] | None = None,
         feedback_limit: RateLimit | None = None,
         proxies: tuple = (),
+        retain: float = 0.0,
     ):
         self.engine, self.pair_timeout, self.feedback_hold = engine, pair_timeout, feedback_hold
         self.proxies = proxies  # networks whose X-Real-IP names the client (the page's nginx)
+        self.retain = retain  # seconds predictions are kept (0: for ever)
         self.reporter_tokens = reporter_tokens or {}
         self.feedback_limit = feedback_limit or RateLimit(FEEDBACK_RATE, FEEDBACK_BURST)
         self.metrics = Metrics()
@@ -278,7 +292,7 @@ class MonitorApp:
         }
 
     def start(self) -> None:
-        self.writer = Writer(self.engine, self.metrics, self.pair_timeout)
+        self.writer = Writer(self.engine, self.metrics, self.pair_timeout, self.retain)
         self._task = asyncio.get_running_loop().create_task(self.writer.run())
 
     async def stop(self) -> None:

@@ -228,3 +228,29 @@ def test_a_v2_database_gets_the_reporter_columns_and_keeps_its_feedback(tmp_path
     with engine.connect() as connection:
         [row] = connection.execute(sa.select(db.feedback)).mappings()
     assert (row["request_id"], row["actual_mpg"], row["client"], row["reporter"]) == ("old", 30.0, "", "")
+
+
+def test_predictions_older_than_the_retention_go_and_those_with_feedback_stay(engine):
+    """The review's flood: one client stored 569,000 rows in 30 s and nothing ever expired. Stored predictions
+    are now kept --retain-days (90 by default); the ones feedback labels stay until ingest reads them."""
+    store(engine, request("old"), response("old"), request("labelled"), response("labelled"))
+    store(engine, request("new"), response("new"))
+    with engine.begin() as connection:
+        assert db.add_feedback(connection, "labelled", 0, 25.0)
+        connection.execute(sa.update(db.predictions).where(db.predictions.c.request_id == "new").values(time=5000.0))
+    with engine.begin() as connection:
+        assert db.retain(connection, older_than=2000.0) == 1
+    assert sorted(r["request_id"] for r in rows(engine)) == ["labelled", "new"]
+
+
+def test_the_monitors_writer_applies_the_retention_as_it_commits(engine):
+    from monitoring.service import Metrics, Writer
+
+    metrics = Metrics()
+    writer = Writer(engine, metrics, pair_timeout=600, retain=86400)
+    assert writer._commit([request("ancient"), response("ancient")]) == 1  # stored, dated 1970: then dropped
+    assert rows(engine) == [] and metrics.expired._value.get() == 1
+    forever = Writer(engine, Metrics(), pair_timeout=600)  # retain 0: kept for ever
+    assert forever._commit([request("kept"), response("kept")]) == 1 and len(rows(engine)) == 1
+    writer.connection.close()
+    forever.connection.close()
