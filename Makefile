@@ -93,7 +93,7 @@ bench: install ## Every benchmark (training, pipeline, serving, manifests, monit
 	scripts/system-deps.sh bench
 	$(BIN)/mlops data pull
 	$(BIN)/dvc repro
-	$(BIN)/mlops bench all --out BENCHMARKS.md $(BENCH_ARGS)
+	$(BIN)/python -m bench all --out BENCHMARKS.md $(BENCH_ARGS)
 
 fuzz: install ## Long fuzzing: hypothesis on every parser, schemathesis >= 10,000 requests per service
 	FUZZ_EXAMPLES=5000 FUZZ_MIN_REQUESTS=10000 $(BIN)/python -m pytest -q -s tests/fuzz

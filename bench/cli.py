@@ -1,4 +1,4 @@
-"""``mlops bench``: every benchmark, each against a baseline measured in the same run.
+"""``python -m bench``: every benchmark, each against a baseline measured in the same run.
 
 Registered by ``mlops`` when the ``bench`` package is present (a development checkout: ``make install``); the
 image carries neither it nor its harnesses.
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from infra.cli import MlopsGroup
 from infra.settings import project_root
 
 
@@ -25,13 +26,13 @@ def model_option(help: str):
     )
 
 
-@click.group("bench")
+@click.group("bench", cls=MlopsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def bench_group():
     """Benchmarks: each compares against a baseline measured in the same run.
 
     \b
     Example:
-      mlops bench training
+      python -m bench training
     """
 
 
@@ -53,7 +54,7 @@ def bench_training(factors, skip_pipeline):
 
     \b
     Example:
-      mlops bench training --factors 1,10
+      python -m bench training --factors 1,10
     """
     click.echo(training_section(factors, skip_pipeline).detail)
 
@@ -65,7 +66,7 @@ def bench_pipeline(runs):
 
     \b
     Example:
-      mlops bench pipeline --runs 3
+      python -m bench pipeline --runs 3
     """
     from bench.pipeline import section
 
@@ -82,7 +83,7 @@ def bench_serve(model_dir, seconds, rounds):
 
     \b
     Example:
-      mlops bench serve --seconds 5
+      python -m bench serve --seconds 5
     """
     from bench.serving import section
 
@@ -98,7 +99,7 @@ def bench_profile(model_dir, seconds, protocol):
 
     \b
     Example:
-      mlops bench profile --protocol V2
+      python -m bench profile --protocol V2
     """
     from bench.serving import profile
 
@@ -116,7 +117,7 @@ def bench_load(model_dir, seconds):
 
     \b
     Example:
-      mlops bench load --seconds 60
+      python -m bench load --seconds 60
     """
     from bench.load import section
     from bench.serving import BenchError
@@ -134,7 +135,7 @@ def bench_manifests(runs):
 
     \b
     Example:
-      mlops bench manifests --runs 5
+      python -m bench manifests --runs 5
     """
     from bench.manifests import section
 
@@ -153,7 +154,7 @@ def bench_monitor(model_dir, seconds, rows):
 
     \b
     Example:
-      mlops bench monitor --seconds 5
+      python -m bench monitor --seconds 5
     """
     from bench.monitor import section
 
@@ -180,7 +181,7 @@ def bench_all(model_dir, out_path, factors, serve_seconds, load_seconds):
 
     \b
     Example:
-      mlops bench all --load-seconds 60 --out BENCHMARKS.md
+      python -m bench all --load-seconds 60 --out BENCHMARKS.md
     """
     from bench import load, manifests, monitor, pipeline, serving
     from bench.figures import markdown, summary_table
@@ -203,7 +204,7 @@ def bench_all(model_dir, out_path, factors, serve_seconds, load_seconds):
         sections.append(run())
         click.echo(sections[-1].detail, err=True)
     click.echo(summary_table(sections))
-    command = f"mlops bench all --factors {factors} --serve-seconds {serve_seconds} --load-seconds {load_seconds}"
+    command = f"python -m bench all --factors {factors} --serve-seconds {serve_seconds} --load-seconds {load_seconds}"
     atomic_write(out, lambda tmp: tmp.write_text(markdown(sections, command)))
     click.echo(f"written to {out}", err=True)
     problems = [problem for section in sections for problem in section.problems]

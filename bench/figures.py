@@ -1,7 +1,7 @@
 """What every benchmark reports: figures against a baseline measured in the same run, and BENCHMARKS.md.
 
-Each ``mlops bench`` command builds a :class:`Section` (its detailed table, and the
-headline :class:`Figure` s); ``mlops bench all`` runs them all, prints one table of
+Each ``python -m bench`` command builds a :class:`Section` (its detailed table, and the
+headline :class:`Figure` s); ``python -m bench all`` runs them all, prints one table of
 the figures and writes them, with the machine they ran on, to ``BENCHMARKS.md``.
 """
 

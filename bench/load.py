@@ -73,7 +73,7 @@ def rss_kib(pid: int) -> int:
 @contextlib.contextmanager
 def site(model_dir: Path, folder: Path) -> Iterator[dict]:
     """Monitor, predictor logging to it, nginx in front of both: URLs, pids and log files."""
-    from serving.page import running_nginx
+    from infra.nginx import running_nginx
 
     client_dir = Path(__file__).resolve().parents[1] / "k8s" / "base" / "client"
     ports = {name: free_port() for name in ("monitor", "predictor", "nginx")}

@@ -1,7 +1,7 @@
 """Monitor benchmarks: can it keep up with the predictor, and what does a report cost.
 
 Ingest. The baseline, measured in the same run: the predictor's single-instance
-request rate (`mlops serve`, wrk, 16 connections, as `mlops bench serve`). Each
+request rate (`mlops serve`, wrk, 16 connections, as `python -m bench serve`). Each
 prediction is two CloudEvents, so the monitor keeps up when its events/s reach
 2 x that rate. wrk then posts binary-mode CloudEvents (a request and its response,
 unique ids, 16 connections) to `mlops monitor serve` on SQLite and on PostgreSQL

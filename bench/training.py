@@ -1,6 +1,6 @@
 """Training benchmarks: the experimental pipeline end to end, and fit time as the data grows.
 
-Run with ``mlops bench training`` (or ``make bench``). Each table compares against a
+Run with ``python -m bench training`` (or ``make bench``). Each table compares against a
 baseline measured in the same run and prints the ratios.
 """
 

@@ -350,7 +350,7 @@ def description(
     return "\n".join(lines)
 
 
-IMAGE_FILE = Path("pipelines/image.py")
+IMAGE_FILE = Path("infra/image.py")
 KUSTOMIZATIONS = (Path("k8s/base/kustomization.yaml"), Path("k8s/base/kfp/kustomization.yaml"))
 #: the compiled pipeline and its copy for the cluster (pipelines.compile.render writes both, equal)
 IR_FILES = (Path("pipelines/production-pipeline.yaml"), Path("k8s/base/kfp/production-pipeline.yaml"))
@@ -366,7 +366,7 @@ def parse_image(text: str) -> tuple[str, str]:
 
 
 def _pinned(source: str, prefix: str) -> str:
-    """``NAME@DIGEST`` from pipelines/image.py's ``{prefix}NAME`` and ``{prefix}DIGEST``."""
+    """``NAME@DIGEST`` from infra/image.py's ``{prefix}NAME`` and ``{prefix}DIGEST``."""
     return "{}@{}".format(*(re.search(rf'^{prefix}{k} = "([^"]+)"$', source, re.M)[1] for k in ("NAME", "DIGEST")))
 
 
@@ -383,10 +383,10 @@ def _kustomization_pin(text: str, path: Path, entry_name: str, name: str, digest
 
 
 def image_edit(image: str, serving_image: str | None = None) -> Edit:
-    """Pin the project image everywhere it is named: pipelines/image.py, the ``images:`` of both kustomizations,
+    """Pin the project image everywhere it is named: infra/image.py, the ``images:`` of both kustomizations,
     and the compiled pipeline and its copy for the cluster (whose steps name it; `mlops pipeline compile --check`
     in the merge request's CI confirms each equals a fresh compile); and ``serving_image`` (the Dockerfile's
-    serving stage, which the predictor runs) in pipelines/image.py and k8s/base."""
+    serving stage, which the predictor runs) in infra/image.py and k8s/base."""
     name, digest = parse_image(image)
     serving = parse_image(serving_image) if serving_image else None
 

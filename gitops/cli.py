@@ -382,8 +382,8 @@ def _card(uri, force: bool, action: str):
 )
 @merge_request_options
 def image_command(image, serving_image, branch, do_commit, do_push, remote, target):
-    """Pin the project image by digest: pipelines/image.py, both kustomizations and the compiled pipeline;
-    with --serving-image, the predictor's image in pipelines/image.py and k8s/base too.
+    """Pin the project image by digest: infra/image.py, both kustomizations and the compiled pipeline;
+    with --serving-image, the predictor's image in infra/image.py and k8s/base too.
 
     CI runs it after building the image of a code change (tagged with the commit), so
     the merge request that changes what runs is one reviewed diff.
@@ -589,7 +589,8 @@ def up_command(project, repo, branch, envs, staging_port, production_port, inter
     nginx.conf) in front of a predictor serving the model its rendered InferenceService names.
     A commit that changes the model is served within one interval plus the new model's start:
     fetched and verified, started beside the old one and answering (nginx lists both slots and
-    is never reloaded), then the old one stops. A model that fails leaves the old one serving and the environment Degraded.
+    is never reloaded), then the old one stops. A model that fails leaves the old one serving
+    and the environment Degraded.
     `mlops gitops status` shows what git wants and what runs. Stop with Ctrl-C.
 
     \b

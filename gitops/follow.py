@@ -126,7 +126,7 @@ class Environment:
     slots (ports) nginx lists."""
 
     state: EnvironmentState
-    site: Path  # the nginx prefix (conf/, html/), made by serving.page.prepare_site
+    site: Path  # the nginx prefix (conf/, html/), made by infra.nginx.prepare_site
     nginx: subprocess.Popen
     slots: tuple[int, int]
     predictor: Predictor | None = None
@@ -226,7 +226,7 @@ class Follower:
     def start(self, say) -> None:
         """nginx in front of each environment (a 502 until a predictor is ready)."""
         from infra.http import bind, free_port
-        from serving.page import nginx_binary, prepare_site, started_nginx
+        from infra.nginx import nginx_binary, prepare_site, started_nginx
 
         if nginx_binary() is None:
             raise FollowError("nginx is not installed (Debian: apt-get install nginx-light); make demo installs it")

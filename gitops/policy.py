@@ -44,8 +44,8 @@ from typing import Any
 
 from core.errors import MlopsError
 from core.uri import parse_store_uri
-from pipelines.image import NAME as PROJECT_IMAGE
-from pipelines.image import SERVING_NAME as SERVING_IMAGE
+from infra.image import NAME as PROJECT_IMAGE
+from infra.image import SERVING_NAME as SERVING_IMAGE
 
 Obj = dict[str, Any]
 WORKLOAD_PODS = {  # kind -> path to the pod spec
@@ -59,7 +59,7 @@ WORKLOAD_PODS = {  # kind -> path to the pod spec
 MESH_ANNOTATION = "sidecar.istio.io/inject"
 #: An image pinned by content: a tag (even a version or a commit) can be pushed again, and a node keeps the old.
 PINNED = re.compile(r"[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+(:[\w.-]+)?@sha256:[0-9a-f]{64}")
-#: The image repositories the cluster may pull from: the project's own two (pipelines/image.py: the platform image and
+#: The image repositories the cluster may pull from: the project's own two (infra/image.py: the platform image and
 #: the predictor's serving-only one) and the page's nginx.
 ALLOWED_IMAGES = (PROJECT_IMAGE, SERVING_IMAGE, "docker.io/nginxinc/nginx-unprivileged")
 #: Built-in ClusterRoles too broad to grant to anything this repository runs.

@@ -1,4 +1,6 @@
-"""``mlops publish``, and the click parameter types that parse model URIs at the command-line boundary."""
+"""The command line's plumbing: the error contract (``MlopsGroup``: one line per error, its exit status), the click
+parameter types that parse model URIs and URLs at the boundary, the project as click's context object; and
+``mlops publish``."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from core.errors import MlopsError
 from core.uri import LocalModelDir, ModelURIError, parse_model_uri, parse_repository, parse_store_uri
 from infra.overlays import ENVIRONMENTS
 
@@ -48,6 +51,54 @@ def _http_url(text: str, port: bool) -> str:
     if not ok:
         raise ValueError(f"{text!r} is not a URL of the form http://HOST{':PORT' if port else '[:PORT]/PATH'}")
     return text
+
+
+class OneLineUsageError(click.UsageError):
+    """click's usage error, shown as one line (click prints the usage block and a hint first)."""
+
+    def show(self, file=None) -> None:
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx else ""
+        click.echo(f"Error: {self.format_message()}{hint}", err=True)
+
+
+def _debug() -> bool:
+    """MLOPS_DEBUG, read without failing: this runs while an error is being reported."""
+    from infra.settings import Settings
+
+    try:
+        return Settings().debug
+    except ValueError:
+        return False
+
+
+class MlopsGroup(click.Group):
+    """The error contract: the project's typed errors and click's usage errors as one line each.
+
+    Exit status 1 for an error, 2 for a usage error (see ``core.errors`` for the others).
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MlopsError as e:
+            # An error raised with context beside its message (DataValidationError(message, report)) would
+            # print as the tuple of both: its message is the first argument.
+            raise click.ClickException(str(e.args[0]) if e.args else type(e).__name__) from e
+        except OSError as e:  # a path the user gave cannot be read or written
+            where = f": {e.filename}" if e.filename else ""
+            raise click.ClickException(f"{e.strerror or e}{where}; check the path and its permissions") from e
+        except OneLineUsageError:
+            raise
+        except click.UsageError as e:
+            raise OneLineUsageError(e.format_message(), e.ctx) from e
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:  # the last resort: a bug is still one line, the traceback on request
+            if _debug():
+                raise
+            raise click.ClickException(
+                f"unexpected {type(e).__name__}: {e} (a bug: MLOPS_DEBUG=1 shows the traceback for a report)"
+            ) from e
 
 
 MODEL_URI = _Parsed("uri", parse_model_uri)

@@ -15,14 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI_REFERENCE = ROOT / "docs" / "cli.md"
 CLUSTER_DOC = ROOT / "docs" / "cluster.md"
 MATRIX = re.compile(r"(<!-- support-matrix:start -->\n).*?(<!-- support-matrix:end -->)", re.DOTALL)
-#: development commands, documented with what they measure (docs/performance.md), not in the product's reference
-DEVELOPMENT = {"bench"}
 
 
 def _commands(group: click.Group, ctx: click.Context):
     for name in sorted(group.list_commands(ctx)):
-        if name in DEVELOPMENT:
-            continue
         command = group.get_command(ctx, name)
         sub = click.Context(command, info_name=name, parent=ctx)
         if isinstance(command, click.Group):

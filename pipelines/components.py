@@ -10,7 +10,7 @@ from typing import NamedTuple  # noqa: UP035 - KFP wants typing.List for artifac
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
-from pipelines.image import IMAGE
+from infra.image import IMAGE
 
 component = dsl.component(base_image=IMAGE, install_kfp_package=False)
 

@@ -3,8 +3,8 @@
 #   scripts/system-deps.sh test    nginx, Chromium + ChromeDriver, Node.js + npm (gitlab-ci-local),
 #                                  PostgreSQL (the monitor's multi-replica database), wrk (load tests)
 #   scripts/system-deps.sh demo    nginx (optional: without it the page is served by a Python stand-in)
-#   scripts/system-deps.sh bench   wrk (the HTTP load generator of `mlops bench serve|monitor|load`), nginx (load),
-#                                  PostgreSQL (`mlops bench monitor` measures it too)
+#   scripts/system-deps.sh bench   wrk (the HTTP load generator of `python -m bench serve|monitor|load`), nginx (load),
+#                                  PostgreSQL (`python -m bench monitor` measures it too)
 # As root, or through sudo without a password; where there is no apt-get (or no way to be root),
 # one line names what to install and, for `test`, the command fails.
 set -euo pipefail

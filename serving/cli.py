@@ -110,7 +110,8 @@ def client_command(predictor, port, monitor, use_python):
     import signal
 
     from infra.http import bind
-    from serving.page import fallback_server, nginx_binary, running_nginx
+    from infra.nginx import nginx_binary, running_nginx
+    from serving.page import fallback_server
 
     def stop(signum, _frame):
         raise KeyboardInterrupt  # the same clean exit for Ctrl-C and SIGTERM

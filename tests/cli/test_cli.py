@@ -26,7 +26,8 @@ COMMANDS = every_command()
 
 
 def test_every_command_is_covered():
-    assert len(COMMANDS) >= 30 and ["gitops", "bump"] in COMMANDS and ["bench", "serve"] in COMMANDS
+    assert len(COMMANDS) >= 30 and ["gitops", "bump"] in COMMANDS
+    assert not any(path[:1] == ["bench"] for path in COMMANDS), "the benchmarks are python -m bench, not the product's"
 
 
 @pytest.fixture

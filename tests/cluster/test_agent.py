@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from infra.http import free_port, stop_process
-from serving.page import running_nginx
+from infra.nginx import running_nginx
 from tests.monitoring.conftest import running_monitor
 from tests.serving.conftest import running_server
 

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from serving.page import nginx_binary
+from infra.nginx import nginx_binary
 
 
 def test_the_pages_nginx_refuses_to_start_when_its_upstream_names_do_not_resolve(root, tmp_path):

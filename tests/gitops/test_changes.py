@@ -225,9 +225,14 @@ def test_status_shows_every_environment_with_its_card_and_commit(world):
 def test_diff_shows_the_rendered_object_change(world):
     world.mlops("gitops", "bump", "--env", "staging", "--model-uri", world.models["c"])
     text = world.mlops("gitops", "diff", "--base", "HEAD").stdout
-    assert text.startswith("overlays/staging: changed InferenceService/mpg-staging/mpg")
-    changed = [" ".join(line.split()) for line in text.splitlines() if line.strip().startswith(("+", "-"))]
-    assert changed == [f"- storageUri: {world.models['original']}", f"+ storageUri: {world.models['c']}"]
+    assert "overlays/staging: changed InferenceService/mpg-staging/mpg" in text
+    assert "overlays/staging: changed CronJob/mpg-staging/mpg-monitor-report" in text, "the report judges it too"
+    diff = [line.removeprefix("    ") for line in text.splitlines() if line.startswith(("    +", "    -"))]
+    changed = [" ".join(line.split()) for line in diff]  # the unified diff's own lines, indented 4 in the report
+    assert sorted(changed) == sorted([
+        f"- storageUri: {world.models['original']}", f"+ storageUri: {world.models['c']}",
+        f"- - --model={world.models['original']}", f"+ - --model={world.models['c']}",
+    ])  # fmt: skip
     assert "overlays/production" not in text
     markdown = world.mlops("gitops", "diff", "--base", "HEAD", "--format", "markdown").stdout
     assert "#### `overlays/staging`" in markdown and "```diff" in markdown

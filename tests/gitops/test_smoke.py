@@ -12,9 +12,9 @@ import pytest
 
 from core.model_card import read_card
 from infra.http import free_port
+from infra.nginx import prepare_site, start_nginx
 from infra.settings import Settings
 from infra.store import open_store
-from serving.page import prepare_site, start_nginx
 from tests.conftest import one_line_error, run_mlops
 from tests.gitops.conftest import REPOSITORY, second_model
 from tests.serving.conftest import running_server, wait_until

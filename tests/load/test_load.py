@@ -1,4 +1,4 @@
-"""Load (short form; `mlops bench load --seconds 60` in make bench is the long one): the predictor through
+"""Load (short form; `python -m bench load --seconds 60` in make bench is the long one): the predictor through
 nginx and the monitor's ingest at 64 connections, alone and with malformed requests alongside."""
 
 from __future__ import annotations

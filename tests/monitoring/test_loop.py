@@ -29,12 +29,12 @@ from core.features import FEATURE_NAMES
 from core.model_card import md5_file, read_card
 from core.uri import parse_store_uri
 from infra.http import free_port
+from infra.nginx import running_nginx
 from infra.overlays import model_file, with_model_uri
 from infra.settings import Settings
 from infra.store import open_store
 from monitoring import db
 from monitoring.ingest import read_version
-from serving.page import running_nginx
 from tests.conftest import one_line_error, run_mlops
 from tests.integration.conftest import command_env, sh
 from tests.monitoring.conftest import DATA_FILE, running_monitor, sample
@@ -322,7 +322,10 @@ def _counter(base: str, name: str) -> float:
 
 def test_a_log_url_that_is_not_http_is_one_line(tmp_path, trained_dir):
     result = run_mlops("serve", "--model-uri", trained_dir, "--port", free_port(), "--log-url", "ftp://monitor/")
-    assert result.returncode == 1 and "--log-url 'ftp://monitor/'" in one_line_error(result)
+    assert one_line_error(result, 2) == (
+        "Error: Invalid value for '--log-url': 'ftp://monitor/' is not a URL of the form http://HOST[:PORT]/PATH "
+        "(see 'mlops serve --help')"
+    )
 
 
 def test_events_after_an_idle_spell_longer_than_the_monitors_keep_alive_are_not_lost(trained_dir, tmp_path):

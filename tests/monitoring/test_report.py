@@ -172,7 +172,7 @@ def test_a_metrics_url_that_is_not_the_predictors_is_one_line(world, trained_dir
     """The page's port instead of the predictor's: its nginx answers /metrics with a 404 (it once answered the page
     with a 200, and the report died in the Prometheus parser); any other server's text is named, not parsed."""
     from infra.http import free_port
-    from serving.page import running_nginx
+    from infra.nginx import running_nginx
 
     url, engine, model, card, dataset = world
     cars, _ = sample(dataset, 10, seed=7)

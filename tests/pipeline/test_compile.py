@@ -10,10 +10,10 @@ import sys
 
 import yaml
 
+from infra.image import IMAGE
 from infra.manifests import render, validate_object
 from pipelines.compile import CLUSTER_IR_FILE, IR_FILE, check_compiled
 from pipelines.compile import render as render_compiled
-from pipelines.image import IMAGE
 
 
 def test_committed_compiled_files_are_up_to_date(root):
@@ -85,7 +85,7 @@ def test_kfp_tree_renders_and_validates_strictly(root):
     cron = objects["CronJob"]["spec"]
     assert cron["concurrencyPolicy"] == "Forbid"
     container = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == IMAGE, "k8s/base/kfp/kustomization.yaml images: must match pipelines/image.py"
+    assert container["image"] == IMAGE, "k8s/base/kfp/kustomization.yaml images: must match infra/image.py"
     assert container["args"][:2] == ["pipeline", "submit"]
 
 

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from infra.http import free_port
-from serving.page import fallback_server, prepare_site, running_nginx, start_nginx
+from infra.nginx import prepare_site, running_nginx, start_nginx
+from serving.page import fallback_server
 from tests.serving.conftest import fill, wait_until
 
 LITRES_TO_CUBIC_INCHES, KW_TO_HP, KG_TO_LB = 61.0237441, 1.34102209, 2.20462262

@@ -7,9 +7,9 @@ import re
 import pytest
 import yaml
 
+from infra.image import SERVING_IMAGE
 from infra.manifests import render, validate_object
 from infra.overlays import read_model_uri
-from pipelines.image import SERVING_IMAGE
 
 ENVIRONMENTS = ("staging", "production")
 

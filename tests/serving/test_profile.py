@@ -1,18 +1,19 @@
-"""`mlops bench profile`: py-spy samples the running predictor under wrk and names where its time goes."""
+"""`python -m bench profile`: py-spy samples the running predictor under wrk and names where its time goes."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
-
-from tests.conftest import run_mlops
 
 pytestmark = pytest.mark.slow
 
 
 def test_the_profile_attributes_the_predictors_time_to_its_own_frames(tiny_dir, root):
-    result = run_mlops("bench", "profile", "--model", tiny_dir, "--seconds", 2, cwd=root, timeout=300)
+    command = [sys.executable, "-m", "bench", "profile", "--model", str(tiny_dir), "--seconds", "2"]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     share: dict[str, float] = {}
     for pct, frame in re.findall(r"^\s+([\d.]+)%\s+(\S+)", result.stdout, re.MULTILINE):

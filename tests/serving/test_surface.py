@@ -11,8 +11,8 @@ import pytest
 
 from bench.load import rss_kib
 from infra.http import MAX_HEAD_BYTES
+from infra.nginx import proxied_routes
 from serving.openapi import predictor_openapi
-from serving.page import proxied_routes
 from serving.routes import PUBLIC, ROUTES, route_name
 from tests.serving.conftest import running_server
 

@@ -19,7 +19,7 @@ def test_the_manifest_section_measures_validation_and_rendering_and_the_file_say
     (figure,) = measured.figures
     assert figure.value > 0 and figure.baseline_value > 0, "both measured (which is faster is the benchmark's)"
     other = Section("Other", "detail text", [Figure("rate", 1234.5, "req/s")], ["a target was missed"])
-    text = markdown([measured, other], "mlops bench all")
+    text = markdown([measured, other], "python -m bench all")
     assert text.startswith("# Benchmarks\n")
     assert re.search(r"- \*\*machine\*\*: .+, \d+ cores", text)
     assert re.search(r"- \*\*libraries\*\*: .*scikit-learn \d", text)
