@@ -315,12 +315,12 @@ def test_image_pins_a_digest_everywhere_in_one_merge_request_that_equals_a_fresh
     result = world.mlops("gitops", "image", "--image", image, "--branch", "mlops/image", *MR)
     assert result.returncode == 0, result.stderr
     changed = {path for _, path in name_status(world, "main", "mlops/image")}
-    assert changed == {"pipelines/image.py", "pipelines/production-pipeline.yaml", "k8s/base/kustomization.yaml",
+    assert changed == {"infra/image.py", "pipelines/production-pipeline.yaml", "k8s/base/kustomization.yaml",
                        "k8s/base/kfp/kustomization.yaml", "k8s/base/kfp/production-pipeline.yaml"}  # fmt: skip
     compiled = world.remote_file("mlops/image", "pipelines/production-pipeline.yaml")
     assert world.remote_file("mlops/image", "k8s/base/kfp/production-pipeline.yaml") == compiled  # the cluster's copy
-    fresh = subprocess.run(  # a compile whose pipelines.image names the new image, as the merge's CI will run it
-        [sys.executable, "-c", "import sys, pipelines.image as i; i.IMAGE = sys.argv[1]; "
+    fresh = subprocess.run(  # a compile whose infra.image names the new image, as the merge's CI will run it
+        [sys.executable, "-c", "import sys, infra.image as i; i.IMAGE = sys.argv[1]; "
          "from pipelines.compile import render, IR_FILE; sys.stdout.write(render()[IR_FILE])", image],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
@@ -336,7 +336,7 @@ def test_the_serving_image_is_pinned_beside_the_platform_image_and_named_by_the_
     image, serving = f"registry.example.com/team/mpg@{DIGEST}", f"registry.example.com/team/mpg/serving@{DIGEST}"
     result = world.mlops("gitops", "image", "--image", image, "--serving-image", serving)
     assert result.returncode == 0, result.stderr
-    source = (world.clone / "pipelines/image.py").read_text()
+    source = (world.clone / "infra/image.py").read_text()
     assert f'SERVING_NAME = "registry.example.com/team/mpg/serving"\nSERVING_DIGEST = "{DIGEST}"' in source
     base = (world.clone / "k8s/base/kustomization.yaml").read_text()
     assert "- name: mpg-mlops-serving\n" in base and "newName: registry.example.com/team/mpg/serving\n" in base
