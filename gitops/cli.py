@@ -558,6 +558,16 @@ def smoke_command(project, env, url, timeout, interval, consecutive, context, ku
     click.echo(f"{env} serves model {uri.model_id[:12]} (after {result.waited_seconds:.0f} s); smoke cars: {cars} mpg")
 
 
+def _answers(base: str) -> bool:
+    """Does a monitor answer at ``base`` (its /healthz, within a second)?"""
+    import httpx
+
+    try:
+        return httpx.get(f"{base.rstrip('/')}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @click.command("up")
 @click.option(
     "--repo",
@@ -566,8 +576,8 @@ def smoke_command(project, env, url, timeout, interval, consecutive, context, ku
 )
 @click.option("--branch", default="main", show_default=True, help="The branch each environment follows.")
 @click.option("--env", "envs", multiple=True, type=click.Choice(ENVIRONMENTS), help="Only these (default: both).")
-@click.option("--staging-port", default=8090, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--production-port", default=8091, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--staging-port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--production-port", default=8001, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--interval", default=2.0, show_default=True, type=click.FloatRange(0.2, 600), help="Seconds between git reads."
 )
@@ -595,7 +605,7 @@ def up_command(project, repo, branch, envs, staging_port, production_port, inter
 
     \b
     Example:
-      mlops up --branch main   # staging on http://127.0.0.1:8090/, production on :8091
+      mlops monitor serve &  mlops up   # staging on http://127.0.0.1:8000/, production on :8001
     """
     import signal
     import time
@@ -626,6 +636,9 @@ def up_command(project, repo, branch, envs, staging_port, production_port, inter
     try:
         follower.head()  # a branch that is not there is an error now, not a line every interval
         follower.start(say)
+        for what, url in (("the pages' feedback", monitor), ("the payload log", log_url)):
+            if url and not _answers(url):
+                click.echo(f"no monitor answers at {url}: {what} fails until `mlops monitor serve` runs", err=True)
         while True:
             try:
                 follower.poll(state_dir, log_url, say)

@@ -139,3 +139,22 @@ def test_up_refuses_a_branch_the_repository_does_not_have_in_one_line(world):
     result = world.mlops("up", "--repo", world.remote, "--branch", "nope", "--env", "staging", "--staging-port", port)
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
     assert "no branch 'nope'" in result.stderr and "--branch" in result.stderr
+
+
+def test_up_says_when_no_monitor_answers_for_the_pages_feedback(world):
+    """A first-hour finding: `mlops up` by hand, no monitor running: the page's feedback answered 502 and nothing
+    said why. Now one line at start names the URL and the command that fixes it."""
+    port, monitor = free_port(), f"http://127.0.0.1:{free_port()}"
+    command = [MLOPS, "up", "--repo", world.remote, "--env", "staging", "--staging-port", port, "--monitor", monitor]
+    up = subprocess.Popen([str(c) for c in command], cwd=world.clone, env=world.env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 60
+        while "no monitor" not in line and time.monotonic() < deadline:
+            line = up.stderr.readline()
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.communicate(timeout=60)
+    assert line.strip() == (
+        f"no monitor answers at {monitor}: the pages' feedback fails until `mlops monitor serve` runs"
+    )
