@@ -104,11 +104,12 @@ def run_command(params, summary_json, pipeline_root):
 
     root = current_project().root
     runs = pipeline_root or root / ".mlops" / "pipeline-runs"
+    arguments = parse_assignments(params, root / IR_FILE)  # a bad one is a usage error before anything runs
     click.echo(f"running {IR_FILE} locally (kfp.local, SubprocessRunner)")
     terminal = click.get_text_stream("stdout")  # kfp's own output is captured while the run lasts
     outcome = run_compiled(
         root / IR_FILE,
-        parse_assignments(params, root / IR_FILE),
+        arguments,
         runs,
         runs / "last-run.log",
         lambda line: terminal.write(line + "\n"),

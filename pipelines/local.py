@@ -155,7 +155,12 @@ def check_arguments(ir_path: Path, arguments: dict[str, Any]) -> None:
     declared = declared_parameters(ir_path)
     unknown = sorted(set(arguments) - set(declared))
     if unknown:
-        raise PipelineRunError(f"unknown pipeline parameter(s) {', '.join(unknown)}; known: {', '.join(declared)}")
+        message = f"unknown pipeline parameter(s) {', '.join(unknown)}; known: {', '.join(declared)}"
+        dotted = [name for name in unknown if "." in name]  # params.yaml's keys (train.cv_folds) are overrides
+        if dotted and "params_overrides" in declared:
+            values = ",".join(f"{name}={arguments[name]}" for name in dotted)
+            message += f"; params.yaml values go in params_overrides: params_overrides=[{values}]"
+        raise PipelineRunError(message)
     for name, value in arguments.items():
         kind = declared[name]["parameterType"]
         expected, described = _KFP_TYPES.get(kind, (object, kind))

@@ -185,11 +185,13 @@ def test_an_unknown_tree_is_a_usage_error_naming_the_short_forms():
         ("params_overrides=[train.nope=1]", "train.nope"),
         ("open_merge_request=maybe", "open_merge_request must be true or false"),
         ("nosuch=1", "unknown pipeline parameter(s) nosuch"),
+        ("train.cv_folds=3", "params.yaml values go in params_overrides: params_overrides=[train.cv_folds=3]"),
     ],
 )
 def test_a_bad_pipeline_parameter_is_a_usage_error_before_anything_runs(param, named):
-    line = one_line_error(run_mlops("pipeline", "run", "--param", param), 2)
-    assert named in line
+    result = run_mlops("pipeline", "run", "--param", param)
+    assert named in one_line_error(result, 2)
+    assert result.stdout == "", "nothing started (it used to say 'running ...' first)"
 
 
 def test_a_gate_report_that_is_not_one_is_a_usage_error(tmp_path):
