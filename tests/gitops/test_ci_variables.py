@@ -25,6 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts" / "ci"
 #: Variables GitLab or the shell defines (not the project's settings).
 PREDEFINED = re.compile(r"CI_\w+|GITLAB_\w+|PATH|PWD|HOME|BASH_SOURCE")
+#: GitLab's own predefined credentials that can write (push to the project's registry, call its API as the job):
+#: every job gets them, merge-request jobs included, so no merge-request job's script may use them. An image
+#: pushed that way still reaches no cluster: the manifests pull only digests CI's protected build-image job
+#: pinned through a reviewed merge request (docs/security.md).
+GITLAB_WRITE = {"CI_JOB_TOKEN", "CI_REGISTRY_PASSWORD", "CI_DEPLOY_PASSWORD", "CI_DEPENDENCY_PROXY_PASSWORD"}
 KEYWORDS = {"workflow", "stages", "variables", "default", "include"}
 REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -104,7 +109,8 @@ def problems(ci: dict, declared: dict, scripts: dict[str, str]) -> list[str]:
                 found.append(f"{variable}: its job {job} names no environment of {d.get('environments')}")
     for job in names:
         text = script_text(ci, job, scripts)
-        referenced = set(REFERENCE.findall(text)) | set(ci[job].get("variables", {}))
+        own = ci[job].get("variables", {})
+        referenced = set(REFERENCE.findall(text)) | set(own) | set(REFERENCE.findall(" ".join(map(str, own.values()))))
         local = assigned(text).union(
             *(assigned(script_text(ci, needed, scripts)) for needed in ci[job].get("needs", []))
         )
@@ -115,7 +121,8 @@ def problems(ci: dict, declared: dict, scripts: dict[str, str]) -> list[str]:
                 found.append(f"{job}: reads {variable} but is not among its jobs in scripts/ci/variables.yaml")
         if on_merge_requests(ci, job):
             found += [
-                f"{job}: runs on merge requests and reads write-scope {v}" for v in sorted(referenced & set(write))
+                f"{job}: runs on merge requests and reads write-scope {v}"
+                for v in sorted(referenced & (set(write) | GITLAB_WRITE))
             ]
             if environment(ci, job) in write_environments:
                 found.append(f"{job}: runs on merge requests in environment {environment(ci, job)}, a write scope's")
@@ -174,6 +181,33 @@ BROKEN = {
 @pytest.mark.parametrize("name", BROKEN)
 def test_each_leak_is_caught(config, name):
     assert edit(config, BROKEN[name]), f"{name}: not caught"
+
+
+REGISTRY_LOGIN = '\necho "$CI_REGISTRY_PASSWORD" | crane auth login -u x --password-stdin registry\n'
+#: GitLab's own credentials, which the review found exempted with every CI_* name: a merge request's job pushing to
+#: the project's registry or calling the API as the job, each in another form.
+GITLAB_LEAKS = {
+    "a merge-request job logs in to the registry": (
+        lambda ci, d, s: s.__setitem__("model-gate.sh", s["model-gate.sh"] + REGISTRY_LOGIN),
+        "model-gate: runs on merge requests and reads write-scope CI_REGISTRY_PASSWORD",
+    ),
+    "a merge-request job uses the job token in braces": (
+        lambda ci, d, s: s.__setitem__(
+            "lint.sh", s["lint.sh"] + '\ncurl -H "JOB-TOKEN: ${CI_JOB_TOKEN}" https://g/api\n'
+        ),
+        "lint: runs on merge requests and reads write-scope CI_JOB_TOKEN",
+    ),
+    "a merge-request job's own variables pass the token on": (
+        lambda ci, d, s: ci["gitops-diff"].setdefault("variables", {}).__setitem__("PUSH", "$CI_DEPLOY_PASSWORD"),
+        "gitops-diff: runs on merge requests and reads write-scope CI_DEPLOY_PASSWORD",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", GITLAB_LEAKS)
+def test_gitlabs_own_write_credentials_are_kept_from_merge_request_jobs(config, name):
+    change_, expected = GITLAB_LEAKS[name]
+    assert expected in edit(config, change_)
 
 
 def test_the_jobs_a_merge_request_creates_are_the_ones_checked(config, repo):
