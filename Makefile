@@ -25,12 +25,14 @@ install: $(BIN)/.installed ## Create .venv and install the pinned dependencies (
 # gitlab-ci-local, pinned by tests/tools/package-lock.json: the tests check .gitlab-ci.yml with it.
 GITLAB_CI_LOCAL := tests/tools/node_modules/.bin/gitlab-ci-local
 $(GITLAB_CI_LOCAL): tests/tools/package.json tests/tools/package-lock.json
+	@echo "==> gitlab-ci-local, GitLab's rule evaluation for the CI tests (npm ci: a few minutes, once)"
 	npm ci --prefix tests/tools --no-audit --no-fund --loglevel=error
 	touch $@
 
 # checkov in its own virtualenv (its dependencies conflict with the project's), pinned.
 CHECKOV := .venv-checkov/bin/checkov
 $(CHECKOV): tests/tools/checkov-requirements.txt | $(BIN)/.installed
+	@echo "==> checkov in .venv-checkov (once)"
 	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
 	$(BIN)/uv pip install --quiet --python .venv-checkov/bin/python -r tests/tools/checkov-requirements.txt
 	touch $@
@@ -39,6 +41,7 @@ $(CHECKOV): tests/tools/checkov-requirements.txt | $(BIN)/.installed
 # NetworkPolicy evaluator of tests/cluster and `mlops cluster check`.
 NCA := .venv-nca/bin/nca
 $(NCA): tests/tools/nca-requirements.txt | $(BIN)/.installed
+	@echo "==> network-config-analyzer in .venv-nca (once)"
 	test -x .venv-nca/bin/python || $(PYTHON) -m venv .venv-nca
 	$(BIN)/uv pip install --quiet --python .venv-nca/bin/python -r tests/tools/nca-requirements.txt
 	touch $@
