@@ -312,7 +312,10 @@ def _plots(report: Report, frame: pd.DataFrame) -> dict[str, str]:
     if len(labelled):
         fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), dpi=90)
         errors = (labelled["mpg"] - labelled["actual_mpg"]).abs()
-        left.plot(pd.to_datetime(labelled["time"], unit="s"), errors, "o", markersize=4)
+        times = pd.to_datetime(labelled["time"], unit="s")
+        left.plot(times, errors, "o", markersize=4)
+        if times.nunique() == 1:  # one moment: an hour either side, not matplotlib's default of years
+            left.set_xlim(times.iloc[0] - pd.Timedelta(hours=1), times.iloc[0] + pd.Timedelta(hours=1))
         left.axhline(report.feedback["holdout_rmse"], color="grey", linewidth=1, label="holdout RMSE")
         left.set(ylabel="|predicted - actual| (mpg)", title="Error on feedback over time")
         left.legend()
@@ -350,10 +353,11 @@ def as_html(report: Report, frame: pd.DataFrame) -> str:
     parts += [f"<p>{escape(n)}</p>" for n in report.notes]
     drifts = [*report.features, *([report.predictions] if report.predictions else [])]
     if drifts:
-        parts.append("<h2>Drift</h2>")
-        parts.append(
-            table(["feature", "PSI", "chi-square p"], [[d.name, f"{d.psi:.3f}", f"{d.p_value:.3g}"] for d in drifts])
-        )
+        judged = any(j.startswith("drift") for j in report.judged)
+        parts.append("<h2>Drift</h2>" if judged else "<h2>Drift (not judged: see the note above)</h2>")
+        psi_header = "PSI" if judged else "PSI (not judged)"
+        rows = [[d.name, f"{d.psi:.3f}", f"{d.p_value:.3g}"] for d in drifts]
+        parts.append(table(["feature", psi_header, "chi-square p"], rows))
     if report.feedback:
         parts.append("<h2>Quality on feedback</h2>")
         parts.append(

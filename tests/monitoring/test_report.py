@@ -81,6 +81,10 @@ def test_too_few_cars_are_not_judged_for_drift(world, trained_dir, tmp_path):
     assert any("latency and server errors not judged" in n for n in notes), "the console says what was not judged"
     recent, _ = report(url, trained_dir, tmp_path, "--since", "5m")
     assert "since 20" in recent.stdout and "UTC" in recent.stdout
+    page = tmp_path / "few.html"
+    assert run_mlops("monitor", "report", "--db", url, "--model", trained_dir, "--out", page).returncode == 0
+    html = page.read_text()
+    assert "<h2>Drift (not judged" in html and "<th>PSI (not judged)</th>" in html, "figures shown, marked unjudged"
 
 
 def test_a_database_that_does_not_exist_is_an_error_not_an_empty_report(trained_dir, tmp_path):
