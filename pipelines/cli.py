@@ -117,6 +117,11 @@ def run_command(params, summary_json, pipeline_root):
     if summary_json:
         atomic_write(summary_json, lambda tmp: tmp.write_text(json.dumps(outcome.to_dict(), indent=2) + "\n"))
     click.echo(f"log: {runs / 'last-run.log'}  ({outcome.wall_seconds:.1f} s)")
+    if outcome.algorithm and outcome.metrics:
+        click.echo(
+            f"selected {outcome.algorithm} ({(outcome.model_id or '')[:12]}): trusted-holdout RMSE "
+            f"{outcome.metrics['rmse']:.3f} mpg, R² {outcome.metrics['r2']:.3f}"
+        )
     if outcome.status == "published":
         click.echo(f"published {outcome.model_uri}")
     elif outcome.status == "rejected":

@@ -59,6 +59,7 @@ class Outcome:
     steps: list[Step] = field(default_factory=list)
     model_uri: str | None = None
     model_id: str | None = None
+    algorithm: str | None = None  # the candidate the selection chose
     metrics: dict | None = None
     gate: dict | None = None
     error: str | None = None
@@ -190,6 +191,8 @@ def _outcome(run_dir: Path | None, progress: StepProgress, wall: float, failed: 
     if run_dir is None:
         return outcome
     outcome.gate = _read_json(run_dir / "gate" / "report")
+    card = _read_json(run_dir / "select-model" / "model" / "model.json")
+    outcome.algorithm = card.get("algorithm") if card else None
     proposal = _read_json(run_dir / "propose" / "proposal")
     if outcome.gate:
         outcome.model_id = outcome.gate["candidate_id"]

@@ -9,6 +9,7 @@ import pytest
 
 from bench.worktree import copy_worktree, make_remote
 from tests.integration.conftest import sh
+from training.candidates import CANDIDATES
 
 pytestmark = pytest.mark.slow
 STEPS = {"fetch-data", "validate-data", "train-candidate", "select-model", "gate", "publish", "propose"}
@@ -58,6 +59,11 @@ def test_compiled_pipeline_publishes_a_gated_model(first_run, store):
     assert all(s["status"] == "SUCCESS" for s in summary["steps"])
     assert sum(s["name"] == "train-candidate" for s in summary["steps"]) == 4
     assert f"published {summary['model_uri']}" in result.stdout
+    assert summary["algorithm"] in CANDIDATES
+    rmse = f"{summary['metrics']['rmse']:.3f}"
+    assert f"selected {summary['algorithm']} ({summary['model_id'][:12]}): trusted-holdout RMSE {rmse} mpg" in (
+        result.stdout
+    ), "the run ends saying what it chose and how it scored"
     for step in STEPS:
         assert step in result.stdout, "progress is shown per step"
 
