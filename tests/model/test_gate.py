@@ -118,3 +118,51 @@ def test_gate_cli_exit_status_and_json_report(constant_dir, trained_dir, tmp_pat
     shutil.copy(ROOT / "params.yaml", clone / "params.yaml")
     line = one_line_error(run_mlops("gate", "--candidate", constant_dir, "--data", SEED_DATA, cwd=clone))
     assert "data/trusted/holdout.csv not found" in line and "mlops data pull" in line
+
+
+# The review's leakage attack: the trusted holdout is readable (recomputable from the seed and split.seed), and
+# its cars reported at their true consumption + 0.01 had other row keys, so the exact-copy rule counted 0 while
+# the candidate was fitted on the rows it is judged on. Every form of the same car is a copy now.
+FORMS = ["the consumption + 0.01", "sizes moved 1-1.5 %", "weight rounded to 10 lb, power to 1 hp"]
+
+
+def _forms(frame):
+    return {
+        "the consumption + 0.01": frame.assign(mpg=frame["mpg"] + 0.01),
+        "sizes moved 1-1.5 %": frame.assign(
+            displacement=frame["displacement"] * 1.01,
+            weight=frame["weight"] * 0.99,
+            horsepower=frame["horsepower"] * 1.015,
+        ),  # fmt: skip
+        "weight rounded to 10 lb, power to 1 hp": frame.assign(
+            weight=(frame["weight"] / 10).round() * 10, horsepower=frame["horsepower"].round()
+        ),
+    }
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_every_form_of_a_trusted_car_is_a_copy(trusted, form):
+    from training.gate import near_copies
+
+    assert near_copies(_forms(trusted.frame)[form], trusted.frame) == len(trusted.frame)
+
+
+def test_other_cars_are_not_copies(dataset, params, trusted):
+    from training.data import holdout_split
+    from training.gate import near_copies
+
+    seed_training, _ = holdout_split(dataset.frame, params.split.test_size, params.split.seed)
+    assert near_copies(seed_training, trusted.frame) == 0, "the seed's own training rows: no copy"
+    heavier = trusted.frame.assign(weight=trusted.frame["weight"] * 1.05)
+    assert near_copies(heavier, trusted.frame) == 0, "5 % heavier is another car"
+
+
+def test_a_dataset_holding_the_trusted_cars_again_is_rejected(trained_dir, dataset, params, trusted):
+    import dataclasses
+
+    import pandas as pd
+
+    poisoned = pd.concat([dataset.frame, _forms(trusted.frame)["the consumption + 0.01"]], ignore_index=True)
+    report = run_gate(trained_dir, dataclasses.replace(dataset, frame=poisoned), params, trusted)
+    (rule,) = [r for r in report.rules if r.name == "trusted_rows_in_training"]
+    assert not rule.passed and rule.observed > len(trusted.frame) / 2, report.table()

@@ -179,14 +179,18 @@ def test_in_tolerance_poisoning_passes_the_screen_and_the_gate_holds_the_model_i
 
 
 def test_an_honest_update_of_the_same_size_passes(project, tmp_path, served_dir):
-    """The control: 40 real cars (seed rows, weight nudged by up to 2 %, their true consumption), reported from
-    8 addresses, move no region by more than a fraction of an mpg; the gate's influence rule passes them."""
-    from training.data import load_dataset
+    """The control: 40 real cars (seed rows of the training side, weight nudged by up to 2 %, their true
+    consumption), reported from 8 addresses, move no region by more than a fraction of an mpg; the gate passes
+    them. (The trusted holdout's cars reported again are copies: tests/model/test_gate.py.)"""
+    from training.data import holdout_split, load_dataset
+    from training.params import load_params
 
     assert run_mlops("data", "pull", cwd=project, env=command_env()).returncode == 0
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
     model, card = load_model(served_dir)
-    rows = load_dataset(project / "data/seed/auto-mpg.csv").frame.sample(40, random_state=7)
+    split = load_params(project / "params.yaml").split
+    seed_rows, _ = holdout_split(load_dataset(project / "data/seed/auto-mpg.csv").frame, split.test_size, split.seed)
+    rows = seed_rows.sample(40, random_state=7)
     cars = rows[list(FEATURE_NAMES)].to_numpy(dtype=float)
     cars[:, FEATURE_NAMES.index("weight")] *= 1 + np.random.default_rng(7).uniform(-0.02, 0.02, 40)
     report_from(db.connect(url), model, card, cars.round(), rows[TARGET].to_numpy(dtype=float), 8, "honest")
@@ -196,3 +200,4 @@ def test_an_honest_update_of_the_same_size_passes(project, tmp_path, served_dir)
     gate = run_mlops("gate", "--candidate", "models/honest", cwd=project, env=command_env())
     (rule,) = [line for line in gate.stdout.splitlines() if line.startswith("untrusted_shift_by_region")]
     assert rule.endswith("pass") and float(rule.split()[1]) < 0.5, gate.stdout
+    assert gate.returncode == 0, gate.stdout + gate.stderr
