@@ -234,7 +234,8 @@ def status_table(rows: list[EnvironmentStatus], live: dict | None = None, cluste
             wants, runs = (uri.rstrip("/").rsplit("/", 1)[-1][:12] or "none" for uri in (state.wanted, state.running))
             lines.append(
                 f"    mlops up: {state.sync} {state.health}, git {state.revision[:12]} wants {wants}, "
-                f"running {runs} on {state.url}" + (f" ({state.reason})" if state.reason else "")
+                f"running {runs} on {state.url}"
+                + (f" ({why})" if (why := "; ".join(filter(None, (state.error, state.reason)))) else "")
             )
         if row.algorithm:
             rmse, mae, r2 = (float((row.holdout or {}).get(k, "nan")) for k in ("rmse", "mae", "r2"))

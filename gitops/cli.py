@@ -629,7 +629,8 @@ def up_command(project, repo, branch, envs, staging_port, production_port, inter
         model = state.running.rstrip("/").rsplit("/", 1)[-1][:12] or "none"
         line = f"{state.env}: {state.sync} {state.health}, serving {model}"
         line += f" at {state.revision[:12]}" if state.revision else ""
-        click.echo(f"{line}, {state.url}{f' ({state.reason})' if state.reason else ''}", err=True)
+        why = "; ".join(filter(None, (state.error, state.reason)))
+        click.echo(f"{line}, {state.url}{f' ({why})' if why else ''}", err=True)
         follower.save()
 
     problem = ""

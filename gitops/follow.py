@@ -61,9 +61,12 @@ class EnvironmentState:
     predictor_port: int = 0
     predictor_pid: int = 0
     switched_at: float = 0.0
+    error: str = ""  # why git's wish cannot be read at ``revision`` (Argo CD's ComparisonError): sync is Unknown
 
     @property
     def sync(self) -> str:
+        if self.error:
+            return "Unknown"
         return "Synced" if self.wanted and self.wanted == self.running else "OutOfSync"
 
 
@@ -253,13 +256,17 @@ class Follower:
 
         revision = self.head()
         if revision != self.revision:
-            trees = tuple(f"overlays/{env}" for env in self.environments)
-            rendered = render_at(self.repo, revision, trees)
-            for env, environment in self.environments.items():
-                wanted = wanted_model(rendered[f"overlays/{env}"], env)
+            for env, environment in self.environments.items():  # each on its own: one broken overlay stops one
+                try:
+                    wanted = wanted_model(render_at(self.repo, revision, (f"overlays/{env}",))[f"overlays/{env}"], env)
+                except MlopsError as e:  # keep serving what runs; say why, once per revision
+                    environment.state.revision, environment.state.error = revision, f"at {revision[:12]}: {e}"
+                    say(environment.state)
+                    continue
                 if wanted != environment.state.wanted:
                     environment.failed.discard(wanted)
                 environment.state.revision, environment.state.wanted = revision, wanted
+                environment.state.error = ""
                 if wanted == environment.state.running and environment.serving():
                     # git names the model that runs again (a rollback of a bad bump): nothing left to fail
                     environment.state.health, environment.state.reason = "Healthy", ""
@@ -268,7 +275,7 @@ class Follower:
         for environment in self.environments.values():
             environment.check(say)
             state = environment.state
-            if state.wanted != state.running and state.wanted not in environment.failed:
+            if not state.error and state.wanted != state.running and state.wanted not in environment.failed:
                 environment.apply(self.project, work, log_url, say)
 
     def save(self) -> None:

@@ -42,6 +42,7 @@ def kubectl() -> str:
     return found
 
 
+RENDER_TIMEOUT = 60  # seconds one kustomize run may take (a tree renders in well under one)
 #: The fields of a kustomization that name other kustomizations or files to read.
 REFERENCES = ("resources", "components", "bases", "crds")
 
@@ -77,7 +78,12 @@ def local_only(kustomization_dir: Path, seen: set[Path] | None = None) -> None:
 def render(kustomization_dir: Path) -> list[dict[str, Any]]:
     """``kubectl kustomize DIR`` as a list of objects (local resources only: ``local_only``)."""
     local_only(kustomization_dir)
-    result = subprocess.run([kubectl(), "kustomize", str(kustomization_dir)], capture_output=True, text=True)
+    try:
+        result = subprocess.run(
+            [kubectl(), "kustomize", str(kustomization_dir)], capture_output=True, text=True, timeout=RENDER_TIMEOUT
+        )
+    except subprocess.TimeoutExpired as e:
+        raise ManifestError(f"kustomize did not finish within {RENDER_TIMEOUT} s for {kustomization_dir}") from e
     if result.returncode != 0:
         raise ManifestError(f"kustomize failed for {kustomization_dir}: {result.stderr.strip()}")
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]

@@ -452,3 +452,17 @@ def test_a_remote_kustomize_resource_is_refused_before_kustomize_runs(project, e
     line = one_line_error(result)
     assert f"kustomization.yaml: resources entry {entry!r} is not a file or folder of this repository" in line
     assert "remote resources are refused" in line
+
+
+def test_a_render_that_does_not_finish_is_one_error_within_its_deadline(root, monkeypatch):
+    """kubectl kustomize has no timeout of its own: mlops up waited for good on a render that never ended. Every
+    render has a deadline now (here shortened so the real kustomize cannot make it)."""
+    import time
+
+    from infra import manifests
+
+    monkeypatch.setattr(manifests, "RENDER_TIMEOUT", 0.001)
+    started = time.monotonic()
+    with pytest.raises(manifests.ManifestError, match=r"kustomize did not finish within 0.001 s for .*staging"):
+        manifests.render(root / "k8s" / "overlays" / "staging")
+    assert time.monotonic() - started < 5

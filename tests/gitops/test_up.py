@@ -158,3 +158,51 @@ def test_up_says_when_no_monitor_answers_for_the_pages_feedback(world):
     assert line.strip() == (
         f"no monitor answers at {monitor}: the pages' feedback fails until `mlops monitor serve` runs"
     )
+
+
+def test_each_environment_follows_git_on_its_own_and_a_broken_overlay_is_named_once(world):
+    """The review: a broken staging overlay stopped production from following too, and the state kept saying
+    Synced. Now a commit that breaks staging's overlay and bumps production: production switches, staging keeps
+    serving its model with sync Unknown and the reason (Argo CD's ComparisonError), said once; fixed, it syncs."""
+    from infra.overlays import with_model_uri
+
+    ports = {"staging": free_port(), "production": free_port()}
+    command = [MLOPS, "up", "--repo", world.remote, "--staging-port", ports["staging"], "--production-port",
+               ports["production"], "--interval", 0.3]  # fmt: skip
+    up = subprocess.Popen([str(c) for c in command], cwd=world.clone, env=world.env, stderr=subprocess.PIPE, text=True)
+    urls = {env: f"http://127.0.0.1:{port}" for env, port in ports.items()}
+    ids = {name: uri.rstrip("/").rsplit("/", 1)[-1] for name, uri in world.models.items()}
+    try:
+        for url in urls.values():
+            _until(lambda url=url: _serving(url) == ids["original"], "both serve the model main names")
+        kustomization = world.clone / "k8s/overlays/staging/kustomization.yaml"
+        original = kustomization.read_text()
+        kustomization.write_text(original.replace("resources:\n", "resources:\n  - missing.yaml\n", 1))  # not there
+        production = world.clone / "k8s/overlays/production/model.yaml"
+        from core.uri import parse_store_uri
+
+        production.write_text(with_model_uri(production.read_text(), parse_store_uri(world.models["b"])))
+        world.git("commit", "-qam", "break staging, bump production")
+        world.git("push", "-q", "origin", "HEAD:main")
+        _until(lambda: _serving(urls["production"]) == ids["b"], "production follows git although staging broke")
+
+        def staging_state():
+            up_state = json.loads(world.mlops("gitops", "status", "--json").stdout)["staging"]["up"] or {}
+            return up_state if up_state.get("error") else None
+
+        state = _until(staging_state, "staging says why it cannot follow")
+        assert state["revision"] == sh("git", "rev-parse", "main", cwd=world.remote).stdout.strip()
+        assert "missing.yaml" in state["error"] and _serving(urls["staging"]) == ids["original"]
+        status = world.mlops("gitops", "status").stdout
+        assert "mlops up: Unknown" in status and "missing.yaml" in status
+
+        kustomization.write_text(original)
+        world.git("commit", "-qam", "fix staging")
+        world.git("push", "-q", "origin", "HEAD:main")
+        _until(lambda: not json.loads(world.mlops("gitops", "status", "--json").stdout)["staging"]["up"]["error"],
+               "staging follows again once fixed")  # fmt: skip
+    finally:
+        up.send_signal(signal.SIGINT)
+        _, output = up.communicate(timeout=60)
+    said = [line for line in output.splitlines() if line.startswith("staging: Unknown")]
+    assert len(said) == 1, output
