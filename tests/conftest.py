@@ -91,9 +91,9 @@ def model(trained_dir):
 
 
 @pytest.fixture
-def model_copy(trained_dir, tmp_path) -> Path:
-    """A private copy of the trained model directory a test may damage."""
-    return Path(shutil.copytree(trained_dir, tmp_path / "model"))
+def model_copy(tiny_dir, tmp_path) -> Path:
+    """A private copy of a model directory a test may damage (the tiny model: its tests never judge quality)."""
+    return Path(shutil.copytree(tiny_dir, tmp_path / "model"))
 
 
 MLOPS = Path(sys.executable).parent / "mlops"
