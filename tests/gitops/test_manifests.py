@@ -126,7 +126,7 @@ BROKEN = {
         "overlays/staging: Namespace/mpg-staging: metadata.name: the namespace has no default-deny NetworkPolicy",
     ),
     "workload not fenced": (
-        lambda p: edit_yaml(base(p, "network-policies.yaml"), lambda d: d["spec"].update(policyTypes=["Ingress"]), 1),
+        lambda p: edit_yaml(base(p, "network-policies.yaml"), lambda d: d["spec"].update(policyTypes=["Ingress"]), 2),
         "overlays/staging: Deployment/mpg-client: pod labels: no NetworkPolicy selects these pods"
         " for both Ingress and Egress",
     ),
