@@ -301,7 +301,7 @@ SERVING_FLOWS = (
     Flow("client -> monitor (/feedback)", "mpg-client", "svc/mpg-monitor:80"),
     Flow("KServe's agent -> monitor (payload log)", "mpg-predictor", "svc/mpg-monitor:80"),
     Flow("storage initializer -> model store", "mpg-predictor", "model store"),
-    Flow("report job -> predictor (/metrics)", "mpg-monitor-report", "svc/mpg-predictor:80"),
+    Flow("report job -> every predictor pod (/metrics)", "mpg-monitor-report", "svc/mpg-predictor-pods:8080"),
     Flow("report job -> model store (the model card)", "mpg-monitor-report", "model store"),
     Flow("monitor -> PostgreSQL", "mpg-monitor", "PostgreSQL"),
     Flow("report job -> PostgreSQL", "mpg-monitor-report", "PostgreSQL"),

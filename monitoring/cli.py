@@ -161,7 +161,11 @@ def _since(text: str | None) -> float:
 @click.option("--env", type=click.Choice(ENVIRONMENTS), help="The model this environment's overlay serves.")
 @click.option("--since", help="Only events since: an ISO time, or a duration back from now (24h, 7d).")
 @click.option(
-    "--metrics-url", type=HTTP_URL, help="The predictor's Prometheus endpoint, for request rate, latency and errors."
+    "--metrics-url",
+    type=HTTP_URL,
+    multiple=True,
+    help="A predictor's Prometheus endpoint, for request rate, latency and errors; repeat for more. A name with "
+    "several addresses (a headless Service: mpg-predictor-pods) is read at each.",
 )
 @click.option(
     "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True, help="FILE.html or FILE.json."
@@ -215,7 +219,7 @@ def report_command(project, db_url, model_ref, env, since, metrics_url, out_path
     if model_ref is None and not env:
         model_ref = parse_repository(project.settings.model_repository).model(latest_model(engine))
     card = project.card(env or model_ref)
-    report, frame = build_report(engine, card, thresholds, _since(since), metrics_url)
+    report, frame = build_report(engine, card, thresholds, _since(since), list(metrics_url))
     text = json.dumps(report.to_dict(), indent=2) if out_path.suffix == ".json" else as_html(report, frame)
     atomic_write(out_path, lambda tmp: tmp.write_text(text + "\n"))
     alerts = f"{len(report.alerts)} alert(s)"

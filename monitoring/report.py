@@ -160,35 +160,56 @@ def _quantile_from_buckets(buckets: list[tuple[float, float]], q: float) -> floa
     return previous_bound
 
 
-def traffic(metrics_url: str) -> dict[str, Any]:
-    """Request rate, latency quantiles and error shares from the predictor's Prometheus endpoint."""
+def pod_urls(metrics_url: str) -> list[str]:
+    """``metrics_url`` once per address its host name has: a headless Service's name (``mpg-predictor-pods``)
+    resolves to every pod, so each is read; an address, or a name with one address, is read as given."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(metrics_url)
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        return [metrics_url]
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, parts.port or 80, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return [metrics_url]  # unresolvable: reading it says so in one line
+    addresses = sorted({entry[4][0] for entry in found})
+    if len(addresses) < 2:
+        return [metrics_url]
+    port = f":{parts.port}" if parts.port else ""
+    return [parts._replace(netloc=f"{address}{port}").geturl() for address in addresses]
+
+
+def _scrape(url: str) -> tuple[dict[str, float], dict[float, float], float | None]:
+    """One predictor's answers by status, latency histogram buckets and start time, from its /metrics."""
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
+    hint = "point --metrics-url at the predictor's /metrics (in the cluster http://mpg-predictor-pods:8080/metrics)"
     try:
-        text = httpx.get(metrics_url, timeout=10).raise_for_status().text
+        text = httpx.get(url, timeout=10).raise_for_status().text
     except httpx.HTTPStatusError as e:  # httpx's own message is two lines, with a link
         answer = f"{e.response.status_code} {e.response.reason_phrase}"
         raise db.MonitorDatabaseError(
-            f"cannot read the predictor's metrics at {metrics_url}: it answered {answer}; point --metrics-url at "
-            "the predictor's /metrics (in the cluster http://mpg-predictor/metrics)"
+            f"cannot read the predictor's metrics at {url}: it answered {answer}; {hint}"
         ) from e
     except httpx.HTTPError as e:
-        raise db.MonitorDatabaseError(f"cannot read the predictor's metrics at {metrics_url}: {e}") from e
+        raise db.MonitorDatabaseError(f"cannot read the predictor's metrics at {url}: {e}") from e
     answers: dict[str, float] = {}
-    buckets: list[tuple[float, float]] = []
+    buckets: dict[float, float] = {}
     started = None
     try:
         families = list(text_string_to_metric_families(text))
     except ValueError as e:  # an HTML page, say: a URL that is not the predictor's /metrics
-        raise db.MonitorDatabaseError(
-            f"{metrics_url} did not answer Prometheus text ({str(e)[:60]!r}): point --metrics-url at the "
-            "predictor's /metrics (in the cluster http://mpg-predictor/metrics)"
-        ) from e
+        raise db.MonitorDatabaseError(f"{url} did not answer Prometheus text ({str(e)[:60]!r}): {hint}") from e
     if not any(family.name == "mpg_http_requests" for family in families):
         raise db.MonitorDatabaseError(
-            f"{metrics_url} has no mpg_http_requests metric: it is not this project's predictor; point "
-            "--metrics-url at the predictor's /metrics"
+            f"{url} has no mpg_http_requests metric: it is not this project's predictor; {hint}"
         )
     for family in families:
         for sample in family.samples:
@@ -196,16 +217,39 @@ def traffic(metrics_url: str) -> dict[str, Any]:
                 status = sample.labels["status"]
                 answers[status] = answers.get(status, 0.0) + sample.value
             elif sample.name == "mpg_http_request_seconds_bucket" and sample.labels.get("route") == PREDICTING[0]:
-                buckets.append((float(sample.labels["le"]), sample.value))
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
             elif sample.name == "process_start_time_seconds":
                 started = sample.value
+    return answers, buckets, started
+
+
+def traffic(metrics_urls: str | list[str]) -> dict[str, Any]:
+    """Request rate, latency quantiles and error shares over every predictor: each URL given, and each pod a
+    headless Service's name resolves to (``pod_urls``), added up (counts and histogram buckets sum; the rate
+    is each pod's own since it started)."""
+    urls = [
+        url for given in ([metrics_urls] if isinstance(metrics_urls, str) else metrics_urls) for url in pod_urls(given)
+    ]
+    answers: dict[str, float] = {}
+    buckets: dict[float, float] = {}
+    rate = 0.0
+    for url in urls:
+        pod_answers, pod_buckets, started = _scrape(url)
+        for status, count in pod_answers.items():
+            answers[status] = answers.get(status, 0.0) + count
+        for bound, count in pod_buckets.items():
+            buckets[bound] = buckets.get(bound, 0.0) + count
+        if started:
+            rate += sum(pod_answers.values()) / max(time.time() - started, 1e-9)
     total = sum(answers.values())
     server_errors = sum(v for s, v in answers.items() if s.startswith("5"))
     client_errors = sum(v for s, v in answers.items() if s.startswith("4"))
-    p50, p99 = (_quantile_from_buckets(sorted(buckets), q) for q in (0.5, 0.99))
+    p50, p99 = (_quantile_from_buckets(sorted(buckets.items()), q) for q in (0.5, 0.99))
     return {
+        "predictors": len(urls),
         "requests": total,
-        "requests_per_second": total / (time.time() - started) if started and total else 0.0,
+        "requests_per_second": rate if total else 0.0,
         "server_error_share": server_errors / total if total else 0.0,
         "client_error_share": client_errors / total if total else 0.0,
         "p50_ms": p50 * 1000 if p50 is not None else None,
@@ -214,7 +258,7 @@ def traffic(metrics_url: str) -> dict[str, Any]:
 
 
 def build_report(
-    engine, card: ModelCard, thresholds: MonitorParams, since: float = 0.0, metrics_url: str | None = None
+    engine, card: ModelCard, thresholds: MonitorParams, since: float = 0.0, metrics_url: str | list[str] | None = None
 ) -> tuple[Report, pd.DataFrame]:
     """Every figure and every alert for ``card``'s model over the events since ``since``."""
     frame = served_rows(engine, card.id, since)

@@ -114,7 +114,6 @@ def test_a_fence_on_the_model_servers_port_blocks_the_page_as_kserve_routes_it(t
                     port["port"] = 8080
     blocked = {f.what for f in reachability(objects, SERVING_FLOWS, "mpg-staging").blocked}
     assert "client -> predictor (predict, infer, metadata, readiness)" in blocked
-    assert "report job -> predictor (/metrics)" in blocked
 
 
 # --- every supported KServe release: schema and admission ---------------------------------------------------

@@ -63,7 +63,7 @@ def test_the_report_job_records_its_alerts_and_runs_once(staging):
     job = staging[("CronJob", "mpg-monitor-report")]["spec"]
     assert job["jobTemplate"]["spec"]["backoffLimit"] == 0 and job["concurrencyPolicy"] == "Forbid"
     args = job["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[:2] == ["monitor", "report"] and "--metrics-url=http://mpg-predictor/metrics" in args
+    assert args[:2] == ["monitor", "report"] and "--metrics-url=http://mpg-predictor-pods:8080/metrics" in args
     assert "--record" in args
 
 
@@ -102,3 +102,13 @@ def test_the_daily_report_judges_the_model_git_names_and_follows_a_bump(root, tm
     path = project / model_file(env)
     path.write_text(with_model_uri(path.read_text(), bumped))
     assert report_model(project / "k8s" / "overlays" / env) == str(bumped)
+
+
+def test_the_report_reads_every_predictor_pod_on_the_model_servers_port(staging):
+    """The platform review: the report read /metrics through mpg-predictor, so one random pod answered (and
+    through KServe's agent, whose payload log then carried the scrape). A headless Service names every pod."""
+    service = staging[("Service", "mpg-predictor-pods")]["spec"]
+    isvc = staging[("InferenceService", "mpg")]
+    assert service["clusterIP"] == "None"
+    assert service["ports"] == [{"name": "metrics", "port": 8080, "targetPort": 8080}]
+    assert service["selector"] == {"serving.kserve.io/inferenceservice": isvc["metadata"]["name"]}

@@ -144,6 +144,49 @@ def test_html_report_has_the_plots_and_traffic_from_the_predictor(world, trained
     assert traffic["server_error_share"] == 0 and 0 < traffic["p99_ms"] < 1000
 
 
+def test_traffic_is_every_predictors_added_up(world, trained_dir, tmp_path):
+    """Two predictors (two pods of one InferenceService), each read, their counts and latencies added up."""
+    url, engine, model, card, dataset = world
+    cars, _ = sample(dataset, 10, seed=8)
+    served(engine, model, card, cars, "two-pods")
+    json_out = tmp_path / "two.json"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with (
+        running_server(str(trained_dir), tmp_path / "a") as (first, _, _a),
+        running_server(str(trained_dir), tmp_path / "b") as (second, _, _b),
+    ):
+        for base, count in ((first, 3), (second, 5)):
+            for _ in range(count):
+                httpx.post(f"{base}/v1/models/mpg:predict", json={"instances": [cars[0].tolist()]})
+        httpx.post(f"{second}/v1/models/mpg:predict", json={"instances": [[1]]})
+        result = run_mlops("monitor", "report", "--db", url, "--model", trained_dir, "--out", json_out,
+                           "--metrics-url", f"{first}/metrics", "--metrics-url", f"{second}/metrics")  # fmt: skip
+    assert result.returncode in (0, 4), result.stderr
+    traffic = json.loads(json_out.read_text())["traffic"]
+    assert traffic["predictors"] == 2 and traffic["requests"] == 9
+    assert traffic["client_error_share"] == pytest.approx(1 / 9) and 0 < traffic["p99_ms"] < 1000
+
+
+def test_a_name_with_several_addresses_is_read_at_each(monkeypatch):
+    """A headless Service's name resolves to every pod. No cluster DNS here: the resolver answers as CoreDNS
+    does for mpg-predictor-pods (one A record per ready pod); an address or a one-address name is kept."""
+    import socket
+
+    from monitoring.report import pod_urls
+
+    def resolve(host, port, family=0, kind=0, *rest):
+        pods = {"mpg-predictor-pods": ["10.1.0.7", "10.1.0.5", "10.1.0.7"], "one": ["10.1.0.9"]}[host]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port)) for ip in pods]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    assert pod_urls("http://mpg-predictor-pods:8080/metrics") == [
+        "http://10.1.0.5:8080/metrics", "http://10.1.0.7:8080/metrics",
+    ]  # fmt: skip
+    assert pod_urls("http://one:8080/metrics") == ["http://one:8080/metrics"]
+    assert pod_urls("http://127.0.0.1:8080/metrics") == ["http://127.0.0.1:8080/metrics"]
+
+
 def test_without_a_model_the_one_recorded_with_the_events_is_reported(world, trained_dir, tmp_path, monkeypatch):
     url, engine, model, card, dataset = world
     out = tmp_path / "r.json"
