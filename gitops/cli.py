@@ -607,17 +607,13 @@ def up_command(project, repo, branch, envs, staging_port, production_port, inter
     Example:
       mlops monitor serve &  mlops up   # staging on http://127.0.0.1:8000/, production on :8001
     """
-    import signal
     import time
 
     from core.errors import MlopsError
     from gitops.follow import Follower
+    from infra.http import interrupt_once_on_signals
 
-    def stop(signum, _frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    interrupt_once_on_signals()
     ports = {"staging": staging_port, "production": production_port}
     ports = {env: port for env, port in ports.items() if not envs or env in envs}
     if len(set(ports.values())) != len(ports):

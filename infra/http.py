@@ -220,6 +220,21 @@ def exit_on_signals() -> None:
         signal.signal(signum, exit_cleanly)
 
 
+def interrupt_once_on_signals() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, once: the command's own clean-up then runs to its end even when
+    both signals come (Ctrl-C reaches the whole process group while a script's trap sends SIGTERM), where a second
+    KeyboardInterrupt in the middle of it would end the command with click's "Aborted!" and its children left."""
+    stopping = []
+
+    def stop(signum, _frame) -> None:
+        if not stopping:
+            stopping.append(signum)
+            raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+
+
 def server_config(app, *, receive_timeout: float, keep_alive: float, access_log: bool, **extra):
     """uvicorn's configuration for either server: the guarded protocol, no Server header, no proxy headers
     (nothing here trusts a client's forwarded address: nginx passes the real one as X-Real-IP), the keep-alive."""

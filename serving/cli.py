@@ -107,19 +107,14 @@ def client_command(predictor, port, monitor, use_python):
     Example:
       mlops serve --env staging &  mlops client --port 8000   # then open http://127.0.0.1:8000/
     """
-    import signal
 
-    from infra.http import bind
+    from infra.http import bind, interrupt_once_on_signals
     from infra.nginx import nginx_binary, running_nginx
     from serving.page import fallback_server
 
-    def stop(signum, _frame):
-        raise KeyboardInterrupt  # the same clean exit for Ctrl-C and SIGTERM
-
     # SIGINT too, explicitly: a background job of a script starts with SIGINT ignored, and nginx, which
     # resets its own handlers, would then stop on a Ctrl-C to the process group while we reported an error.
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    interrupt_once_on_signals()  # the same clean exit for Ctrl-C and SIGTERM
     bind("127.0.0.1", port).close()  # a busy port is one line now, not after a success message
     client_dir = current_project().root / "k8s" / "base" / "client"
     try:
