@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import httpx
@@ -158,6 +159,14 @@ def test_the_demo_serves_both_environments_through_mlops_up_and_stops_cleanly_on
     staging, production, monitor = free_port(), free_port(), free_port()
     process = demo(repo, store, through_make=True, STAGING_PORT=staging, PRODUCTION_PORT=production,
                    MONITOR_PORT=monitor)  # fmt: skip
+    lines: list[str] = []  # the demo's output as it comes: the user reads the hand-off, then presses Ctrl-C
+    errors: list[str] = []
+    readers = [
+        threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True),
+        threading.Thread(target=lambda: errors.extend(iter(process.stderr.readline, "")), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and process.poll() is None:
@@ -179,9 +188,15 @@ def test_the_demo_serves_both_environments_through_mlops_up_and_stops_cleanly_on
         status = subprocess.run([str(MLOPS), "gitops", "status"], cwd=repo, env=command_env(**store),
                                 capture_output=True, text=True, timeout=60).stdout  # fmt: skip
         assert status.count("mlops up: Synced Healthy") == 2, status
+        deadline = time.monotonic() + 120
+        while not any("Press Ctrl-C to stop." in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         os.killpg(process.pid, signal.SIGINT)
-        out, err = process.communicate(timeout=60)
+        process.wait(timeout=60)
+        for reader in readers:
+            reader.join(timeout=10)
+    out, err = "".join(lines), "".join(errors)
     assert process.returncode == -signal.SIGINT, (process.returncode, err)  # make re-raises the SIGINT it got
     assert "demo stopped: mlops up (nginx and the predictors) and the monitor are shut down" in out
     assert "Error" not in err and "mlops up stopped" in (repo / ".mlops" / "up.log").read_text(), err
